@@ -1,0 +1,21 @@
+"""fastdl: fast, NumPy-compatible dense neural networks (Numba CPU, numba.cuda GPU kernels).
+
+    import fastdl as fd
+    model = fd.Sequential([fd.Dense(20, activation="relu"), fd.Dense(1, activation="sigmoid")],
+                          input_dim=2, loss="binary_crossentropy", seed=0)
+    model.fit(X, y, optimizer=fd.optim.SGD(lr=0.1), epochs=100, batch_size=64)
+"""
+
+from . import config  # noqa: F401  (sets OMP_WAIT_POLICY before numba starts)
+from . import data, optim
+from .backend import get_backend, set_backend, set_num_threads
+from .diagnose import Diagnosis, diagnose
+from .gradcheck import GradcheckResult, gradcheck
+from .nn import Activation, Dense, Layer, Sequential
+from .train import Callback, DivergenceError, History
+
+__version__ = "0.1.0"
+
+__all__ = ["Sequential", "Dense", "Activation", "Layer", "optim", "data", "gradcheck",
+           "GradcheckResult", "diagnose", "Diagnosis", "set_backend", "get_backend", "set_num_threads", "Callback",
+           "History", "DivergenceError", "config"]

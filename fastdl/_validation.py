@@ -1,0 +1,90 @@
+"""Checks and conversions at the public edges. Every error names the argument, the value it got
+and what was expected; nothing is silently coerced into garbage."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; expected one of {FLOAT_DTYPES}")
+    return dt
+
+
+def check_int(name, value, minimum=None, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an integer")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
+    return int(value)
+
+
+def check_float(name, value, minimum=None, strict=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{name}={value!r} is invalid; expected a finite number")
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        op = ">" if strict else ">="
+        raise ValueError(f"{name}={value!r} is invalid; expected a number {op} {minimum}")
+    return float(value)
+
+
+def _numeric_array(name, a):
+    try:
+        arr = np.asarray(a)
+    except Exception as e:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to a numeric array: {e}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   or arr.dtype == np.bool_):
+        raise TypeError(f"{name} has dtype {arr.dtype}; expected a numeric array-like")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} is complex; expected real numbers")
+    return arr
+
+
+def as_features(name, X, dtype, n_features=None) -> np.ndarray:
+    """Any NumPy-acceptable array-like -> C-contiguous (m, n) array of ``dtype``, checked."""
+    arr = _numeric_array(name, X)
+    if arr.ndim != 2:
+        hint = " (use X.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} has shape {arr.shape}; expected a 2-D array "
+                         f"(n_examples, n_features){hint}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); expected at least one example")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features (shape {arr.shape}); the model "
+                         f"expects {n_features}")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); expected finite "
+                         "numbers (impute or drop them first)")
+    return out
+
+
+def as_targets(name, y) -> np.ndarray:
+    arr = _numeric_array(name, y)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"{name} has shape {arr.shape}; expected (n_examples,) or "
+                         "(n_examples, n_outputs)")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty; expected at least one label")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values; expected finite labels")
+    return arr
+
+
+def check_rows(X, y, xname="X", yname="y"):
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"{xname} has {X.shape[0]} rows but {yname} has {y.shape[0]}; "
+                         "expected one label per example")

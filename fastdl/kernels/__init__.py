@@ -1,0 +1,42 @@
+"""Kernel registry: the names every backend must export, file by file.
+
+Each backend package (``reference``, ``cpu``, ``cuda``) has one module per file name below and
+exports exactly these public functions with the same signatures. ``tests/test_kernel_registry.py``
+enforces it, and kernel tests iterate over this table, so registering a kernel here puts it
+under test.
+
+Contract (see DESIGN.md): outputs first, the caller allocates every buffer, kernels never
+validate or draw random numbers. A buffer of size 0 passed for an optional output (``dX``, a
+bias) means "skip it".
+
+Activation codes (``activation`` arguments) are the integers in ``ACTIVATIONS``.
+Loss codes are the integers in ``LOSSES``.
+"""
+
+KERNELS = {
+    "activations": ("activation_forward", "activation_backward", "softmax_forward"),
+    "dense": ("dense_forward", "dense_backward"),
+    "losses": ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error"),
+    "optim": ("sgd_update", "momentum_update", "rmsprop_update", "adam_update"),
+    "batching": ("gather_rows",),
+    "epoch": ("train_epoch",),
+    "reductions": ("sum_squares",),
+}
+
+#: Activation name -> integer code understood by every kernel.
+ACTIVATIONS = {"linear": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
+LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID = range(5)
+
+#: Loss name -> integer code (used by the fused-epoch kernels).
+LOSSES = {"binary_crossentropy": 0, "categorical_crossentropy": 1, "mse": 2}
+BCE, CCE, MSE = range(3)
+
+
+def all_kernel_names():
+    """Every (file, name) pair of the registry."""
+    return [(f, n) for f, names in KERNELS.items() for n in names]
+
+#: Optimizer name -> integer code (fused-epoch kernels dispatch on it; the float64 ``hyper``
+#: packing and state rows of each are documented in ``reference/optim.py:_fused_update``).
+#: AdamW is the Adam kernel with its decoupled weight decay set.
+OPTIMIZERS = {"sgd": 0, "momentum": 1, "rmsprop": 2, "adam": 3}

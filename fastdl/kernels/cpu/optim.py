@@ -1,0 +1,251 @@
+"""Optimizer updates over the flat parameter buffer (cpu).
+
+Same math, names and argument order as ``reference/optim.py`` (read the legend there). How these
+differ from the reference:
+
+* one pass over memory per step, no temporaries: each element's gradient, state and parameter
+  are read once and written once (Adam: 16 bytes read + 12 written per float32 parameter);
+* the coupled terms are folded: ``g + (weight_decay + l2) * p`` on the weight prefix and
+  ``g + weight_decay * p`` after it, so the loop body has no branch;
+* Adam uses ``step_size = lr / (1 - beta1^t)`` and ``sqrt(v) / sqrt(1 - beta2^t)`` (PyTorch's
+  arrangement) instead of forming ``m_hat`` and ``v_hat``; AdamW multiplies ``p`` by
+  ``1 - lr * decoupled_decay`` (PyTorch's ``p.mul_``), the same value up to rounding;
+* scalars are cast to the parameters' dtype before the loop, so float32 stays float32 inside it;
+* buffers of at least ``config.PARALLEL_MIN_SIZE`` elements run in parallel: ``prange`` over
+  blocks of ``_BLOCK`` contiguous elements, each block the serial loop (vectorised by LLVM).
+  Smaller buffers run serially (threads only pay for themselves on large buffers, and a serial
+  kernel never competes with BLAS threads; see NOTES.md).
+* ``error_model="numpy"``: Numba's default Python error model checks every float division for a
+  zero divisor, and that branch kept LLVM from vectorising the loops (scalar ``vdivss`` /
+  ``vsqrtss`` instead of packed ones, checked with ``inspect_asm``). Division by zero gives
+  inf/nan as in NumPy.
+
+``_fused_update`` is the serial dispatcher the fused-epoch kernel calls; its ``hyper`` packing is
+documented in ``reference/optim.py:_fused_update``.
+"""
+
+import math
+
+from numba import prange
+
+from ... import config
+from ._jit import jit, pjit
+
+#: Elements per parallel block (64 Ki float32 = 256 KiB per stream: long vector runs, and enough
+#: blocks for static scheduling to balance two or more threads).
+_BLOCK = 1 << 16
+
+# Loops run over whole (sliced) arrays: with ``range(lo, hi)`` indices Numba's negative-index
+# wraparound kept LLVM from vectorising (4x slower Adam); slices of C arrays stay C arrays.
+_kernel = jit(error_model="numpy")
+_parallel_kernel = pjit(error_model="numpy")
+
+
+@jit(inline="always")
+def _split(lo, hi, n_l2):
+    """End of the L2 (weight) prefix inside the block [lo, hi)."""
+    return min(max(n_l2, lo), hi)
+
+
+@jit(inline="always")
+def _n_blocks(n):
+    return (n + _BLOCK - 1) // _BLOCK
+
+
+# ---------------------------------------------------------------------------------- sgd ----
+@_kernel
+def _sgd_loop(params, grads, lr, wd):
+    for i in range(params.shape[0]):
+        p = params[i]
+        params[i] = p - lr * (grads[i] + wd * p)
+
+
+@_kernel
+def _sgd_block(params, grads, lo, hi, n_l2, lr, weight_decay, l2):
+    t = params.dtype.type
+    lr_, wd, wd_l2 = t(lr), t(weight_decay), t(weight_decay + l2)
+    k = _split(lo, hi, n_l2)
+    _sgd_loop(params[lo:k], grads[lo:k], lr_, wd_l2)
+    _sgd_loop(params[k:hi], grads[k:hi], lr_, wd)
+
+
+@_kernel
+def _sgd_serial(params, grads, lr, weight_decay, l2, n_l2):
+    _sgd_block(params, grads, 0, params.shape[0], n_l2, lr, weight_decay, l2)
+
+
+@_parallel_kernel
+def _sgd_parallel(params, grads, lr, weight_decay, l2, n_l2):
+    n = params.shape[0]
+    for b in prange(_n_blocks(n)):
+        _sgd_block(params, grads, b * _BLOCK, min((b + 1) * _BLOCK, n), n_l2, lr, weight_decay,
+                   l2)
+
+
+def sgd_update(params, grads, lr, weight_decay, l2, n_l2):
+    """p <- p - lr * g (g: gradient + coupled weight decay + L2 on the weight prefix)."""
+    f = _sgd_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _sgd_serial
+    f(params, grads, float(lr), float(weight_decay), float(l2), int(n_l2))
+
+
+# ----------------------------------------------------------------------------- momentum ----
+@_kernel
+def _momentum_loop(params, velocity, grads, lr, beta, c, nesterov, wd):
+    for i in range(params.shape[0]):
+        p = params[i]
+        g = grads[i] + wd * p
+        v = beta * velocity[i] + c * g
+        velocity[i] = v
+        if nesterov:
+            params[i] = p - lr * (c * g + beta * v)
+        else:
+            params[i] = p - lr * v
+
+
+@_kernel
+def _momentum_block(params, velocity, grads, lo, hi, n_l2, lr, beta, dampening, nesterov,
+                    weight_decay, l2):
+    t = params.dtype.type
+    lr_, beta_, c = t(lr), t(beta), t(1.0 - dampening)
+    wd, wd_l2 = t(weight_decay), t(weight_decay + l2)
+    k = _split(lo, hi, n_l2)
+    _momentum_loop(params[lo:k], velocity[lo:k], grads[lo:k], lr_, beta_, c, nesterov, wd_l2)
+    _momentum_loop(params[k:hi], velocity[k:hi], grads[k:hi], lr_, beta_, c, nesterov, wd)
+
+
+@_kernel
+def _momentum_serial(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, l2,
+                     n_l2):
+    _momentum_block(params, velocity, grads, 0, params.shape[0], n_l2, lr, beta, dampening,
+                    nesterov, weight_decay, l2)
+
+
+@_parallel_kernel
+def _momentum_parallel(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay,
+                       l2, n_l2):
+    n = params.shape[0]
+    for b in prange(_n_blocks(n)):
+        _momentum_block(params, velocity, grads, b * _BLOCK, min((b + 1) * _BLOCK, n), n_l2, lr,
+                        beta, dampening, nesterov, weight_decay, l2)
+
+
+def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, l2,
+                    n_l2):
+    """v <- beta v + (1 - dampening) g;  p <- p - lr * (v, or (1 - dampening) g + beta v)."""
+    f = _momentum_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _momentum_serial
+    f(params, velocity, grads, float(lr), float(beta), float(dampening), bool(nesterov),
+      float(weight_decay), float(l2), int(n_l2))
+
+
+# ------------------------------------------------------------------------------ rmsprop ----
+@_kernel
+def _rmsprop_loop(params, square_avg, grads, lr, beta, c, eps, wd):
+    for i in range(params.shape[0]):
+        p = params[i]
+        g = grads[i] + wd * p
+        s = beta * square_avg[i] + c * g * g
+        square_avg[i] = s
+        params[i] = p - lr * g / (math.sqrt(s) + eps)
+
+
+@_kernel
+def _rmsprop_block(params, square_avg, grads, lo, hi, n_l2, lr, beta, eps, weight_decay, l2):
+    t = params.dtype.type
+    lr_, beta_, c, eps_ = t(lr), t(beta), t(1.0 - beta), t(eps)
+    wd, wd_l2 = t(weight_decay), t(weight_decay + l2)
+    k = _split(lo, hi, n_l2)
+    _rmsprop_loop(params[lo:k], square_avg[lo:k], grads[lo:k], lr_, beta_, c, eps_, wd_l2)
+    _rmsprop_loop(params[k:hi], square_avg[k:hi], grads[k:hi], lr_, beta_, c, eps_, wd)
+
+
+@_kernel
+def _rmsprop_serial(params, square_avg, grads, lr, beta, eps, weight_decay, l2, n_l2):
+    _rmsprop_block(params, square_avg, grads, 0, params.shape[0], n_l2, lr, beta, eps,
+                   weight_decay, l2)
+
+
+@_parallel_kernel
+def _rmsprop_parallel(params, square_avg, grads, lr, beta, eps, weight_decay, l2, n_l2):
+    n = params.shape[0]
+    for b in prange(_n_blocks(n)):
+        _rmsprop_block(params, square_avg, grads, b * _BLOCK, min((b + 1) * _BLOCK, n), n_l2,
+                       lr, beta, eps, weight_decay, l2)
+
+
+def rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, l2, n_l2):
+    """s <- beta s + (1 - beta) g^2;  p <- p - lr g / (sqrt(s) + eps)."""
+    f = _rmsprop_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _rmsprop_serial
+    f(params, square_avg, grads, float(lr), float(beta), float(eps), float(weight_decay),
+      float(l2), int(n_l2))
+
+
+# --------------------------------------------------------------------------------- adam ----
+@_kernel
+def _adam_loop(params, m, v, grads, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay, wd):
+    for i in range(params.shape[0]):
+        p = params[i]
+        g = grads[i] + wd * p
+        mi = b1 * m[i] + c1 * g
+        vi = b2 * v[i] + c2 * g * g
+        m[i] = mi
+        v[i] = vi
+        params[i] = decay * p - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
+
+
+@_kernel
+def _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step, weight_decay,
+                decoupled_decay, l2):
+    # bias corrections in float64 once per block, then every scalar in the params' dtype
+    t = params.dtype.type
+    step_size = t(lr / (1.0 - beta1 ** step))
+    inv_sqrt_bc2 = t(1.0 / math.sqrt(1.0 - beta2 ** step))
+    b1, c1, b2, c2 = t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2)
+    eps_, decay = t(eps), t(1.0 - lr * decoupled_decay)
+    wd, wd_l2 = t(weight_decay), t(weight_decay + l2)
+    k = _split(lo, hi, n_l2)
+    _adam_loop(params[lo:k], m[lo:k], v[lo:k], grads[lo:k], b1, c1, b2, c2, step_size,
+               inv_sqrt_bc2, eps_, decay, wd_l2)
+    _adam_loop(params[k:hi], m[k:hi], v[k:hi], grads[k:hi], b1, c1, b2, c2, step_size,
+               inv_sqrt_bc2, eps_, decay, wd)
+
+
+@_kernel
+def _adam_serial(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
+                 decoupled_decay, l2, n_l2):
+    _adam_block(params, m, v, grads, 0, params.shape[0], n_l2, lr, beta1, beta2, eps, step,
+                weight_decay, decoupled_decay, l2)
+
+
+@_parallel_kernel
+def _adam_parallel(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
+                   decoupled_decay, l2, n_l2):
+    n = params.shape[0]
+    for b in prange(_n_blocks(n)):
+        _adam_block(params, m, v, grads, b * _BLOCK, min((b + 1) * _BLOCK, n), n_l2, lr, beta1,
+                    beta2, eps, step, weight_decay, decoupled_decay, l2)
+
+
+def adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay, decoupled_decay,
+                l2, n_l2):
+    """Adam / AdamW with bias correction, eps outside the sqrt of the corrected v (1-based step)."""
+    f = _adam_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _adam_serial
+    f(params, m, v, grads, float(lr), float(beta1), float(beta2), float(eps), int(step),
+      float(weight_decay), float(decoupled_decay), float(l2), int(n_l2))
+
+
+# ------------------------------------------------------------------- fused-epoch dispatch ----
+@_kernel
+def _fused_update(params, grads, state, opt_kind, hyper, step, l2, n_l2):
+    """Serial optimizer dispatch for fused-epoch kernels (tiny nets). ``step`` is 1-based; the
+    ``hyper``/``state`` layouts are those of ``reference/optim.py:_fused_update``."""
+    if opt_kind == 0:
+        _sgd_serial(params, grads, hyper[0], hyper[1], l2, n_l2)
+    elif opt_kind == 1:
+        _momentum_serial(params, state[0], grads, hyper[0], hyper[1], hyper[2], hyper[3] != 0.0,
+                         hyper[4], l2, n_l2)
+    elif opt_kind == 2:
+        _rmsprop_serial(params, state[0], grads, hyper[0], hyper[1], hyper[2], hyper[3], l2,
+                        n_l2)
+    elif opt_kind == 3:
+        _adam_serial(params, state[0], state[1], grads, hyper[0], hyper[1], hyper[2], hyper[3],
+                     step, hyper[4], hyper[5], l2, n_l2)

@@ -1,0 +1,146 @@
+"""Dense (fully connected) layer, forward and backward, activation fused (cuda).
+
+Same legend and math as ``reference/dense.py``:
+    A = g(X W^T + b)          dZ = dA * g'(Z)   dW = dZ^T X   db = sum_rows dZ   dX = dZ W
+Differs from the reference in how the passes are grouped:
+    forward   GEMM (cuBLAS via CuPy, or the tiled numba GEMM; ``_gemm.py``), then ONE kernel
+              adding the bias and applying g in place;
+    backward  ONE kernel turning dA into dZ in place *and* summing its columns into db (each
+              block owns a strip of columns, its threads stride down the rows, and a shared-
+              memory tree reduces them: no atomics, no race), then the two GEMMs.
+For tall batches the column sums are split over row ranges (``gridDim.y``) to use the whole GPU;
+the split partials land in a scratch buffer and a second tiny kernel adds them.
+"""
+
+from numba import cuda
+
+from ._device import SHARED_SIZE, _fill_kernel, blocks, per_dtype, scratch, tpb
+from ._gemm import gemm
+from .activations import _act_fns
+
+#: Rows each thread handles (at least) before the column sums are split over row ranges.
+_COLSUM_MIN_ROWS_PER_THREAD = 32
+#: Blocks the column-sum kernel aims for (about two per SM of an H100).
+_COLSUM_TARGET_BLOCKS = 264
+
+
+@per_dtype
+def _bias_act_kernel(T):
+    act, _ = _act_fns.for_type(T)
+
+    @cuda.jit
+    def kernel(A, b, activation, alpha):
+        """A = g(A + b) in place (no bias when b has size 0)."""
+        n = A.shape[1]
+        has_b = b.shape[0] > 0
+        for i in range(cuda.grid(1), A.shape[0] * n, cuda.gridsize(1)):
+            r = i // n
+            c = i - r * n
+            z = A[r, c]
+            if has_b:
+                z += b[c]
+            A[r, c] = act(z, activation, alpha)
+    return kernel
+
+
+@per_dtype
+def _dz_colsum_kernel(T):
+    _, act_grad = _act_fns.for_type(T)
+
+    @cuda.jit
+    def kernel(db, partial, dA, A, activation, alpha):
+        """dA <- dA * g'(A) in place; column sums into db (gridDim.y == 1) or into
+        partial[split * n + c] (row range ``split`` = blockIdx.y of gridDim.y)."""
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        TX = cuda.blockDim.x
+        TY = cuda.blockDim.y
+        m = dA.shape[0]
+        n = dA.shape[1]
+        want_sum = db.shape[0] > 0
+        n_split = cuda.gridDim.y
+        split = cuda.blockIdx.y
+        rows = (m + n_split - 1) // n_split
+        r0 = split * rows
+        r1 = min(m, r0 + rows)
+        for c0 in range(cuda.blockIdx.x * TX, n, cuda.gridDim.x * TX):
+            c = c0 + tx
+            s = T(0)
+            if c < n:
+                for r in range(r0 + ty, r1, TY):
+                    dz = act_grad(dA[r, c], A[r, c], activation, alpha)
+                    dA[r, c] = dz
+                    s += dz
+            if want_sum:
+                cuda.syncthreads()
+                sh[ty * TX + tx] = s
+                cuda.syncthreads()
+                stride = 1
+                while stride < TY:
+                    stride *= 2
+                stride //= 2
+                while stride > 0:
+                    if ty < stride and ty + stride < TY:
+                        sh[ty * TX + tx] += sh[(ty + stride) * TX + tx]
+                    cuda.syncthreads()
+                    stride //= 2
+                if ty == 0 and c < n:
+                    if n_split == 1:
+                        db[c] = sh[tx]
+                    else:
+                        partial[split * n + c] = sh[tx]
+    return kernel
+
+
+@per_dtype
+def _colsum_finish_kernel(T):
+    @cuda.jit
+    def kernel(db, partial, n_split):
+        """db[c] = sum_s partial[s * n + c]."""
+        n = db.shape[0]
+        for c in range(cuda.grid(1), n, cuda.gridsize(1)):
+            s = T(0)
+            for k in range(n_split):
+                s += partial[k * n + c]
+            db[c] = s
+    return kernel
+
+
+def _colsum_block():
+    """(TX, TY) of the dZ/column-sum kernel: 32 columns x 8 rows at 256 threads; tests'
+    tiny blocks keep TY > 1 so the tree reduction runs."""
+    t = tpb()
+    tx = 32 if t >= 128 else max(1, t // 4)
+    return tx, max(1, t // tx)
+
+
+def dense_forward(A, X, W, b, activation, alpha):
+    """A = g(X W^T + b): GEMM, then one fused bias + activation kernel."""
+    gemm(A, X, W, False, True)
+    if A.size and (b.size or activation != 0):
+        _bias_act_kernel(A.dtype)[blocks(A.size), tpb()](A, b, int(activation),
+                                                         A.dtype.type(alpha))
+
+
+def dense_backward(dX, dW, db, dA, A, X, W, activation, alpha):
+    """Gradients of the layer. ``dA`` is overwritten with dZ (it is a workspace)."""
+    m, n = dA.shape
+    if m and n and (db.size or activation != 0):
+        tx, ty = _colsum_block()
+        col_blocks = min((n + tx - 1) // tx, 65535)
+        n_split = 1
+        if db.size:
+            rows_per_block = ty * _COLSUM_MIN_ROWS_PER_THREAD
+            n_split = max(1, min((m + rows_per_block - 1) // rows_per_block,
+                                 _COLSUM_TARGET_BLOCKS // col_blocks, 65535))
+        partial = scratch("colsum", n_split * n, dA.dtype)
+        _dz_colsum_kernel(dA.dtype)[(col_blocks, n_split), (tx, ty)](
+            db, partial, dA, A, int(activation), dA.dtype.type(alpha))
+        if n_split > 1:
+            _colsum_finish_kernel(dA.dtype)[blocks(n), tpb()](db, partial, n_split)
+    elif db.size:  # an empty batch: the column sums are zero
+        _fill_kernel[blocks(db.size), tpb()](db, db.dtype.type(0))
+    gemm(dW, dA, X, True, False)
+    if dX.size:
+        gemm(dX, dA, W, False, False)

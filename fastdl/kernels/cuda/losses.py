@@ -1,0 +1,139 @@
+"""Losses fused with their output activation and their gradient (cuda).
+
+Same math as ``reference/losses.py`` (mean cost into ``loss[0]``, gradient already divided by
+m into ``dZ``, which may alias the input). Differs in where the arithmetic runs: in the dtype
+of the inputs (the reference uses float64), one thread per row for the softmax (stable
+log-sum-exp) and one thread per element for the others, and the cost is reduced without a
+race and without a host sync: each block tree-reduces its threads' sums in shared memory and
+writes one partial; a second one-block kernel adds the partials into ``loss[0]`` (a launch
+with a single block writes ``loss[0]`` directly).
+
+The private stage-1 kernels take ``order, start`` so the epoch launcher can read target rows
+through the shuffle (row r uses ``Y[order[start + r]]``; an empty ``order`` means ``Y[r]``)
+instead of gathering Y first.
+"""
+
+import math
+
+from numba import cuda
+
+from ._device import (MAX_REDUCE_BLOCKS, SHARED_SIZE, block_sum, blocks, empty_index, finish,
+                      per_dtype, scratch, tpb)
+
+SOFTMAX_CE, SIGMOID_BCE, MSE = "softmax_ce", "sigmoid_bce", "mse"
+
+
+@cuda.jit(device=True, inline=True)
+def _emit(out, k, scale, partial, direct, total):
+    """Thread 0 of each block stores the block's sum: out[k] = total * scale when the launch
+    has one block (``direct``), else partial[blockIdx.x] = total for the second stage."""
+    if cuda.threadIdx.x == 0:
+        if direct:
+            out[k] = total * scale
+        else:
+            partial[cuda.blockIdx.x] = total
+
+
+@per_dtype
+def _softmax_cross_entropy_kernel(T):
+    @cuda.jit
+    def kernel(out, k, scale, partial, direct, dZ, Z, Y, order, start):
+        """One thread per row: log p = z - zmax - log sum exp(z - zmax); dZ = (p sum(y) - y) m^-1."""
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        C = Z.shape[1]
+        acc = T(0)
+        for r in range(cuda.grid(1), Z.shape[0], cuda.gridsize(1)):
+            yr = order[start + r] if order.shape[0] > 0 else r
+            zmax = Z[r, 0]
+            for c in range(1, C):
+                zmax = max(zmax, Z[r, c])
+            s = T(0)
+            for c in range(C):
+                s += math.exp(Z[r, c] - zmax)
+            log_s = math.log(s)
+            ysum = T(0)
+            for c in range(C):
+                y = Y[yr, c]
+                ysum += y
+                acc -= y * ((Z[r, c] - zmax) - log_s)
+            for c in range(C):
+                p = math.exp((Z[r, c] - zmax) - log_s)
+                dZ[r, c] = (p * ysum - Y[yr, c]) * scale
+        _emit(out, k, scale, partial, direct, block_sum(sh, acc))
+    return kernel
+
+
+@per_dtype
+def _sigmoid_binary_cross_entropy_kernel(T):
+    @cuda.jit
+    def kernel(out, k, scale, partial, direct, dZ, Z, Y, order, start):
+        """One thread per element: max(z,0) - z y + log1p(exp(-|z|)); dZ = (sigmoid(z) - y) m^-1."""
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        n = Z.shape[1]
+        acc = T(0)
+        for i in range(cuda.grid(1), Z.shape[0] * n, cuda.gridsize(1)):
+            r = i // n
+            c = i - r * n
+            yr = order[start + r] if order.shape[0] > 0 else r
+            z = Z[r, c]
+            y = Y[yr, c]
+            e = math.exp(-abs(z))
+            acc += (max(z, T(0)) - z * y) + math.log1p(e)
+            sig = T(1) / (T(1) + e) if z >= T(0) else e / (T(1) + e)
+            dZ[r, c] = (sig - y) * scale
+        _emit(out, k, scale, partial, direct, block_sum(sh, acc))
+    return kernel
+
+
+@per_dtype
+def _mean_squared_error_kernel(T):
+    @cuda.jit
+    def kernel(out, k, scale, partial, direct, dA, A, Y, order, start):
+        """One thread per element: (a - y)^2; dA = 2 (a - y) / (m k) (scale = 1 / (m k))."""
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        n = A.shape[1]
+        acc = T(0)
+        for i in range(cuda.grid(1), A.shape[0] * n, cuda.gridsize(1)):
+            r = i // n
+            c = i - r * n
+            yr = order[start + r] if order.shape[0] > 0 else r
+            diff = A[r, c] - Y[yr, c]
+            acc += diff * diff
+            dA[r, c] = T(2) * diff * scale
+        _emit(out, k, scale, partial, direct, block_sum(sh, acc))
+    return kernel
+
+
+_KERNELS = {SOFTMAX_CE: _softmax_cross_entropy_kernel,
+            SIGMOID_BCE: _sigmoid_binary_cross_entropy_kernel,
+            MSE: _mean_squared_error_kernel}
+
+
+def _loss_into(kind, out, k, dZ, Z, Y, order=None, start=0, extra=None):
+    """Launch loss ``kind``: out[k] = mean cost (+ s2 * sum(p2[:n2]) when ``extra`` =
+    (p2, n2, s2) holds another reduction's partials), gradient into dZ."""
+    m, n = Z.shape
+    per_row = kind == SOFTMAX_CE
+    items = m if per_row else m * n
+    inv = 1.0 / m if kind != MSE else 1.0 / (m * n)
+    nb = blocks(items, cap=MAX_REDUCE_BLOCKS)
+    direct = nb == 1 and extra is None
+    partial = scratch("loss", nb, Z.dtype)
+    dt = Z.dtype
+    _KERNELS[kind](dt)[nb, tpb()](out, k, dt.type(inv), partial, direct, dZ, Z, Y,
+                                  empty_index() if order is None else order, start)
+    if not direct:
+        p2, n2, s2 = extra if extra is not None else (None, 0, 0.0)
+        finish(out, k, partial, nb, inv, p2, n2, s2)
+
+
+def softmax_cross_entropy(loss, dZ, Z, Y):
+    _loss_into(SOFTMAX_CE, loss, 0, dZ, Z, Y)
+
+
+def sigmoid_binary_cross_entropy(loss, dZ, Z, Y):
+    _loss_into(SIGMOID_BCE, loss, 0, dZ, Z, Y)
+
+
+def mean_squared_error(loss, dA, A, Y):
+    _loss_into(MSE, loss, 0, dA, A, Y)

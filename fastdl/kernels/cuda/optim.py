@@ -1,0 +1,224 @@
+"""Optimizer updates over the flat parameter buffer (cuda).
+
+Same math, argument order and evaluation order as ``reference/optim.py`` (read its legend): the
+effective gradient ``g + weight_decay p (+ l2 p on the first n_l2 entries)``, then the update.
+Differs in being one grid-stride pass over memory per step (parameters, state and gradient are
+each read once and written once, no temporaries). Scalars derived from the hyperparameters
+(``1 - beta``, Adam's bias corrections ``1 - beta^step``, ``lr * decoupled_decay``) are
+computed on the host in float64 and cast to the parameter dtype, as NumPy's scalar promotion
+does in the reference.
+
+``_update_fns(dtype)`` gives the per-element device functions; ``opt_update`` applies optimizer
+``opt_kind`` to one element, reading its hyperparameters from a device array laid out by
+``_derived_hyper`` (used by the fused epoch kernel).
+"""
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from ._device import blocks, per_dtype, tpb
+
+SGD, MOMENTUM, RMSPROP, ADAM = range(4)
+
+
+@per_dtype
+def _update_fns(T):
+    @cuda.jit(device=True, inline=True)
+    def eff_grad(p, g, weight_decay, l2, i, n_l2):
+        if weight_decay != T(0):
+            g = g + weight_decay * p
+        if l2 != T(0) and i < n_l2:
+            g = g + l2 * p
+        return g
+
+    @cuda.jit(device=True, inline=True)
+    def sgd_one(params, grads, i, lr, weight_decay, l2, n_l2):
+        p = params[i]
+        g = eff_grad(p, grads[i], weight_decay, l2, i, n_l2)
+        params[i] = p - lr * g
+
+    @cuda.jit(device=True, inline=True)
+    def momentum_one(params, velocity, grads, i, lr, beta, one_m_damp, nesterov, weight_decay,
+                     l2, n_l2):
+        p = params[i]
+        g = eff_grad(p, grads[i], weight_decay, l2, i, n_l2)
+        v = velocity[i] * beta + one_m_damp * g
+        velocity[i] = v
+        d = one_m_damp * g + beta * v if nesterov else v
+        params[i] = p - lr * d
+
+    @cuda.jit(device=True, inline=True)
+    def rmsprop_one(params, square_avg, grads, i, lr, beta, one_m_beta, eps, weight_decay, l2,
+                    n_l2):
+        p = params[i]
+        g = eff_grad(p, grads[i], weight_decay, l2, i, n_l2)
+        s = square_avg[i] * beta + one_m_beta * g * g
+        square_avg[i] = s
+        params[i] = p - lr * g / (math.sqrt(s) + eps)
+
+    @cuda.jit(device=True, inline=True)
+    def adam_one(params, m, v, grads, i, lr, beta1, one_m_b1, beta2, one_m_b2, eps, bc1, bc2,
+                 lr_dd, weight_decay, l2, n_l2):
+        p = params[i]
+        g = eff_grad(p, grads[i], weight_decay, l2, i, n_l2)
+        mi = m[i] * beta1 + one_m_b1 * g
+        vi = v[i] * beta2 + one_m_b2 * g * g
+        m[i] = mi
+        v[i] = vi
+        if lr_dd != T(0):
+            p = p - lr_dd * p
+        params[i] = p - lr * (mi / bc1) / (math.sqrt(vi / bc2) + eps)
+
+    @cuda.jit(device=True, inline=True)
+    def opt_update(params, grads, state, i, opt_kind, h, bc1, bc2, l2, n_l2):
+        """Optimizer ``opt_kind`` on element i; ``h`` laid out by ``_derived_hyper``."""
+        if opt_kind == 0:
+            sgd_one(params, grads, i, h[0], h[1], l2, n_l2)
+        elif opt_kind == 1:
+            momentum_one(params, state[0], grads, i, h[0], h[1], h[2], h[3] != T(0), h[4], l2,
+                         n_l2)
+        elif opt_kind == 2:
+            rmsprop_one(params, state[0], grads, i, h[0], h[1], h[2], h[3], h[4], l2, n_l2)
+        elif opt_kind == 3:
+            adam_one(params, state[0], state[1], grads, i, h[0], h[1], h[2], h[3], h[4], h[5],
+                     bc1, bc2, h[7], h[6], l2, n_l2)
+
+    return sgd_one, momentum_one, rmsprop_one, adam_one, opt_update
+
+
+def _derived_hyper(opt_kind, hyper) -> np.ndarray:
+    """float64 device-side hyperparameters of the fused-update layout (reference
+    ``optim._fused_update``) with the derived scalars precomputed:
+
+    0 sgd      [lr, weight_decay]
+    1 momentum [lr, beta, 1 - dampening, nesterov, weight_decay]
+    2 rmsprop  [lr, beta, 1 - beta, eps, weight_decay]
+    3 adam     [lr, beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay, lr * decoupled]
+    """
+    h = [float(v) for v in np.asarray(hyper, dtype=np.float64).ravel()]
+    if opt_kind == SGD:
+        out = [h[0], h[1]]
+    elif opt_kind == MOMENTUM:
+        out = [h[0], h[1], 1.0 - h[2], 1.0 if h[3] != 0.0 else 0.0, h[4]]
+    elif opt_kind == RMSPROP:
+        out = [h[0], h[1], 1.0 - h[1], h[2], h[3]]
+    elif opt_kind == ADAM:
+        out = [h[0], h[1], 1.0 - h[1], h[2], 1.0 - h[2], h[3], h[4], h[0] * h[5]]
+    else:
+        raise ValueError(f"opt_kind={opt_kind!r} is not a known optimizer code; expected 0-3")
+    return np.asarray(out, dtype=np.float64)
+
+
+def _bias_corrections(opt_kind, hyper, step):
+    """Adam's (1 - beta1^step, 1 - beta2^step) in float64 (1, 1 for the others)."""
+    if opt_kind != ADAM:
+        return 1.0, 1.0
+    h = np.asarray(hyper, dtype=np.float64).ravel()
+    return 1.0 - float(h[1]) ** int(step), 1.0 - float(h[2]) ** int(step)
+
+
+@per_dtype
+def _sgd_update_kernel(T):
+    sgd_one = _update_fns.for_type(T)[0]
+
+    @cuda.jit
+    def kernel(params, grads, lr, weight_decay, l2, n_l2):
+        for i in range(cuda.grid(1), params.shape[0], cuda.gridsize(1)):
+            sgd_one(params, grads, i, lr, weight_decay, l2, n_l2)
+    return kernel
+
+
+@per_dtype
+def _momentum_update_kernel(T):
+    momentum_one = _update_fns.for_type(T)[1]
+
+    @cuda.jit
+    def kernel(params, velocity, grads, lr, beta, one_m_damp, nesterov, weight_decay, l2, n_l2):
+        for i in range(cuda.grid(1), params.shape[0], cuda.gridsize(1)):
+            momentum_one(params, velocity, grads, i, lr, beta, one_m_damp, nesterov,
+                         weight_decay, l2, n_l2)
+    return kernel
+
+
+@per_dtype
+def _rmsprop_update_kernel(T):
+    rmsprop_one = _update_fns.for_type(T)[2]
+
+    @cuda.jit
+    def kernel(params, square_avg, grads, lr, beta, one_m_beta, eps, weight_decay, l2, n_l2):
+        for i in range(cuda.grid(1), params.shape[0], cuda.gridsize(1)):
+            rmsprop_one(params, square_avg, grads, i, lr, beta, one_m_beta, eps, weight_decay,
+                        l2, n_l2)
+    return kernel
+
+
+@per_dtype
+def _adam_update_kernel(T):
+    adam_one = _update_fns.for_type(T)[3]
+
+    @cuda.jit
+    def kernel(params, m, v, grads, lr, beta1, one_m_b1, beta2, one_m_b2, eps, bc1, bc2, lr_dd,
+               weight_decay, l2, n_l2):
+        for i in range(cuda.grid(1), params.shape[0], cuda.gridsize(1)):
+            adam_one(params, m, v, grads, i, lr, beta1, one_m_b1, beta2, one_m_b2, eps, bc1,
+                     bc2, lr_dd, weight_decay, l2, n_l2)
+    return kernel
+
+
+def _grid(params):
+    return blocks(params.shape[0]), tpb()
+
+
+def sgd_update(params, grads, lr, weight_decay, l2, n_l2):
+    """p <- p - lr * g (one pass)."""
+    t = params.dtype.type
+    _sgd_update_kernel(params.dtype)[_grid(params)](
+        params, grads, t(lr), t(weight_decay), t(l2), np.int64(n_l2))
+
+
+def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, l2,
+                    n_l2):
+    """v <- beta v + (1 - dampening) g; p <- p - lr * (Nesterov ? (1-d) g + beta v : v)."""
+    t = params.dtype.type
+    _momentum_update_kernel(params.dtype)[_grid(params)](
+        params, velocity, grads, t(lr), t(beta), t(1.0 - float(dampening)), bool(nesterov),
+        t(weight_decay), t(l2), np.int64(n_l2))
+
+
+def rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, l2, n_l2):
+    """s <- beta s + (1 - beta) g^2; p <- p - lr g / (sqrt(s) + eps)."""
+    t = params.dtype.type
+    _rmsprop_update_kernel(params.dtype)[_grid(params)](
+        params, square_avg, grads, t(lr), t(beta), t(1.0 - float(beta)), t(eps),
+        t(weight_decay), t(l2), np.int64(n_l2))
+
+
+def adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
+                decoupled_decay, l2, n_l2):
+    """Adam / AdamW with bias correction (step is 1-based), one pass."""
+    t = params.dtype.type
+    bc1, bc2 = _bias_corrections(ADAM, [lr, beta1, beta2], step)
+    _adam_update_kernel(params.dtype)[_grid(params)](
+        params, m, v, grads, t(lr), t(beta1), t(1.0 - float(beta1)), t(beta2),
+        t(1.0 - float(beta2)), t(eps), t(bc1), t(bc2), t(float(lr) * float(decoupled_decay)),
+        t(weight_decay), t(l2), np.int64(n_l2))
+
+
+def _fused_update(params, grads, state_rows, opt_kind, hyper, step, l2, n_l2):
+    """Host dispatch of optimizer ``opt_kind`` (reference ``optim._fused_update``);
+    ``state_rows`` is a sequence of 1-D device arrays (the rows of ``state``)."""
+    h = np.asarray(hyper, dtype=np.float64).ravel()
+    if opt_kind == SGD:
+        sgd_update(params, grads, h[0], h[1], l2, n_l2)
+    elif opt_kind == MOMENTUM:
+        momentum_update(params, state_rows[0], grads, h[0], h[1], h[2], h[3] != 0.0, h[4], l2,
+                        n_l2)
+    elif opt_kind == RMSPROP:
+        rmsprop_update(params, state_rows[0], grads, h[0], h[1], h[2], h[3], l2, n_l2)
+    elif opt_kind == ADAM:
+        adam_update(params, state_rows[0], state_rows[1], grads, h[0], h[1], h[2], h[3], step,
+                    h[4], h[5], l2, n_l2)
+    else:
+        raise ValueError(f"opt_kind={opt_kind!r} is not a known optimizer code; expected 0-3")

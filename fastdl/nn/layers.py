@@ -1,0 +1,204 @@
+"""Layers: Dense and Activation (Dropout and BatchNorm follow the same interface).
+
+A layer owns no parameter memory: the model lays every parameter out in one
+:class:`~fastdl.params.FlatParams` buffer and hands each layer views (``bind``). Work buffers
+(outputs, input gradients) are allocated once per batch size (``make_workspace``) and reused.
+
+Interface used by :class:`~fastdl.nn.sequential.Sequential`:
+
+    build(input_dim) -> output_dim            shapes only
+    param_specs(index) -> [ParamSpec]         what the flat buffer must hold for this layer
+    init_params(params, index, rng)           write initial values into the views
+    bind(params, index, backend)              keep views of params and grads
+    make_workspace(m) -> Workspace            buffers for a batch of m rows
+    forward(X, ws, training) -> A             A lives in ws
+    backward(dA, ws, need_dX) -> dX or None   dA may be overwritten (it is a workspace)
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..kernels import ACTIVATIONS, LINEAR
+from ..params import ParamSpec
+from .._validation import check_float, check_int
+from .initializers import check_init, initialize
+
+#: Activation names layers accept. softmax is an output activation fused with its loss.
+ACTIVATION_NAMES = tuple(ACTIVATIONS) + ("softmax",)
+
+
+def check_activation(activation):
+    if not isinstance(activation, str) or activation not in ACTIVATION_NAMES:
+        raise ValueError(f"activation={activation!r} is not a known activation; expected one "
+                         f"of {ACTIVATION_NAMES}")
+    return activation
+
+
+class Layer:
+    """Base class; subclasses override what they need."""
+
+    def build(self, input_dim):
+        self.input_dim = self.output_dim = input_dim
+        return input_dim
+
+    def param_specs(self, index):
+        return []
+
+    def init_params(self, params, index, rng):
+        pass
+
+    def bind(self, params, index, backend):
+        self._bk, self._index = backend, index
+
+    def make_workspace(self, m, dtype):
+        return SimpleNamespace()
+
+    def get_config(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self):
+        """A short description for ``summary()``."""
+        return type(self).__name__
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+
+class Dense(Layer):
+    """Fully connected layer ``A = g(X W^T + b)`` with the activation fused into the kernel.
+
+    Parameters
+    ----------
+    units : int
+        Number of units n[l].
+    activation : str
+        "linear" (default), "relu", "leaky_relu", "tanh", "sigmoid", or "softmax" (output
+        layer only; fused with categorical cross-entropy).
+    init : str or callable, optional
+        "he", "lecun", "xavier"/"glorot", "zeros", "normal" (see ``initializers``). Default:
+        "he" for relu/leaky_relu, "xavier" otherwise.
+    use_bias : bool
+        Add the bias b (dropped automatically when a BatchNorm follows).
+    init_scale : float
+        Standard deviation of ``init="normal"`` (the course's 0.01).
+    alpha : float
+        Negative slope of leaky_relu (PyTorch's default 0.01).
+
+    ``W`` has shape (units, inputs), as PyTorch ``nn.Linear.weight`` and the course's W[l];
+    ``b`` has shape (units,).
+    """
+
+    def __init__(self, units, activation="linear", init=None, use_bias=True, init_scale=0.01,
+                 alpha=0.01):
+        self.units = check_int("units", units, minimum=1)
+        self.activation = check_activation(activation)
+        if init is None:
+            init = "he" if activation in ("relu", "leaky_relu") else "xavier"
+        self.init = check_init(init)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"use_bias={use_bias!r} must be True or False")
+        self.use_bias = bool(use_bias)
+        self.init_scale = check_float("init_scale", init_scale, minimum=0.0, strict=True)
+        self.alpha = check_float("alpha", alpha, minimum=0.0)
+        # Activation code the kernels run (the model may fuse a following Activation here, or
+        # switch the output activation to linear when the loss takes logits).
+        self.runtime_activation = ACTIVATIONS.get(self.activation, LINEAR)
+        self.runtime_alpha = self.alpha
+
+    def build(self, input_dim):
+        self.input_dim = input_dim
+        self.output_dim = self.units
+        return self.units
+
+    def param_specs(self, index):
+        specs = [ParamSpec(index, "W", (self.units, self.input_dim), decay=True)]
+        if self.use_bias:
+            specs.append(ParamSpec(index, "b", (self.units,), decay=False))
+        return specs
+
+    def init_params(self, params, index, rng):
+        params.assign(index, "W", initialize(self.init, rng, (self.units, self.input_dim),
+                                             self.init_scale))
+        if self.use_bias:
+            params.assign(index, "b", np.zeros(self.units))
+
+    def bind(self, params, index, backend):
+        super().bind(params, index, backend)
+        self.W, self.dW = params.view(index, "W"), params.grad_view(index, "W")
+        if self.use_bias:
+            self.b, self.db = params.view(index, "b"), params.grad_view(index, "b")
+        else:
+            self.b = self.db = backend.empty((0,), params.dtype)
+        self._none = backend.empty((0,), params.dtype)
+
+    def make_workspace(self, m, dtype):
+        bk = self._bk
+        return SimpleNamespace(A=bk.empty((m, self.units), dtype),
+                               dX=bk.empty((m, self.input_dim), dtype), X=None)
+
+    def forward(self, X, ws, training):
+        ws.X = X
+        self._bk.k.dense_forward(ws.A, X, self.W, self.b, self.runtime_activation,
+                                 self.runtime_alpha)
+        return ws.A
+
+    def backward(self, dA, ws, need_dX):
+        dX = ws.dX if need_dX else self._none
+        self._bk.k.dense_backward(dX, self.dW, self.db, dA, ws.A, ws.X, self.W,
+                                  self.runtime_activation, self.runtime_alpha)
+        return dX if need_dX else None
+
+    def describe(self):
+        return (f"Dense({self.units}, {self.activation}"
+                + ("" if self.use_bias else ", no bias") + ")")
+
+    def get_config(self):
+        return {"type": "Dense", "units": self.units, "activation": self.activation,
+                "init": self.init if isinstance(self.init, str) else "custom",
+                "use_bias": self.use_bias, "init_scale": self.init_scale, "alpha": self.alpha}
+
+
+class Activation(Layer):
+    """An element-wise activation as a layer of its own (``Dense(n) + Activation("relu")`` is
+    what ``Dense(n, activation="relu")`` means; the model fuses the pair into one kernel)."""
+
+    def __init__(self, activation, alpha=0.01):
+        self.activation = check_activation(activation)
+        self.alpha = check_float("alpha", alpha, minimum=0.0)
+        self.runtime_activation = ACTIVATIONS.get(self.activation, LINEAR)
+        self.fused = False      # set by the model when folded into the preceding Dense
+
+    def make_workspace(self, m, dtype):
+        return SimpleNamespace(A=self._bk.empty((m, self.output_dim), dtype))
+
+    def forward(self, X, ws, training):
+        self._bk.k.activation_forward(ws.A, X, self.runtime_activation, self.alpha)
+        return ws.A
+
+    def backward(self, dA, ws, need_dX):
+        # In place: dA is a workspace of the next layer (or the loss), free to overwrite.
+        self._bk.k.activation_backward(dA, dA, ws.A, self.runtime_activation, self.alpha)
+        return dA
+
+    def describe(self):
+        return f"Activation({self.activation})"
+
+    def get_config(self):
+        return {"type": "Activation", "activation": self.activation, "alpha": self.alpha}
+
+
+LAYER_TYPES = {"Dense": Dense, "Activation": Activation}
+
+
+def layer_from_config(cfg):
+    cfg = dict(cfg)
+    kind = cfg.pop("type")
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"layer type {kind!r} is unknown; expected one of {tuple(LAYER_TYPES)}")
+    if cfg.get("init") == "custom":
+        cfg["init"] = "zeros"  # weights are loaded right after
+    return LAYER_TYPES[kind](**cfg)

@@ -1,0 +1,112 @@
+"""Loss specifications: which kernel, which output activation it is fused with, how targets
+are encoded, and what ``predict`` returns.
+
+    binary_crossentropy        sigmoid output (logits inside); y of 0/1, shape (m,) or (m, k)
+    categorical_crossentropy   softmax output (logits inside); integer labels (m,) or one-hot /
+                               probability rows (m, C). Alias: sparse_categorical_crossentropy
+    mse                        any element-wise output activation; y (m,) or (m, k).
+                               Alias: mean_squared_error
+
+The cost is the mean over the batch (see ``fastdl.kernels.reference.losses`` for the formulas).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels import LOSSES
+
+ALIASES = {"sparse_categorical_crossentropy": "categorical_crossentropy",
+           "mean_squared_error": "mse", "bce": "binary_crossentropy",
+           "cce": "categorical_crossentropy"}
+LOSS_NAMES = tuple(LOSSES) + tuple(ALIASES)
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    kernel: str
+    output_activation: str | None   # activation the loss is fused with (None: any but softmax)
+
+    @property
+    def code(self):
+        return LOSSES[self.name]
+
+    @property
+    def is_classification(self):
+        return self.name != "mse"
+
+    def encode(self, y: np.ndarray, n_out: int, dtype, yname="y") -> np.ndarray:
+        """Targets as a C-contiguous (m, n_out) array of ``dtype``, range-checked."""
+        if self.name == "categorical_crossentropy":
+            return _encode_categorical(y, n_out, dtype, yname)
+        if y.ndim == 1:
+            y = y.reshape(-1, 1)
+        if y.shape[1] != n_out:
+            raise ValueError(f"{yname} has {y.shape[1]} column(s) (shape {y.shape}); the model "
+                             f"has {n_out} output unit(s)")
+        if self.name == "binary_crossentropy":
+            yf = y.astype(np.float64)
+            if yf.min() < 0 or yf.max() > 1:
+                raise ValueError(f"{yname} has values in [{yf.min()}, {yf.max()}]; "
+                                 "binary_crossentropy expects labels in [0, 1] (0/1 classes)")
+        return np.ascontiguousarray(y, dtype=dtype)
+
+    def decode(self, outputs: np.ndarray):
+        """Model outputs (probabilities, or values for mse) -> predictions as scikit-learn."""
+        if self.name == "categorical_crossentropy":
+            return outputs.argmax(axis=1)
+        if self.name == "binary_crossentropy":
+            labels = (outputs >= 0.5).astype(np.int64)
+            return labels[:, 0] if labels.shape[1] == 1 else labels
+        return outputs[:, 0] if outputs.shape[1] == 1 else outputs
+
+    def accuracy(self, outputs: np.ndarray, Y: np.ndarray) -> float | None:
+        """Fraction of correct predictions given encoded targets Y (None for regression)."""
+        if self.name == "categorical_crossentropy":
+            return float(np.mean(outputs.argmax(axis=1) == Y.argmax(axis=1)))
+        if self.name == "binary_crossentropy":
+            return float(np.mean((outputs >= 0.5) == (Y >= 0.5)))
+        return None
+
+
+def _encode_categorical(y, n_out, dtype, yname):
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 1:
+        if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y)):
+            raise ValueError(f"{yname} holds non-integer values; categorical_crossentropy expects "
+                             "integer class labels (m,) or one-hot rows (m, C)")
+        labels = y.astype(np.int64)
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= n_out:
+            raise ValueError(f"{yname} has class labels in [{lo}, {hi}]; the model has {n_out} "
+                             f"output units, so labels must be in [0, {n_out - 1}]")
+        Y = np.zeros((labels.shape[0], n_out), dtype=dtype)
+        Y[np.arange(labels.shape[0]), labels] = 1
+        return Y
+    if y.shape[1] != n_out:
+        raise ValueError(f"{yname} has {y.shape[1]} columns (shape {y.shape}); the model has "
+                         f"{n_out} output units")
+    yf = y.astype(np.float64)
+    if yf.min() < 0 or not np.allclose(yf.sum(axis=1), 1.0, atol=1e-4):
+        raise ValueError(f"{yname} rows must be one-hot or probabilities (non-negative, summing "
+                         "to 1) for categorical_crossentropy")
+    return np.ascontiguousarray(y, dtype=dtype)
+
+
+_SPECS = {
+    "binary_crossentropy": LossSpec("binary_crossentropy", "sigmoid_binary_cross_entropy",
+                                    "sigmoid"),
+    "categorical_crossentropy": LossSpec("categorical_crossentropy", "softmax_cross_entropy",
+                                         "softmax"),
+    "mse": LossSpec("mse", "mean_squared_error", None),
+}
+
+
+def get_loss(name) -> LossSpec:
+    if not isinstance(name, str) or (name not in _SPECS and name not in ALIASES):
+        raise ValueError(f"loss={name!r} is not a known loss; expected one of {LOSS_NAMES}")
+    return _SPECS[ALIASES.get(name, name)]

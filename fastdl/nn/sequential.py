@@ -1,0 +1,409 @@
+"""Sequential: a stack of layers with a loss, trained on one flat parameter buffer.
+
+Conventions (DESIGN.md): rows are examples, X is (m, n_features); Dense W is (units, inputs);
+the cost is the mean over the batch and includes the course's L2 term
+``lambda/(2m) * sum_l ||W[l]||_F^2`` (weights only) whenever ``l2`` is given; its gradient adds
+``(lambda/m) W``. Sigmoid and softmax outputs are fused with their cross-entropy: the network
+computes logits and the loss kernel does the rest (stable log-sum-exp).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from types import SimpleNamespace
+
+import numpy as np
+
+from .. import config
+from .._validation import (as_features, as_targets, check_dtype, check_float, check_int,
+                           check_rows)
+from ..backend import check_name, get_backend
+from ..kernels import ACTIVATIONS, LINEAR
+from ..params import FlatParams
+from .layers import Activation, Dense, Layer, layer_from_config
+from .losses import get_loss
+
+#: Rows per chunk in predict/evaluate: bounds workspace memory for large inputs.
+EVAL_CHUNK = 8192
+#: Workspaces kept per model (full batch, last partial batch, evaluation chunks ...).
+_MAX_WORKSPACES = 4
+
+
+def _pair(pair, name):
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise ValueError(f"{name} must be a tuple (X, y)")
+    return pair
+
+
+class Sequential:
+    """A feed-forward network: ``fd.Sequential([fd.Dense(20, activation="relu"), ...],
+    input_dim=2, loss="binary_crossentropy")``.
+
+    Parameters
+    ----------
+    layers : list of Layer
+    input_dim : int
+        Number of input features n[0].
+    loss : str, optional
+        "binary_crossentropy", "categorical_crossentropy" (alias
+        "sparse_categorical_crossentropy") or "mse". Default: inferred from the output
+        activation (sigmoid -> binary, softmax -> categorical, otherwise mse).
+    dtype : "float32" (default, ``config.DEFAULT_DTYPE``) or "float64".
+    seed : int, optional
+        Seeds initialization and the per-epoch shuffles (a pure function of seed and epoch, so
+        a resumed run sees the same batches). Default: drawn from the OS.
+    backend : "cpu" (Numba, default), "numpy" (reference) or "cuda".
+    """
+
+    def __init__(self, layers, input_dim, loss=None, dtype=None, seed=None, backend=None):
+        if not isinstance(layers, (list, tuple)) or len(layers) == 0:
+            raise ValueError(f"layers={layers!r} is invalid; expected a non-empty list of layers")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}]={layer!r} is not a fastdl layer (Dense, "
+                                "Activation, ...)")
+        if len({id(layer) for layer in layers}) != len(layers):
+            raise ValueError("layers contains the same layer object twice; create one per position")
+        self.layers = list(layers)
+        self.input_dim = check_int("input_dim", input_dim, minimum=1)
+        self.dtype = check_dtype(config.DEFAULT_DTYPE if dtype is None else dtype)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**63))
+        self.seed = check_int("seed", seed, minimum=0)
+        self.backend_name = check_name(config.DEFAULT_BACKEND if backend is None else backend)
+        self.stop_training = False
+        self.epochs_trained = 0     # epochs completed by fit (the shuffle counter)
+        self._build(loss)
+        self._bk = get_backend(self.backend_name)
+        self._allocate()
+        rng = np.random.default_rng(self.seed)
+        for i, layer in enumerate(self.layers):
+            layer.init_params(self.params, i, rng)
+
+    # ---------------------------------------------------------------- construction
+    def _build(self, loss):
+        dim = self.input_dim
+        for layer in self.layers:
+            dim = layer.build(dim)
+        self.output_dim = dim
+        # Fuse Dense(linear) + Activation(g) into one kernel (Dense computes g directly).
+        for prev, layer in zip(self.layers, self.layers[1:]):
+            layer.fused = False if isinstance(layer, Activation) else getattr(layer, "fused", False)
+            if (isinstance(layer, Activation) and isinstance(prev, Dense)
+                    and prev.activation == "linear" and prev.runtime_activation == LINEAR
+                    and layer.activation != "softmax"):
+                prev.runtime_activation = layer.runtime_activation
+                prev.runtime_alpha = layer.alpha
+                layer.fused = True
+        ops = [l for l in self.layers if not getattr(l, "fused", False)]
+        # The declared output activation: the last op's, or what a fused Activation brought.
+        last = ops[-1]
+        out_act = last.activation if isinstance(last, (Dense, Activation)) else "linear"
+        if isinstance(last, Dense) and last.activation == "linear":
+            out_act = {v: k for k, v in ACTIVATIONS.items()}[last.runtime_activation]
+        for i, layer in enumerate(self.layers):
+            if getattr(layer, "activation", None) == "softmax" and layer is not last:
+                raise ValueError(f"layers[{i}] uses softmax, which fastdl supports only as the "
+                                 "output activation (fused with categorical_crossentropy)")
+        if loss is None:
+            loss = {"sigmoid": "binary_crossentropy",
+                    "softmax": "categorical_crossentropy"}.get(out_act, "mse")
+        self.loss = get_loss(loss)
+        want = self.loss.output_activation
+        if want is not None and out_act != want:
+            raise ValueError(f"loss={loss!r} needs a {want} output layer (it is fused with "
+                             f"the loss), but the model's output activation is {out_act!r}")
+        if want is None and out_act == "softmax":
+            raise ValueError(f"loss={loss!r} cannot follow a softmax output; use "
+                             "loss='categorical_crossentropy'")
+        self.output_activation = out_act
+        if want is not None:            # the network emits logits; the loss kernel does the rest
+            if isinstance(last, Activation):
+                last.fused = True
+                ops = ops[:-1]
+            else:
+                last.runtime_activation = LINEAR
+        if not ops:
+            raise ValueError("the model has no layer with parameters before its output activation")
+        self._ops = ops
+
+    def _allocate(self):
+        specs = [s for i, layer in enumerate(self.layers) for s in layer.param_specs(i)]
+        self.params = FlatParams(specs, self.dtype, self._bk)
+        for i, layer in enumerate(self.layers):
+            layer.bind(self.params, i, self._bk)
+        self._workspaces = OrderedDict()
+        self._dense_only = all(isinstance(op, Dense) for op in self._ops)
+
+    def _workspace(self, m):
+        """Buffers for a batch of m rows, allocated once and reused (LRU of a few sizes)."""
+        ws = self._workspaces.get(m)
+        if ws is None:
+            bk, dt = self._bk, self.dtype
+            ws = SimpleNamespace(
+                m=m, layers=[op.make_workspace(m, dt) for op in self._ops],
+                Xb=bk.empty((m, self.input_dim), dt), Yb=bk.empty((m, self.output_dim), dt),
+                dout=bk.empty((m, self.output_dim), dt), prob=bk.empty((m, self.output_dim), dt),
+                loss=bk.zeros((1,), np.float64), sq=bk.zeros((1,), np.float64))
+            self._workspaces[m] = ws
+            while len(self._workspaces) > _MAX_WORKSPACES:
+                self._workspaces.popitem(last=False)
+        else:
+            self._workspaces.move_to_end(m)
+        return ws
+
+    # ---------------------------------------------------------------- passes
+    def _forward(self, X, ws, training):
+        A = X
+        for op, w in zip(self._ops, ws.layers):
+            A = op.forward(A, w, training)
+        return A
+
+    def _backward(self, ws):
+        d = ws.dout
+        last = len(self._ops) - 1
+        for i in range(last, -1, -1):
+            d = self._ops[i].backward(d, ws.layers[i], need_dX=i > 0)
+
+    def _loss_into(self, loss_buf, out, Y, ws):
+        getattr(self._bk.k, self.loss.kernel)(loss_buf, ws.dout, out, Y)
+
+    def _sq_weights_into(self, sq_buf):
+        self._bk.k.sum_squares(sq_buf, self.params.data[:self.params.n_decay])
+
+    def _step_costs(self, Xb, Yb, ws, l2, loss_buf=None, sq_buf=None):
+        """Forward, loss and backward for one batch; fills the gradient buffer (data loss only;
+        the L2 gradient is folded into the optimizer update). Returns nothing: the loss and
+        the weights' squared norm land in ``loss_buf`` / ``sq_buf`` (device-friendly)."""
+        out = self._forward(Xb, ws, training=True)
+        self._loss_into(ws.loss if loss_buf is None else loss_buf, out, Yb, ws)
+        if l2:
+            self._sq_weights_into(ws.sq if sq_buf is None else sq_buf)
+        self._backward(ws)
+
+    # ---------------------------------------------------------------- input handling
+    def _X(self, X, name="X"):
+        return as_features(name, X, self.dtype, self.input_dim)
+
+    def _Y(self, y, name="y"):
+        return self.loss.encode(as_targets(name, y), self.output_dim, self.dtype, name)
+
+    def _XY(self, X, y, xname="X", yname="y"):
+        Xc = self._X(X, xname)
+        yc = as_targets(yname, y)
+        check_rows(Xc, yc, xname, yname)
+        return Xc, self.loss.encode(yc, self.output_dim, self.dtype, yname)
+
+    # ---------------------------------------------------------------- training API
+    def train_on_batch(self, X, y, optimizer, l2=0.0):
+        """One update on the given batch; returns that batch's cost computed before the update
+        (L2 term included). A non-finite cost raises ``FloatingPointError`` and leaves the
+        parameters untouched."""
+        from ..train.loop import DivergenceError, check_optimizer
+        check_optimizer(optimizer)
+        l2 = check_float("l2", l2, minimum=0.0)
+        Xc, Yc = self._XY(X, y)
+        m = Xc.shape[0]
+        ws = self._workspace(m)
+        self._step_costs(self._bk.asarray(Xc), self._bk.asarray(Yc), ws, l2)
+        cost = float(self._bk.to_numpy(ws.loss)[0])
+        if l2:
+            cost += l2 / (2.0 * m) * float(self._bk.to_numpy(ws.sq)[0])
+        if not np.isfinite(cost):
+            raise DivergenceError(f"the cost of this batch is {cost}; the update was not "
+                                  "applied (lower the learning rate, check inputs)")
+        optimizer.step(self.params.data, self.params.grad, l2=l2 / m, n_l2=self.params.n_decay)
+        return cost
+
+    def loss_and_grads(self, X, y, l2=0.0):
+        """(cost, grads): the cost on (X, y) (L2 term included) and its gradient with respect
+        to every parameter, as a list laid out like ``get_weights()`` (NumPy arrays)."""
+        l2 = check_float("l2", l2, minimum=0.0)
+        Xc, Yc = self._XY(X, y)
+        cost, flat = self._flat_loss_and_grad(Xc, Yc, l2)
+        return cost, self._unflatten(flat)
+
+    def _flat_loss_and_grad(self, Xc, Yc, l2):
+        m = Xc.shape[0]
+        ws = self._workspace(m)
+        self._step_costs(self._bk.asarray(Xc), self._bk.asarray(Yc), ws, l2)
+        cost = float(self._bk.to_numpy(ws.loss)[0])
+        grad = self._bk.to_numpy(self.params.grad).astype(self.dtype, copy=True)
+        if l2:
+            cost += l2 / (2.0 * m) * float(self._bk.to_numpy(ws.sq)[0])
+            n = self.params.n_decay
+            grad[:n] += (l2 / m) * self._bk.to_numpy(self.params.data)[:n]
+        return cost, grad
+
+    def _cost(self, Xc, Yc, l2):
+        """Forward-only cost (for gradient checking)."""
+        m = Xc.shape[0]
+        ws = self._workspace(m)
+        out = self._forward(self._bk.asarray(Xc), ws, training=True)
+        self._loss_into(ws.loss, out, self._bk.asarray(Yc), ws)
+        cost = float(self._bk.to_numpy(ws.loss)[0])
+        if l2:
+            self._sq_weights_into(ws.sq)
+            cost += l2 / (2.0 * m) * float(self._bk.to_numpy(ws.sq)[0])
+        return cost
+
+    def fit(self, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
+            callbacks=None, verbose=1, shuffle=True, lr_schedule=None):
+        """Mini-batch training; returns a :class:`~fastdl.train.History`.
+
+        Batches are reshuffled every epoch from ``seed`` (a pure function of seed and epoch),
+        the last partial batch is kept. ``optimizer`` defaults to ``fd.optim.SGD(lr=0.01)``.
+        ``lr_schedule(epoch) -> lr`` sets the learning rate at the start of each epoch.
+        History records per epoch: ``loss`` (mean training cost, L2 included), ``lr``, and with
+        ``validation_data`` ``val_loss`` (data loss, no L2 term) and ``val_accuracy``.
+        A non-finite cost stops training with ``FloatingPointError``; the parameters are those
+        of the last step whose cost was finite.
+        """
+        from ..train.loop import fit
+        return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
+                   validation_data=validation_data, callbacks=callbacks, verbose=verbose,
+                   shuffle=shuffle, lr_schedule=lr_schedule)
+
+    # ---------------------------------------------------------------- inference API
+    def _outputs(self, Xc):
+        """Output probabilities (or values) for validated X, in chunks; a NumPy array."""
+        out = np.empty((Xc.shape[0], self.output_dim), dtype=self.dtype)
+        k = self._bk.k
+        for s in range(0, Xc.shape[0], EVAL_CHUNK):
+            chunk = Xc[s:s + EVAL_CHUNK]
+            ws = self._workspace(chunk.shape[0])
+            z = self._forward(self._bk.asarray(chunk), ws, training=False)
+            if self.output_activation == "softmax":
+                k.softmax_forward(ws.prob, z)
+                z = ws.prob
+            elif self.loss.output_activation == "sigmoid":
+                k.activation_forward(ws.prob, z, ACTIVATIONS["sigmoid"], 0.0)
+                z = ws.prob
+            out[s:s + chunk.shape[0]] = self._bk.to_numpy(z)
+        return out
+
+    def predict_proba(self, X):
+        """Probabilities: (m, C) for softmax, (m, k) for sigmoid outputs; raw outputs for mse."""
+        return self._outputs(self._X(X))
+
+    def predict(self, X):
+        """Labels as scikit-learn: 0/1 for a sigmoid output (threshold 0.5; shape (m,) for one
+        output), the class index for softmax, values for regression."""
+        return self.loss.decode(self._outputs(self._X(X)))
+
+    def evaluate(self, X, y):
+        """{"loss": data loss (mean, no L2 term), "accuracy": ... for classification}."""
+        Xc, Yc = self._XY(X, y)
+        total, m = 0.0, Xc.shape[0]
+        outs = []
+        for s in range(0, m, EVAL_CHUNK):
+            xb, yb = Xc[s:s + EVAL_CHUNK], Yc[s:s + EVAL_CHUNK]
+            ws = self._workspace(xb.shape[0])
+            z = self._forward(self._bk.asarray(xb), ws, training=False)
+            self._loss_into(ws.loss, z, self._bk.asarray(yb), ws)
+            total += float(self._bk.to_numpy(ws.loss)[0]) * xb.shape[0]
+            if self.loss.is_classification:
+                outs.append(self._bk.to_numpy(z).copy())
+        result = {"loss": total / m}
+        if self.loss.is_classification:
+            # logits suffice: argmax and the 0.5 threshold (logit 0) are the same on logits
+            logits = np.concatenate(outs)
+            if self.loss.name == "binary_crossentropy":
+                result["accuracy"] = float(np.mean((logits >= 0) == (Yc >= 0.5)))
+            else:
+                result["accuracy"] = float(np.mean(logits.argmax(1) == Yc.argmax(1)))
+        return result
+
+    def diagnose(self, train, dev, bayes_error=0.0, train_dev=None, tolerance=0.02):
+        """Bias/variance diagnosis from this classifier's error rates (1 - accuracy) on
+        ``train=(X, y)``, ``dev=(X, y)`` and optionally ``train_dev=(X, y)``; see
+        :func:`fastdl.diagnose`."""
+        from ..diagnose import diagnose
+        if not self.loss.is_classification:
+            raise ValueError(f"diagnose needs a classifier; this model's loss is "
+                             f"{self.loss.name!r}")
+        err = lambda pair, name: 1.0 - self.evaluate(*_pair(pair, name))["accuracy"]
+        return diagnose(err(train, "train"), err(dev, "dev"), bayes_error,
+                        None if train_dev is None else err(train_dev, "train_dev"), tolerance)
+
+    # ---------------------------------------------------------------- weights
+    def _tensor_keys(self):
+        return [(i, s.name) for i, layer in enumerate(self.layers) for s in layer.param_specs(i)]
+
+    def get_weights(self):
+        """[W1, b1, W2, b2, ...] as NumPy copies (W of shape (units, inputs))."""
+        host = self.params.snapshot()
+        return self._unflatten(host)
+
+    def _unflatten(self, flat):
+        out = []
+        for key in self._tensor_keys():
+            off, shape = self.params.offsets[key]
+            out.append(np.array(flat[off:off + int(np.prod(shape))].reshape(shape)))
+        return out
+
+    def set_weights(self, weights):
+        """Copy a list laid out like ``get_weights()`` into the model (shapes checked)."""
+        keys = self._tensor_keys()
+        if not isinstance(weights, (list, tuple)) or len(weights) != len(keys):
+            n = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
+            raise ValueError(f"weights has {n} entries; expected a list of {len(keys)} arrays "
+                             f"({', '.join(f'{n}{i}' for i, n in keys)})")
+        arrays = []
+        for j, ((i, name), w) in enumerate(zip(keys, weights)):
+            shape = self.params.offsets[(i, name)][1]
+            a = as_targets(f"weights[{j}]", w) if np.ndim(w) in (1, 2) else np.asarray(w)
+            if a.shape != tuple(shape):
+                raise ValueError(f"weights[{j}] ({name} of layer {i}) has shape {a.shape}; "
+                                 f"expected {tuple(shape)}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"weights[{j}] ({name} of layer {i}) contains NaN or inf")
+            arrays.append(a)
+        for (i, name), a in zip(keys, arrays):
+            self.params.assign(i, name, a)
+
+    def count_params(self):
+        return self.params.size
+
+    # ---------------------------------------------------------------- misc
+    def to(self, backend):
+        """Move the model (parameters, workspaces) to another backend; returns self."""
+        name = check_name(backend)
+        host = self.params.snapshot()
+        self.backend_name = name
+        self._bk = get_backend(name)
+        self._allocate()
+        self.params.restore(host)
+        return self
+
+    def get_config(self):
+        return {"input_dim": self.input_dim, "loss": self.loss.name, "dtype": self.dtype.name,
+                "seed": self.seed, "layers": [layer.get_config() for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, cfg, backend=None):
+        return cls([layer_from_config(c) for c in cfg["layers"]], input_dim=cfg["input_dim"],
+                   loss=cfg["loss"], dtype=cfg["dtype"], seed=cfg["seed"], backend=backend)
+
+    def summary(self, print_fn=print):
+        """A table of layers, output shapes and parameter counts; printed and returned."""
+        rows = [("Layer", "Output shape", "Params")]
+        for i, layer in enumerate(self.layers):
+            n = sum(int(np.prod(s.shape)) for s in layer.param_specs(i))
+            note = " (fused)" if getattr(layer, "fused", False) else ""
+            rows.append((f"{i}: {layer.describe()}{note}", f"(None, {layer.output_dim})",
+                         f"{n:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(3)]
+        line = "-" * (sum(widths) + 4)
+        fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"
+        out = [fmt(rows[0]), line] + [fmt(r) for r in rows[1:]] + [line,
+               f"Total params: {self.params.size:,}  (input_dim={self.input_dim}, "
+               f"loss={self.loss.name}, dtype={self.dtype.name}, backend={self.backend_name})"]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self):
+        return (f"Sequential({len(self.layers)} layers, input_dim={self.input_dim}, "
+                f"loss={self.loss.name!r}, params={self.params.size})")

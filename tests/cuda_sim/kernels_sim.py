@@ -1,0 +1,438 @@
+"""The cuda kernels against the NumPy reference (the spec), under the CUDA simulator.
+
+Not collected by a plain ``pytest`` (the file name does not match ``test_*.py``):
+``tests/test_kernels_cuda.py`` runs it in a subprocess with ``NUMBA_ENABLE_CUDASIM=1``, which
+must be set before numba is first imported (the cpu tests import numba in the main process).
+By hand::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_sim/kernels_sim.py -q
+
+Every registered kernel has a case here (``test_every_registered_kernel_has_a_case`` enforces
+it). Blocks are patched down to 4 threads and the GEMM tile to 4, so the tiny shapes (the
+simulator runs every thread in Python) still span several blocks, grid-stride loops wrap, and
+reductions take their two-stage path. Outputs start as NaN, so an element a kernel forgets to
+write fails the comparison.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":  # pragma: no cover - guard for direct runs
+    pytest.skip("run with NUMBA_ENABLE_CUDASIM=1 (see tests/test_kernels_cuda.py)",
+                allow_module_level=True)
+
+from numba import cuda  # noqa: E402
+
+import fastdl.kernels.cuda as K  # noqa: E402
+from fastdl import config  # noqa: E402
+from fastdl.kernels import ACTIVATIONS, KERNELS  # noqa: E402
+from fastdl.kernels import reference as R  # noqa: E402
+from fastdl.kernels.cuda import _gemm, dense  # noqa: E402
+from fastdl.kernels.reference import optim as R_optim  # noqa: E402
+from fastdl.kernels.cuda import optim as K_optim  # noqa: E402
+
+DTYPES = (np.float32, np.float64)
+ACTS = sorted(ACTIVATIONS.values())
+RTOL = {np.float32: 2e-5, np.float64: 1e-12}
+ALPHA = 0.07  # leaky_relu slope
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(config, "CUDA_THREADS_PER_BLOCK", 4)
+    monkeypatch.setattr(config, "CUDA_GEMM_TILE", 4)
+
+
+def dev(a):
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def poisoned(shape, dtype):
+    return cuda.to_device(np.full(shape, np.nan, dtype=dtype))
+
+
+def assert_close(got, ref, dtype, rtol=None):
+    """Relative tolerance, with atol = rtol * the largest finite reference magnitude."""
+    rtol = RTOL[dtype] if rtol is None else rtol
+    got = got.copy_to_host() if not isinstance(got, np.ndarray) else got
+    ref = np.asarray(ref)
+    finite = np.abs(ref[np.isfinite(ref)])
+    scale = float(finite.max()) if finite.size else 1.0
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * scale)
+
+
+def hostile(rng, shape, dtype, scale=3.0):
+    """Normal values with exact zeros and a few large magnitudes."""
+    z = scale * rng.standard_normal(shape)
+    flat = z.reshape(-1)
+    flat[rng.integers(0, flat.size, size=max(1, flat.size // 5))] = 0.0
+    flat[rng.integers(0, flat.size, size=max(1, flat.size // 7))] *= 10.0
+    return z.astype(dtype)
+
+
+# --- activations ------------------------------------------------------------------------------
+def case_activation_forward(rng, dtype):
+    Z = hostile(rng, (9, 7), dtype)
+    for code in ACTS:
+        ref = np.empty_like(Z)
+        R.activation_forward(ref, Z, code, ALPHA)
+        A = poisoned(Z.shape, dtype)
+        K.activation_forward(A, dev(Z), code, ALPHA)
+        assert_close(A, ref, dtype)
+        Zd = dev(Z)  # in place
+        K.activation_forward(Zd, Zd, code, ALPHA)
+        assert_close(Zd, ref, dtype)
+
+
+def case_activation_backward(rng, dtype):
+    Z = hostile(rng, (9, 7), dtype)
+    dA = hostile(rng, Z.shape, dtype, 1.0)
+    for code in ACTS:
+        A = np.empty_like(Z)
+        R.activation_forward(A, Z, code, ALPHA)
+        ref = np.empty_like(Z)
+        R.activation_backward(ref, dA, A, code, ALPHA)
+        dZ = poisoned(Z.shape, dtype)
+        K.activation_backward(dZ, dev(dA), dev(A), code, ALPHA)
+        assert_close(dZ, ref, dtype)
+        d = dev(dA)  # in place
+        K.activation_backward(d, d, dev(A), code, ALPHA)
+        assert_close(d, ref, dtype)
+
+
+def case_softmax_forward(rng, dtype):
+    Z = hostile(rng, (9, 5), dtype)
+    Z[2] += 800.0  # huge logits: exp overflows without the max shift
+    Z[3] -= 800.0
+    ref = np.empty_like(Z)
+    R.softmax_forward(ref, Z)
+    P = poisoned(Z.shape, dtype)
+    K.softmax_forward(P, dev(Z))
+    assert_close(P, ref, dtype)
+
+
+# --- dense ------------------------------------------------------------------------------------
+DENSE_SHAPES = ((1, 3, 2), (9, 5, 13), (6, 13, 1))  # (m, n_in, n_out): batch 1, odd sizes
+
+
+def _dense_inputs(rng, m, n_in, n_out, dtype, bias):
+    X = hostile(rng, (m, n_in), dtype, 1.0)
+    W = hostile(rng, (n_out, n_in), dtype, 0.5)
+    b = hostile(rng, (n_out,), dtype, 1.0) if bias else np.zeros(0, dtype)
+    return X, W, b
+
+
+def case_dense_forward(rng, dtype):
+    for m, n_in, n_out in DENSE_SHAPES:
+        for bias in (True, False):
+            X, W, b = _dense_inputs(rng, m, n_in, n_out, dtype, bias)
+            for code in ACTS:
+                ref = np.empty((m, n_out), dtype)
+                R.dense_forward(ref, X, W, b, code, ALPHA)
+                A = poisoned((m, n_out), dtype)
+                K.dense_forward(A, dev(X), dev(W), dev(b), code, ALPHA)
+                assert_close(A, ref, dtype)
+
+
+def _check_dense_backward(rng, dtype, m, n_in, n_out, bias, want_dx, code):
+    X, W, b = _dense_inputs(rng, m, n_in, n_out, dtype, bias)
+    A = np.empty((m, n_out), dtype)
+    R.dense_forward(A, X, W, b, code, ALPHA)
+    dA0 = hostile(rng, (m, n_out), dtype, 1.0)
+    rdX = np.empty((m, n_in), dtype) if want_dx else np.zeros(0, dtype)
+    rdW = np.empty((n_out, n_in), dtype)
+    rdb = np.empty(n_out, dtype) if bias else np.zeros(0, dtype)
+    rdA = dA0.copy()
+    R.dense_backward(rdX, rdW, rdb, rdA, A, X, W, code, ALPHA)
+    dX = poisoned(rdX.shape, dtype)
+    dW = poisoned(rdW.shape, dtype)
+    db = poisoned(rdb.shape, dtype)
+    dA = dev(dA0)
+    K.dense_backward(dX, dW, db, dA, dev(A), dev(X), dev(W), code, ALPHA)
+    assert_close(dA, rdA, dtype)  # dA was overwritten with dZ
+    assert_close(dW, rdW, dtype)
+    assert_close(db, rdb, dtype)
+    assert_close(dX, rdX, dtype)
+
+
+def case_dense_backward(rng, dtype):
+    for m, n_in, n_out in DENSE_SHAPES:
+        for code in ACTS:
+            _check_dense_backward(rng, dtype, m, n_in, n_out, True, True, code)
+    _check_dense_backward(rng, dtype, 7, 4, 5, False, True, 1)    # no bias
+    _check_dense_backward(rng, dtype, 7, 4, 5, True, False, 3)    # first layer: no dX
+    _check_dense_backward(rng, dtype, 7, 4, 5, False, False, 0)   # linear, nothing fused
+
+
+def test_dense_backward_split_column_sums(monkeypatch):
+    """Tall batches split the db column sums over row ranges (partials + a second kernel)."""
+    monkeypatch.setattr(dense, "_COLSUM_MIN_ROWS_PER_THREAD", 1)
+    rng = np.random.default_rng(11)
+    for dtype in DTYPES:
+        for code in (0, 4):
+            _check_dense_backward(rng, dtype, 9, 3, 5, True, True, code)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tiled_gemm_all_transposes(dtype):
+    """The numba tiled GEMM (the fallback, and the reference for the cuBLAS paths)."""
+    rng = np.random.default_rng(5)
+    m, n, k = 9, 6, 7
+    for ta in (False, True):
+        for tb in (False, True):
+            A = hostile(rng, (k, m) if ta else (m, k), dtype, 1.0)
+            B = hostile(rng, (n, k) if tb else (k, n), dtype, 1.0)
+            ref = (A.T if ta else A) @ (B.T if tb else B)
+            C = poisoned((m, n), dtype)
+            _gemm.gemm_numba(C, dev(A), dev(B), ta, tb)
+            assert_close(C, ref, dtype)
+    C = poisoned((3, 4), dtype)  # k = 0: C is zero
+    _gemm.gemm(C, dev(np.zeros((3, 0), dtype)), dev(np.zeros((0, 4), dtype)), False, False)
+    assert (C.copy_to_host() == 0).all()
+
+
+# --- losses -----------------------------------------------------------------------------------
+def _loss_case(rng, dtype, name, make_targets):
+    for m, c in ((3, 4), (9, 5), (1, 1)):  # one block (direct), three blocks (two stages), m=1
+        Z = hostile(rng, (m, c), dtype)
+        Z[0, 0] = 60.0 if name != "mean_squared_error" else Z[0, 0]  # large logit
+        Y = make_targets(rng, m, c).astype(dtype)
+        rloss, rdZ = np.zeros(1), np.empty_like(Z)
+        getattr(R, name)(rloss, rdZ, Z, Y)
+        for loss_dtype in (np.float64, dtype):
+            loss = poisoned(1, loss_dtype)
+            dZ = poisoned(Z.shape, dtype)
+            getattr(K, name)(loss, dZ, dev(Z), dev(Y))
+            assert_close(loss, rloss, dtype, rtol=max(RTOL[dtype], 1e-5 if dtype == np.float32
+                                                      else 0))
+            assert_close(dZ, rdZ, dtype)
+        Zd = dev(Z)  # in place: dZ aliases Z
+        loss = poisoned(1, dtype)
+        getattr(K, name)(loss, Zd, Zd, dev(Y))
+        assert_close(Zd, rdZ, dtype)
+
+
+def _one_hot(rng, m, c):
+    return np.eye(c)[rng.integers(0, c, m)]
+
+
+def _soft(rng, m, c):
+    p = rng.random((m, c)) + 0.1
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def case_softmax_cross_entropy(rng, dtype):
+    _loss_case(rng, dtype, "softmax_cross_entropy", _one_hot)
+    _loss_case(rng, dtype, "softmax_cross_entropy", _soft)
+
+
+def case_sigmoid_binary_cross_entropy(rng, dtype):
+    _loss_case(rng, dtype, "sigmoid_binary_cross_entropy",
+               lambda rng, m, c: rng.integers(0, 2, (m, c)))
+
+
+def case_mean_squared_error(rng, dtype):
+    _loss_case(rng, dtype, "mean_squared_error", lambda rng, m, c: rng.standard_normal((m, c)))
+
+
+# --- optimizers -------------------------------------------------------------------------------
+N_PARAMS, N_L2 = 11, 6
+OPT_CONFIGS = {
+    "sgd_update": [dict(lr=0.1, weight_decay=0.0, l2=0.0), dict(lr=0.05, weight_decay=0.01,
+                                                                 l2=0.3)],
+    "momentum_update": [dict(lr=0.1, beta=0.9, dampening=0.9, nesterov=False, weight_decay=0.0,
+                             l2=0.2),
+                        dict(lr=0.1, beta=0.8, dampening=0.0, nesterov=True, weight_decay=0.01,
+                             l2=0.0)],
+    "rmsprop_update": [dict(lr=0.01, beta=0.9, eps=1e-8, weight_decay=0.0, l2=0.1),
+                       dict(lr=0.02, beta=0.99, eps=1e-6, weight_decay=0.02, l2=0.0)],
+    "adam_update": [dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                         decoupled_decay=0.0, l2=0.1),
+                    dict(lr=0.003, beta1=0.8, beta2=0.99, eps=1e-7, weight_decay=0.01,
+                         decoupled_decay=0.05, l2=0.0)],
+}
+N_STATE = {"sgd_update": 0, "momentum_update": 1, "rmsprop_update": 1, "adam_update": 2}
+
+
+def _run_optimizer(rng, dtype, name):
+    for cfg in OPT_CONFIGS[name]:
+        p_ref = hostile(rng, N_PARAMS, dtype, 1.0)
+        s_ref = [np.zeros(N_PARAMS, dtype) for _ in range(N_STATE[name])]
+        p_dev, s_dev = dev(p_ref), [dev(s) for s in s_ref]
+        for step in range(1, 5):
+            g = hostile(rng, N_PARAMS, dtype, 1.0)
+            g_dev = dev(g)
+            args = dict(cfg, n_l2=N_L2)
+            if name == "adam_update":
+                args["step"] = step
+            getattr(R_optim, name)(p_ref, *s_ref, g, **args)
+            getattr(K_optim, name)(p_dev, *s_dev, g_dev, **args)
+            assert_close(g_dev, g, dtype, rtol=0)  # grads are never modified
+        assert_close(p_dev, p_ref, dtype, rtol=4 * RTOL[dtype])
+        for sd, sr in zip(s_dev, s_ref):
+            assert_close(sd, sr, dtype, rtol=4 * RTOL[dtype])
+
+
+def case_sgd_update(rng, dtype):
+    _run_optimizer(rng, dtype, "sgd_update")
+
+
+def case_momentum_update(rng, dtype):
+    _run_optimizer(rng, dtype, "momentum_update")
+
+
+def case_rmsprop_update(rng, dtype):
+    _run_optimizer(rng, dtype, "rmsprop_update")
+
+
+def case_adam_update(rng, dtype):
+    _run_optimizer(rng, dtype, "adam_update")
+
+
+# --- batching, reductions ---------------------------------------------------------------------
+def case_gather_rows(rng, dtype):
+    X = hostile(rng, (9, 5), dtype)
+    idx = rng.permutation(9)[:6].astype(np.int64)
+    ref = np.full((8, 5), np.nan, dtype)
+    R.gather_rows(ref, X, idx)
+    out = poisoned((8, 5), dtype)
+    K.gather_rows(out, dev(X), dev(idx))
+    np.testing.assert_array_equal(out.copy_to_host(), ref)  # a copy: exact; rows 6-7 untouched
+    y = rng.integers(0, 3, 9).astype(np.int64)  # 1-D labels
+    out = cuda.to_device(np.full(7, -1, np.int64))
+    K.gather_rows(out, dev(y), dev(idx))
+    np.testing.assert_array_equal(out.copy_to_host()[:6], y[idx])
+
+
+def case_sum_squares(rng, dtype):
+    for n in (0, 3, 11, 37):  # empty, one block (direct), several blocks (two stages)
+        x = hostile(rng, n, dtype)
+        ref = np.zeros(1)
+        R.sum_squares(ref, x)
+        for out_dtype in (np.float64, dtype):
+            out = poisoned(1, out_dtype)
+            K.sum_squares(out, dev(x))
+            assert_close(out, ref, dtype)
+
+
+# --- epoch ------------------------------------------------------------------------------------
+HYPER = {0: [0.1, 0.01], 1: [0.1, 0.9, 0.0, 1.0, 0.0], 2: [0.01, 0.9, 1e-8, 0.0],
+         3: [0.01, 0.9, 0.999, 1e-8, 0.0, 0.01]}
+STATE_ROWS = {0: 0, 1: 1, 2: 1, 3: 2}
+#: (loss code, output units, output activation, hidden activations, bias, optimizer, l2)
+EPOCH_NETS = [(1, 3, 0, (1, 3), True, 0, 0.0),    # softmax CE, relu/tanh, SGD
+              (0, 1, 0, (2,), True, 3, 0.1),      # sigmoid BCE, leaky relu, Adam + L2
+              (2, 2, 4, (4, 1), False, 1, 0.05),  # MSE with sigmoid output, no bias, Nesterov
+              (1, 2, 0, (3,), True, 2, 0.0)]      # softmax CE, tanh, RMSprop
+
+
+def _epoch_problem(rng, dtype, loss, k_out, out_act, hidden, bias, opt, l2):
+    m, n_in, batch = 7, 3, 3
+    units = [4, 3][:len(hidden)] + [k_out]
+    acts = list(hidden) + [out_act]
+    layout, off, inputs = [], 0, n_in
+    for u in units:  # weights first (the L2 prefix), biases after
+        layout.append([off, -1, u, inputs, 0])
+        off += u * inputs
+        inputs = u
+    n_l2 = off
+    for row, a in zip(layout, acts):
+        row[4] = a
+        if bias:
+            row[1] = off
+            off += row[2]
+    layout = np.array(layout, dtype=np.int64)
+    params = hostile(rng, off, dtype, 0.5)
+    X = hostile(rng, (m, n_in), dtype, 1.0)
+    if loss == 0:
+        Y = rng.integers(0, 2, (m, k_out))
+    elif loss == 1:
+        Y = np.eye(k_out)[rng.integers(0, k_out, m)]
+    else:
+        Y = rng.random((m, k_out))
+    Y = Y.astype(dtype)
+    order = rng.permutation(m).astype(np.int64)
+    ws_size = batch * (n_in + 2 * sum(units))
+    n_batches = (m + batch - 1) // batch
+    return dict(params=params, X=X, Y=Y, order=order, batch=batch, layout=layout, loss=loss,
+                l2=l2, n_l2=n_l2, opt=opt, ws_size=ws_size, n_batches=n_batches,
+                hyper=np.array(HYPER[opt]), n_state=STATE_ROWS[opt])
+
+
+def _check_epoch(P, dtype, host_costs=False):
+    n = P["params"].shape[0]
+    step = 4
+    ref = dict(costs=np.full(P["n_batches"], np.nan), params=P["params"].copy(),
+               grads=np.full(n, np.nan, dtype), state=np.zeros((P["n_state"], n), dtype),
+               ws=np.full(P["ws_size"], np.nan, dtype))
+    R.train_epoch(ref["costs"], ref["params"], ref["grads"], ref["state"], ref["ws"], P["X"],
+                  P["Y"], P["order"], P["batch"], P["layout"], P["loss"], P["l2"], P["n_l2"],
+                  ALPHA, P["opt"], P["hyper"], step)
+    costs = np.full(P["n_batches"], np.nan) if host_costs else poisoned(P["n_batches"], dtype)
+    params, grads = dev(P["params"]), poisoned(n, dtype)
+    state = cuda.to_device(np.zeros((P["n_state"], n), dtype))
+    ws = poisoned(P["ws_size"], dtype)
+    K.train_epoch(costs, params, grads, state, ws, dev(P["X"]), dev(P["Y"]), dev(P["order"]),
+                  P["batch"], P["layout"], P["loss"], P["l2"], P["n_l2"], ALPHA, P["opt"],
+                  P["hyper"], step)
+    rtol = {np.float32: 2e-4, np.float64: 1e-10}[dtype]
+    assert_close(costs, ref["costs"], dtype, rtol=rtol)
+    assert_close(params, ref["params"], dtype, rtol=rtol)
+    assert_close(grads, ref["grads"], dtype, rtol=rtol)
+    assert_close(state, ref["state"], dtype, rtol=rtol)
+    np.testing.assert_array_equal(np.isnan(ws.copy_to_host()), np.isnan(ref["ws"]))
+
+
+def case_train_epoch(rng, dtype):
+    """Both implementations: the one-block fused kernel and the per-batch launches."""
+    P = _epoch_problem(rng, dtype, *EPOCH_NETS[0])
+    for fused_max in (10 ** 6, 0):
+        config.FUSED_EPOCH_MAX_WEIGHTS = fused_max
+        _check_epoch(P, dtype)
+
+
+@pytest.mark.parametrize("fused", (True, False), ids=("fused_kernel", "launches"))
+@pytest.mark.parametrize("net", range(1, len(EPOCH_NETS)))
+def test_train_epoch_nets(monkeypatch, fused, net):
+    monkeypatch.setattr(config, "FUSED_EPOCH_MAX_WEIGHTS", 10 ** 6 if fused else 0)
+    rng = np.random.default_rng(100 + net)
+    dtype = np.float64 if net % 2 else np.float32
+    _check_epoch(_epoch_problem(rng, dtype, *EPOCH_NETS[net]), dtype, host_costs=(net == 2))
+
+
+# --- the table: every registered kernel ---------------------------------------------------------
+CASES = {name[len("case_"):]: fn for name, fn in dict(globals()).items()
+         if name.startswith("case_")}
+
+
+def test_every_registered_kernel_has_a_case():
+    registered = {n for names in KERNELS.values() for n in names}
+    assert registered <= set(CASES), f"cuda kernels without a simulator case: " \
+                                     f"{sorted(registered - set(CASES))}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_kernel_matches_reference(monkeypatch, name, dtype):
+    monkeypatch.setattr(config, "FUSED_EPOCH_MAX_WEIGHTS", config.FUSED_EPOCH_MAX_WEIGHTS)
+    CASES[name](np.random.default_rng(sorted(CASES).index(name)), dtype)
+
+
+# --- device helpers and the backend object ------------------------------------------------------
+def test_device_helpers_and_backend():
+    from fastdl.backend import get_backend
+    bk = get_backend("cuda")
+    assert bk.on_device
+    z = bk.zeros((2, 3), np.float32)
+    assert z.dtype == np.float32 and (bk.to_numpy(z) == 0).all()
+    assert bk.zeros((0, 5), np.float64).shape == (0, 5)
+    assert bk.empty((4,), np.float64).shape == (4,)
+    x = np.arange(6.0).reshape(2, 3)
+    d = bk.asarray(x)
+    bk.synchronize()
+    np.testing.assert_array_equal(bk.to_numpy(d), x)
+    assert isinstance(bk.to_numpy(d), np.ndarray)
+    for name in ("activation_forward", "dense_forward", "train_epoch", "sum_squares"):
+        assert callable(getattr(bk.k, name))

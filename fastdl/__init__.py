@@ -12,10 +12,17 @@ from .backend import get_backend, set_backend, set_num_threads
 from .diagnose import Diagnosis, diagnose
 from .gradcheck import GradcheckResult, gradcheck
 from .nn import Activation, Dense, Layer, Sequential
+from .nn import BatchNorm, Dropout
+from .data import Augment, Standardizer
+from .train import EarlyStopping
+from .io import load
 from .train import Callback, DivergenceError, History
+from .train import LearningRateScheduler, ModelCheckpoint
 
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Dense", "Activation", "Layer", "optim", "data", "gradcheck",
            "GradcheckResult", "diagnose", "Diagnosis", "set_backend", "get_backend", "set_num_threads", "Callback",
            "History", "DivergenceError", "config"]
+__all__ += ["load", "ModelCheckpoint", "LearningRateScheduler"]
+__all__ += ["nn", "Dropout", "BatchNorm", "Standardizer", "Augment", "EarlyStopping"]

@@ -46,6 +46,16 @@ CUDA_GEMM_TILE: int = int(os.environ.get("FASTDL_CUDA_GEMM_TILE", 16))
 #: trains a whole epoch inside one jitted call (per-call overhead dominates there).
 FUSED_EPOCH_MAX_WEIGHTS: int = int(os.environ.get("FASTDL_FUSED_EPOCH_MAX_WEIGHTS", 4096))
 
+#: Out-of-core training (X given as a .npy path or np.memmap, see ``data/batches.py``): rows
+#: are read in contiguous blocks of about this many bytes, in a shuffled block order. Random
+#: row reads from a memory map read 15-64x more bytes than they use (NOTES.md); blocks do not.
+STREAM_BLOCK_BYTES: int = int(os.environ.get("FASTDL_STREAM_BLOCK_BYTES", 16 << 20))
+
+#: Blocks per in-memory shuffle buffer; rows are permuted inside a buffer. Two buffers exist
+#: (one consumed, one prefetched by a background thread): memory is about
+#: 2 * STREAM_BUFFER_BLOCKS * STREAM_BLOCK_BYTES whatever the size of the file.
+STREAM_BUFFER_BLOCKS: int = int(os.environ.get("FASTDL_STREAM_BUFFER_BLOCKS", 8))
+
 
 def _writable_dir(path: str) -> bool:
     try:

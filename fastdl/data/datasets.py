@@ -84,9 +84,8 @@ def make_blobs(n=1000, n_classes=3, n_features=2, std=1.0, seed=0):
     return X[perm], y[perm]
 
 
-def make_teacher(n=10000, n_features=20, n_classes=2, hidden=32, seed=0, dtype=np.float64):
-    """Labels y = argmax of a random tanh teacher network on Gaussian X (rows generated in
-    chunks, so n can be in the millions)."""
+def _teacher_chunks(n, n_features, n_classes, hidden, seed, chunk=65536):
+    """(X chunk float64, y chunk int64) pairs of the teacher dataset, in row order."""
     n = check_int("n", n, minimum=1)
     d = check_int("n_features", n_features, minimum=1)
     k = check_int("n_classes", n_classes, minimum=2)
@@ -94,18 +93,92 @@ def make_teacher(n=10000, n_features=20, n_classes=2, hidden=32, seed=0, dtype=n
     rng = np.random.default_rng(seed)
     W1 = rng.normal(size=(h, d)) / np.sqrt(d)
     W2 = rng.normal(size=(k, h)) * 2.0 / np.sqrt(h)
-    X = np.empty((n, d), dtype=dtype)
-    y = np.empty(n, dtype=np.int64)
-    chunk = 65536
     for s in range(0, n, chunk):
         xb = rng.standard_normal((min(chunk, n - s), d))
+        yield xb, (np.tanh(xb @ W1.T) @ W2.T).argmax(axis=1).astype(np.int64)
+
+
+def make_teacher(n=10000, n_features=20, n_classes=2, hidden=32, seed=0, dtype=np.float64):
+    """Labels y = argmax of a random tanh teacher network on Gaussian X (rows generated in
+    chunks, so n can be in the millions). ``make_teacher_npy`` writes the same rows to disk."""
+    X = np.empty((check_int("n", n, minimum=1), check_int("n_features", n_features, minimum=1)),
+                 dtype=dtype)
+    y = np.empty(n, dtype=np.int64)
+    s = 0
+    for xb, yb in _teacher_chunks(n, n_features, n_classes, hidden, seed):
         X[s:s + xb.shape[0]] = xb
-        y[s:s + xb.shape[0]] = (np.tanh(xb @ W1.T) @ W2.T).argmax(axis=1)
+        y[s:s + xb.shape[0]] = yb
+        s += xb.shape[0]
+    return X, y
+
+
+def _npy_writer(path, shape, dtype):
+    f = open(path, "wb")
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": tuple(shape)}
+    np.lib.format.write_array_header_1_0(f, header)
+    return f
+
+
+def make_teacher_npy(path_X, path_y, n=1_000_000, n_features=784, n_classes=10, hidden=32,
+                     seed=0, dtype=np.float32):
+    """Write the teacher dataset to two ``.npy`` files chunk by chunk, never holding more than
+    a chunk (64k rows) in memory: X ``(n, n_features)`` of ``dtype`` at ``path_X`` and labels
+    ``(n,)`` int64 at ``path_y``. The rows equal ``make_teacher(n, ..., dtype=dtype)``'s.
+    Files are written to temporary names and renamed when complete. Returns the two paths.
+    For out-of-core training: ``model.fit(path_X, path_y, ...)``."""
+    import os
+    n = check_int("n", n, minimum=1)
+    d = check_int("n_features", n_features, minimum=1)
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"dtype={dtype} is not supported; expected a float dtype")
+    paths = [os.fspath(path_X), os.fspath(path_y)]
+    for p in paths:
+        directory = os.path.dirname(os.path.abspath(p))
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"cannot write {p!r}: the directory {directory!r} does not "
+                                    "exist")
+    tmps = [p + ".part" for p in paths]
+    fx = _npy_writer(tmps[0], (n, d), dtype)
+    fy = _npy_writer(tmps[1], (n,), np.int64)
+    try:
+        with fx, fy:
+            for xb, yb in _teacher_chunks(n, d, n_classes, hidden, seed):
+                fx.write(np.ascontiguousarray(xb, dtype=dtype).tobytes())
+                fy.write(yb.tobytes())
+        for t, p in zip(tmps, paths):
+            os.replace(t, p)
+    except BaseException:
+        for t in tmps:
+            if os.path.exists(t):
+                os.unlink(t)
+        raise
+    return tuple(paths)
+
+
+def load_digits(n=None, seed=0):
+    """scikit-learn's bundled 8x8 digits (1797 images, 64 features with values 0-16, 10
+    classes; shipped with scikit-learn, no download). ``n``: a random subset of that many
+    rows (drawn with ``seed``); default all, in scikit-learn's order. Needs scikit-learn."""
+    try:
+        from sklearn.datasets import load_digits as _load
+    except ImportError:
+        raise ImportError("the digits dataset comes with scikit-learn, which is not installed; "
+                          "pip install scikit-learn") from None
+    X, y = _load(return_X_y=True)
+    X, y = X.astype(np.float64), y.astype(np.int64)
+    if n is not None:
+        n = check_int("n", n, minimum=1)
+        if n > X.shape[0]:
+            raise ValueError(f"n={n} is invalid; digits has {X.shape[0]} examples")
+        idx = np.random.default_rng(seed).permutation(X.shape[0])[:n]
+        X, y = X[idx], y[idx]
     return X, y
 
 
 DATASETS = {"moons": make_moons, "circles": make_circles, "spirals": make_spirals,
-            "blobs": make_blobs, "teacher": make_teacher}
+            "blobs": make_blobs, "teacher": make_teacher, "digits": load_digits}
 
 
 def load_dataset(name, **kwargs):

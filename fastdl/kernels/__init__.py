@@ -21,6 +21,8 @@ KERNELS = {
     "batching": ("gather_rows",),
     "epoch": ("train_epoch",),
     "reductions": ("sum_squares",),
+    "dropout": ("dropout_forward", "dropout_backward"),
+    "batchnorm": ("batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward"),
 }
 
 #: Activation name -> integer code understood by every kernel.

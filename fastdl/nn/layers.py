@@ -13,6 +13,10 @@ Interface used by :class:`~fastdl.nn.sequential.Sequential`:
     make_workspace(m) -> Workspace            buffers for a batch of m rows
     forward(X, ws, training) -> A             A lives in ws
     backward(dA, ws, need_dX) -> dX or None   dA may be overwritten (it is a workspace)
+  optional (no-ops here):
+    prepare_previous(prev)                    at build: adjust the layer before this one
+    attach(model)                             after bind: keep a (weak) reference to the model
+    state_names, get_state, set_state         non-trainable arrays listed in get_weights
 """
 
 from __future__ import annotations
@@ -55,6 +59,17 @@ class Layer:
 
     def make_workspace(self, m, dtype):
         return SimpleNamespace()
+
+    #: Names of non-trainable arrays the layer owns (BatchNorm's running statistics); they
+    #: follow the layer's parameters in ``get_weights``. Such layers implement
+    #: ``state_shape(name)``, ``get_state(name)`` and ``set_state(name, host_array)``.
+    state_names = ()
+
+    def prepare_previous(self, prev):
+        """Adjust the layer right before this one at model build (BatchNorm drops a bias)."""
+
+    def attach(self, model):
+        """Called by the model after ``bind`` (Dropout reads the model's seed and step)."""
 
     def get_config(self):  # pragma: no cover - abstract
         raise NotImplementedError

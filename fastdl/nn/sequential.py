@@ -73,6 +73,9 @@ class Sequential:
         self.backend_name = check_name(config.DEFAULT_BACKEND if backend is None else backend)
         self.stop_training = False
         self.epochs_trained = 0     # epochs completed by fit (the shuffle counter)
+        self.steps_trained = 0      # updates taken by fit/train_on_batch (the dropout counter)
+        self.standardizer = None    # an fd.Standardizer applied to every input X (see _X)
+        self.optimizer = None       # the last optimizer fit used (saved with the model)
         self._build(loss)
         self._bk = get_backend(self.backend_name)
         self._allocate()
@@ -83,6 +86,8 @@ class Sequential:
     # ---------------------------------------------------------------- construction
     def _build(self, loss):
         dim = self.input_dim
+        for prev, layer in zip(self.layers, self.layers[1:]):
+            layer.prepare_previous(prev)    # BatchNorm drops a linear Dense's bias
         for layer in self.layers:
             dim = layer.build(dim)
         self.output_dim = dim
@@ -132,6 +137,7 @@ class Sequential:
         self.params = FlatParams(specs, self.dtype, self._bk)
         for i, layer in enumerate(self.layers):
             layer.bind(self.params, i, self._bk)
+            layer.attach(self)              # Dropout reads seed and steps_trained
         self._workspaces = OrderedDict()
         self._dense_only = all(isinstance(op, Dense) for op in self._ops)
 
@@ -182,8 +188,23 @@ class Sequential:
         self._backward(ws)
 
     # ---------------------------------------------------------------- input handling
+    @property
+    def standardizer(self):
+        """An ``fd.Standardizer`` applied to every input X (fitted by ``fit`` if needed), or
+        None. Set it with ``model.standardizer = fd.Standardizer()``."""
+        return self._standardizer
+
+    @standardizer.setter
+    def standardizer(self, value):
+        from ..data.preprocessing import Standardizer
+        if value is not None and not isinstance(value, Standardizer):
+            raise TypeError(f"standardizer={value!r} is invalid; expected an fd.Standardizer "
+                            "or None")
+        self._standardizer = value
+
     def _X(self, X, name="X"):
-        return as_features(name, X, self.dtype, self.input_dim)
+        Xc = as_features(name, X, self.dtype, self.input_dim)
+        return Xc if self.standardizer is None else self.standardizer._for_model(self, Xc, name)
 
     def _Y(self, y, name="y"):
         return self.loss.encode(as_targets(name, y), self.output_dim, self.dtype, name)
@@ -213,11 +234,15 @@ class Sequential:
             raise DivergenceError(f"the cost of this batch is {cost}; the update was not "
                                   "applied (lower the learning rate, check inputs)")
         optimizer.step(self.params.data, self.params.grad, l2=l2 / m, n_l2=self.params.n_decay)
+        self.steps_trained += 1
         return cost
 
     def loss_and_grads(self, X, y, l2=0.0):
         """(cost, grads): the cost on (X, y) (L2 term included) and its gradient with respect
-        to every parameter, as a list laid out like ``get_weights()`` (NumPy arrays)."""
+        to every parameter, as a list laid out like ``get_weights()`` (NumPy arrays; the
+        entries of non-trainable state, BatchNorm running statistics, are zeros). A training
+        mode pass: dropout masks of step ``steps_trained``, BatchNorm batch statistics (and
+        its running statistics updated)."""
         l2 = check_float("l2", l2, minimum=0.0)
         Xc, Yc = self._XY(X, y)
         cost, flat = self._flat_loss_and_grad(Xc, Yc, l2)
@@ -248,7 +273,8 @@ class Sequential:
         return cost
 
     def fit(self, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
-            callbacks=None, verbose=1, shuffle=True, lr_schedule=None):
+            callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
+            resume_from=None, augment=None):
         """Mini-batch training; returns a :class:`~fastdl.train.History`.
 
         Batches are reshuffled every epoch from ``seed`` (a pure function of seed and epoch),
@@ -258,11 +284,23 @@ class Sequential:
         ``validation_data`` ``val_loss`` (data loss, no L2 term) and ``val_accuracy``.
         A non-finite cost stops training with ``FloatingPointError``; the parameters are those
         of the last step whose cost was finite.
+
+        ``X``/``y`` may be ``.npy`` paths or ``np.memmap`` arrays: training then streams them
+        from disk in shuffled blocks with bounded memory (``fastdl/data/batches.py``).
+        ``drop_last``: skip the last partial batch. ``verbose``: 0 silent, 1 a progress bar on
+        a terminal (one line per epoch otherwise), 2 one line per epoch.
+        ``resume_from``: a checkpoint (``model.save``/``ModelCheckpoint``) of this run; training
+        continues from it (weights, optimizer state, counters, seed) up to the run's
+        ``epochs`` and ends with the parameters an uninterrupted run would have.
+        ``augment``: an ``fd.Augment`` applied to every training mini-batch (never to
+        validation data), drawn from (seed, epoch, batch).
+        With ``model.standardizer`` set, an unfitted standardizer is fitted on this ``X``.
         """
         from ..train.loop import fit
         return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
-                   shuffle=shuffle, lr_schedule=lr_schedule)
+                   shuffle=shuffle, lr_schedule=lr_schedule, drop_last=drop_last,
+                   resume_from=resume_from, augment=augment)
 
     # ---------------------------------------------------------------- inference API
     def _outputs(self, Xc):
@@ -330,40 +368,69 @@ class Sequential:
     def _tensor_keys(self):
         return [(i, s.name) for i, layer in enumerate(self.layers) for s in layer.param_specs(i)]
 
-    def get_weights(self):
-        """[W1, b1, W2, b2, ...] as NumPy copies (W of shape (units, inputs))."""
-        host = self.params.snapshot()
-        return self._unflatten(host)
+    def _weight_keys(self):
+        """(layer, name, is_state) of every get_weights() entry: per layer its parameters,
+        then its non-trainable state (BatchNorm: gamma, beta, running_mean, running_var)."""
+        return [(i, n, st) for i, layer in enumerate(self.layers)
+                for n, st in [(s.name, False) for s in layer.param_specs(i)]
+                + [(n, True) for n in layer.state_names]]
 
-    def _unflatten(self, flat):
+    def get_weights(self):
+        """[W1, b1, W2, b2, ...] as NumPy copies (W of shape (units, inputs)); a BatchNorm
+        layer contributes gamma, beta, running_mean, running_var."""
+        host = self.params.snapshot()
+        return self._unflatten(host, with_state=True)
+
+    def _unflatten(self, flat, with_state=False):
+        """Tensors laid out like get_weights(); state entries are the layers' state arrays
+        (``with_state``) or zeros (gradients)."""
         out = []
-        for key in self._tensor_keys():
-            off, shape = self.params.offsets[key]
+        for i, name, is_state in self._weight_keys():
+            layer = self.layers[i]
+            if is_state:
+                out.append(layer.get_state(name) if with_state else
+                           np.zeros(layer.state_shape(name), self.dtype))
+                continue
+            off, shape = self.params.offsets[(i, name)]
             out.append(np.array(flat[off:off + int(np.prod(shape))].reshape(shape)))
         return out
 
     def set_weights(self, weights):
         """Copy a list laid out like ``get_weights()`` into the model (shapes checked)."""
-        keys = self._tensor_keys()
+        keys = self._weight_keys()
         if not isinstance(weights, (list, tuple)) or len(weights) != len(keys):
             n = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
             raise ValueError(f"weights has {n} entries; expected a list of {len(keys)} arrays "
-                             f"({', '.join(f'{n}{i}' for i, n in keys)})")
+                             f"({', '.join(f'{n}{i}' for i, n, _ in keys)})")
         arrays = []
-        for j, ((i, name), w) in enumerate(zip(keys, weights)):
-            shape = self.params.offsets[(i, name)][1]
+        for j, ((i, name, is_state), w) in enumerate(zip(keys, weights)):
+            shape = (self.layers[i].state_shape(name) if is_state
+                     else self.params.offsets[(i, name)][1])
             a = as_targets(f"weights[{j}]", w) if np.ndim(w) in (1, 2) else np.asarray(w)
             if a.shape != tuple(shape):
                 raise ValueError(f"weights[{j}] ({name} of layer {i}) has shape {a.shape}; "
                                  f"expected {tuple(shape)}")
             if not np.isfinite(a).all():
                 raise ValueError(f"weights[{j}] ({name} of layer {i}) contains NaN or inf")
+            if is_state and name == "running_var" and (a < 0).any():
+                raise ValueError(f"weights[{j}] ({name} of layer {i}) has negative entries; "
+                                 "expected variances >= 0")
             arrays.append(a)
-        for (i, name), a in zip(keys, arrays):
-            self.params.assign(i, name, a)
+        for (i, name, is_state), a in zip(keys, arrays):
+            if is_state:
+                self.layers[i].set_state(name, a)
+            else:
+                self.params.assign(i, name, a)
 
     def count_params(self):
         return self.params.size
+
+    def save(self, path, optimizer=None):
+        """Write architecture, parameters, optimizer state (``optimizer`` or the last one
+        ``fit`` used), standardizer and counters to one ``.npz`` at ``path``, atomically;
+        ``fd.load(path)`` reads it back (see ``fastdl/io.py``)."""
+        from ..io import save
+        save(self, path, optimizer=optimizer)
 
     # ---------------------------------------------------------------- misc
     def to(self, backend):

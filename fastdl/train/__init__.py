@@ -1,5 +1,8 @@
 """Training loop, History and callbacks."""
-from .callbacks import Callback, History
+from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler
+from .checkpoint import ModelCheckpoint
 from .loop import DivergenceError
+from .progress import ProgressBar
 
-__all__ = ["Callback", "History", "DivergenceError"]
+__all__ = ["Callback", "History", "DivergenceError", "LearningRateScheduler", "ModelCheckpoint",
+           "ProgressBar", "EarlyStopping"]

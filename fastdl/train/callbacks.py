@@ -56,7 +56,139 @@ class History(Callback):
     def __getitem__(self, key):
         return self.history[key]
 
+    def plot(self, path, metric=None, title=None):
+        """Write a PNG at ``path``: train vs dev cost per epoch, and beside it the metric
+        (``metric``, default "accuracy" when recorded). Needs matplotlib: ``pip install
+        "fastdl[plot]"``. Returns ``path``."""
+        from .plot import plot_history
+        return plot_history(self, path, metric=metric, title=title)
+
     def __repr__(self):
         last = {k: (round(v[-1], 6) if isinstance(v[-1], float) else v[-1])
                 for k, v in self.history.items() if v}
         return f"History({len(self.epoch)} epochs, last={last})"
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at the start of every epoch: ``lr = schedule(epoch)``
+    (epochs count from 0; any ``fd.optim`` schedule or a function), or Keras' two-argument
+    form ``schedule(epoch, lr)``. Same effect as ``fit(..., lr_schedule=schedule)``; this one
+    is applied after it when both are given. ``verbose=1`` prints each change."""
+
+    def __init__(self, schedule, verbose=0):
+        if not callable(schedule):
+            raise TypeError(f"schedule={schedule!r} must be callable (epoch -> lr)")
+        import inspect
+        try:
+            params = inspect.signature(schedule).parameters.values()
+            n_args = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                         and p.default is p.empty for p in params)
+        except (TypeError, ValueError):
+            n_args = 1
+        self.schedule, self.two_args, self.verbose = schedule, n_args >= 2, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        opt = getattr(self.model, "optimizer", None)
+        if opt is None:
+            raise RuntimeError("LearningRateScheduler needs the model's optimizer; use it "
+                               "inside model.fit")
+        lr = self.schedule(epoch, opt.lr) if self.two_args else self.schedule(epoch)
+        old = opt.lr
+        opt.lr = lr                       # validated by the optimizer (finite, > 0)
+        if self.verbose and opt.lr != old:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler sets lr to {opt.lr:.6g}")
+
+
+class EarlyStopping(Callback):
+    """Stop training when a monitored metric has stopped improving (course week 1, "Other
+    regularization methods"), and put back the weights of its best epoch.
+
+    Parameters
+    ----------
+    monitor : str
+        A key of the epoch logs: "val_loss" (default; needs ``validation_data``),
+        "val_accuracy", "loss".
+    patience : int >= 0
+        Epochs without improvement tolerated; training stops at the end of the epoch that
+        makes ``max(patience, 1)`` in a row (Keras' rule).
+    min_delta : float >= 0
+        An improvement must beat the best value by more than this.
+    mode : "auto", "min" or "max"
+        Direction of improvement; "auto" is "max" for accuracies, "min" otherwise.
+    restore_best_weights : bool
+        At the end of training, set the weights (BatchNorm running statistics included) to
+        those of the best epoch.
+
+    After training: ``best`` (the best value), ``best_epoch``, ``stopped_epoch`` (None when
+    training ran to the end). Sets ``model.stop_training``.
+    """
+
+    MODES = ("auto", "min", "max")
+
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
+                 restore_best_weights=True):
+        import numbers
+        import math
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"monitor={monitor!r} is invalid; expected the name of a logged "
+                             "metric such as 'val_loss'")
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) \
+                or patience < 0:
+            raise ValueError(f"patience={patience!r} is invalid; expected an integer >= 0")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) \
+                or not math.isfinite(min_delta) or min_delta < 0:
+            raise ValueError(f"min_delta={min_delta!r} is invalid; expected a finite number >= 0")
+        if mode not in self.MODES:
+            raise ValueError(f"mode={mode!r} is invalid; expected one of {self.MODES}")
+        if not isinstance(restore_best_weights, bool):
+            raise TypeError(f"restore_best_weights={restore_best_weights!r} is invalid; "
+                            "expected True or False")
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.mode = mode
+        self.restore_best_weights = restore_best_weights
+        self._reset()
+
+    def _reset(self):
+        self.best = self.best_epoch = self.stopped_epoch = self.best_weights = None
+        self.wait = 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def _improved(self, value):
+        import math
+        if not math.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(f"EarlyStopping(monitor={self.monitor!r}): epoch {epoch} logged "
+                             f"no {self.monitor!r} (logged: {', '.join(sorted(logs))}); pass "
+                             "validation_data to fit for 'val_*' metrics, or monitor 'loss'")
+        value = float(logs[self.monitor])
+        self.wait += 1
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        if self.wait >= max(self.patience, 1):
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+    def __repr__(self):
+        return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
+                f"min_delta={self.min_delta}, mode={self.mode!r}, "
+                f"restore_best_weights={self.restore_best_weights})")

@@ -13,14 +13,15 @@ host synchronisation per step; host backends check each cost as it comes.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
 
 from .. import config
 from .._validation import check_float, check_int, check_rows
+from ..data.batches import batch_sizes, epoch_order, make_source  # noqa: F401 (epoch_order)
 from .callbacks import Callback, History
+from .progress import make_progress
 
 
 class DivergenceError(FloatingPointError):
@@ -33,38 +34,32 @@ def check_optimizer(optimizer):
                         "step(params, grads, l2=..., n_l2=...) such as fd.optim.SGD(lr=0.01)")
 
 
-def epoch_order(seed, epoch, m, shuffle=True):
-    """The example order of one epoch: a pure function of (seed, epoch), so a resumed run sees
-    exactly the batches an uninterrupted one would."""
-    if not shuffle:
-        return np.arange(m, dtype=np.int64)
-    return np.random.default_rng([seed, 0x5EED, epoch]).permutation(m).astype(np.int64)
-
-
 def _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2, validation_data, callbacks,
                     verbose, lr_schedule):
     check_int("epochs", epochs, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
     check_int("verbose", verbose, minimum=0)
     check_float("l2", l2, minimum=0.0)
-    check_optimizer(optimizer)
+    if optimizer is not None:       # None: SGD, or the checkpoint's optimizer on resume
+        check_optimizer(optimizer)
     if lr_schedule is not None and not callable(lr_schedule):
         raise TypeError(f"lr_schedule={lr_schedule!r} must be callable (epoch -> lr)")
     callbacks = list(callbacks or [])
     for i, cb in enumerate(callbacks):
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks[{i}]={cb!r} is not a fastdl Callback")
-    Xc, Yc = model._XY(X, y)
+    source = make_source(model, X, y)
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a tuple (X_dev, y_dev)")
-        Xv = model._X(validation_data[0], "validation_data[0]")
-        from .._validation import as_targets
+        from .._validation import as_features, as_targets
+        # validated only: model.evaluate applies model.standardizer (once) every epoch
+        Xv = as_features("validation_data[0]", validation_data[0], model.dtype, model.input_dim)
         yv = as_targets("validation_data[1]", validation_data[1])
         check_rows(Xv, yv, "validation_data[0]", "validation_data[1]")
         val = (Xv, model.loss.encode(yv, model.output_dim, model.dtype, "validation_data[1]"))
-    return Xc, Yc, val, callbacks
+    return source, val, callbacks
 
 
 def _fused_layout(model, optimizer, wants_batches):
@@ -103,6 +98,7 @@ def _run_fused(model, optimizer, plan, Xd, Yd, order, bs, l2):
                             bs, layout, model.loss.code, l2, model.params.n_decay, alpha,
                             opt_kind, hyper, optimizer.iterations)
     optimizer.advance(nb)
+    model.steps_trained += nb
     return costs
 
 
@@ -117,94 +113,166 @@ def _diverged(model, snapshot, epoch, batch, cost):
                           "Try a lower learning rate, input standardization or gradient checking.")
 
 
-def _run_steps(model, optimizer, Xd, Yd, order, bs, l2, batch_cbs, epoch, snapshot, check_each):
-    bk, k, p = model._bk, model._bk.k, model.params
-    m = order.shape[0]
-    nb = (m + bs - 1) // bs
+def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, epoch,
+               snapshot, check_each, progress=None, prepare=None):
+    """One epoch, batch by batch, from ``source`` (``data/batches.py``: in memory or streamed).
+    ``prepare(Xb, epoch, batch)``, when given, edits each gathered training batch in place
+    (standardization of streamed rows, data augmentation: ``_batch_hook``)."""
+    bk, p = model._bk, model.params
+    sizes = batch_sizes(source.m, bs, drop_last)
+    nb = sizes.shape[0]
     losses = bk.zeros((nb,), np.float64)
     sqs = bk.zeros((nb,), np.float64)
-    order_d = bk.asarray(order)
-    sizes = np.minimum(bs, m - np.arange(nb) * bs)
-    for b in range(nb):
-        mb = int(sizes[b])
-        idx = order_d[b * bs:b * bs + mb]
-        ws = model._workspace(mb)
-        k.gather_rows(ws.Xb, Xd, idx)
-        k.gather_rows(ws.Yb, Yd, idx)
-        model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1])
-        if check_each:
-            cost = float(losses[b]) + (l2 / (2.0 * mb) * float(sqs[b]) if l2 else 0.0)
-            if not np.isfinite(cost):
-                _diverged(model, snapshot, epoch, b, cost)
-        optimizer.step(p.data, p.grad, l2=l2 / mb, n_l2=p.n_decay)
-        for cb in batch_cbs:
-            cb.on_batch_end(b, {"loss": cost, "size": mb})
+    cost = None
+    batches = source.batches(model, model.seed, epoch, bs, shuffle, drop_last)
+    try:
+        for b, ws, mb in batches:
+            if prepare is not None:
+                prepare(ws.Xb, epoch, b)
+            model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1])
+            if check_each:
+                cost = float(losses[b]) + (l2 / (2.0 * mb) * float(sqs[b]) if l2 else 0.0)
+                if not np.isfinite(cost):
+                    _diverged(model, snapshot, epoch, b, cost)
+            optimizer.step(p.data, p.grad, l2=l2 / mb, n_l2=p.n_decay)
+            model.steps_trained += 1
+            for cb in batch_cbs:
+                cb.on_batch_end(b, {"loss": cost, "size": mb})
+            if progress is not None:
+                progress.update(b, mb, cost)
+    finally:
+        batches.close()          # stops a streaming source's prefetch thread
     losses, sqs = bk.to_numpy(losses), bk.to_numpy(sqs)
     return losses + (l2 / (2.0 * sizes)) * sqs if l2 else losses
 
 
-def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
-        callbacks=None, verbose=1, shuffle=True, lr_schedule=None):
-    from ..optim import SGD
-    if optimizer is None:
-        optimizer = SGD(lr=0.01)
-    Xc, Yc, val, callbacks = _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2,
-                                             validation_data, callbacks, verbose, lr_schedule)
-    l2 = float(l2)
+def _check_augment(model, augment):
+    from ..data.augment import Augment
+    if not isinstance(augment, Augment):
+        raise TypeError(f"augment={augment!r} is not an augmentation; expected "
+                        "fd.Augment(image_shape=(H, W) or (H, W, C), flip=..., shift=..., "
+                        "noise=...)")
+    augment.check_features(model.input_dim)
+
+
+def _batch_hook(model, source, augment):
+    """``prepare(Xb, epoch, batch)`` for ``_run_steps``, or None when batches go in as
+    gathered: streamed rows are standardized here (in-memory inputs were standardized once,
+    by ``model._X``), then augmentation is applied from (seed, epoch, batch). Validation data
+    never pass through it."""
+    std = model.standardizer if source.streaming else None
+    if std is None and augment is None:
+        return None
     bk = model._bk
-    Xd, Yd = bk.asarray(Xc), bk.asarray(Yc)
-    m = Xc.shape[0]
+
+    def prepare(Xb, epoch, batch):
+        host = bk.to_numpy(Xb) if bk.on_device else Xb
+        if std is not None:
+            std._transform_inplace(host)
+        if augment is not None:
+            augment.apply(host, model.seed, epoch, batch)
+        if bk.on_device:
+            Xb.copy_to_device(host)
+    return prepare
+
+
+def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
+        callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
+        resume_from=None, augment=None):
+    from ..optim import SGD
+    if augment is not None:
+        _check_augment(model, augment)
+    resumed = None
+    if resume_from is not None:      # weights, counters, seed, optimizer state, standardizer,
+        from ..io import resume_into  # history: first, so the inputs see the saved standardizer
+        optimizer, resumed = resume_into(model, resume_from, optimizer)
+    if model.standardizer is not None:      # fitted on the training inputs only, once
+        model.standardizer._fit_for(model, X)
+    source, val, callbacks = _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2,
+                                             validation_data, callbacks, verbose, lr_schedule)
+    try:
+        return _fit(model, source, optimizer, epochs, batch_size, float(l2), val, callbacks,
+                    verbose, shuffle, lr_schedule, bool(drop_last), resumed, SGD,
+                    augment=augment)
+    finally:
+        source.close()
+
+
+def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbose, shuffle,
+         lr_schedule, drop_last, resumed, default_optimizer, augment=None):
+    if optimizer is None:
+        optimizer = default_optimizer(lr=0.01)
+    bk = model._bk
+    m = source.m
     bs = min(int(batch_size), m)
+    sizes = batch_sizes(m, bs, drop_last)
+    n_used = int(sizes.sum())
     history = History()
+    run_start = model.epochs_trained
+    if resumed is not None:
+        history.epoch = list(resumed["epoch"])
+        history.history = {k: list(v) for k, v in resumed["history"].items()}
+        run_start = resumed["fit_start_epoch"]
+    last_epoch = run_start + int(epochs)
+    # what a checkpoint needs to continue this run (see fastdl/io.py)
+    model.optimizer, model.history, model._fit_start_epoch = optimizer, history, run_start
     cbs = [history] + callbacks
     for cb in cbs:
         cb.set_model(model)
     batch_cbs = [cb for cb in cbs if type(cb).wants_batches()]
-    plan = _fused_layout(model, optimizer, bool(batch_cbs))
+    plan = None
+    prepare = _batch_hook(model, source, augment)
+    if prepare is None and not source.streaming and not (drop_last and m % bs):
+        plan = _fused_layout(model, optimizer, bool(batch_cbs))
+    progress = make_progress(verbose)
     model.stop_training = False
     for cb in cbs:
         cb.on_train_begin({})
-    last_epoch = model.epochs_trained + int(epochs)
-    for _ in range(int(epochs)):
+    if progress is not None:
+        progress.on_train_begin(model.epochs_trained, last_epoch)
+    while model.epochs_trained < last_epoch:
         e = model.epochs_trained
         if lr_schedule is not None:
             optimizer.lr = lr_schedule(e)
         for cb in cbs:
             cb.on_epoch_begin(e, {})
-        order = epoch_order(model.seed, e, m, shuffle)
+        if progress is not None:
+            progress.on_epoch_begin(e, sizes)
         snapshot = model.params.snapshot()
         opt_state = optimizer.state_dict()
+        steps0 = model.steps_trained
         t0 = time.perf_counter()
         costs = None
         if plan is not None:
-            costs = _run_fused(model, optimizer, plan, Xd, Yd, order, bs, l2)
+            order = source.order(model.seed, e, shuffle)
+            costs = _run_fused(model, optimizer, plan, source.X, source.Y, order, bs, l2)
             if not np.isfinite(costs).all():       # redo the epoch step by step to stop exactly
                 model.params.restore(snapshot)
                 optimizer.load_state_dict(opt_state)
+                model.steps_trained = steps0
                 costs = None
         if costs is None:
             check_each = not bk.on_device or bool(batch_cbs)
-            costs = _run_steps(model, optimizer, Xd, Yd, order, bs, l2, batch_cbs, e, snapshot,
-                               check_each)
+            bar = progress if progress is not None and progress.per_batch else None
+            costs = _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs,
+                               e, snapshot, check_each, bar, prepare)
             if not np.isfinite(costs).all():       # device: found at the end of the epoch
                 model.params.restore(snapshot)
                 optimizer.load_state_dict(opt_state)
-                _run_steps(model, optimizer, Xd, Yd, order, bs, l2, batch_cbs, e, snapshot, True)
+                model.steps_trained = steps0
+                _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, e,
+                           snapshot, True, prepare=prepare)
         bk.synchronize()
         elapsed = time.perf_counter() - t0
-        sizes = np.minimum(bs, m - np.arange(costs.shape[0]) * bs)
-        logs = {"loss": float(np.dot(costs, sizes) / m), "lr": float(optimizer.lr)}
+        logs = {"loss": float(np.dot(costs, sizes) / n_used), "lr": float(optimizer.lr)}
         if val is not None:
             ev = model.evaluate(*val)
             logs.update({f"val_{k}": v for k, v in ev.items()})
         model.epochs_trained += 1
         for cb in cbs:
             cb.on_epoch_end(e, logs)
-        if verbose:
-            metrics = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
-            print(f"Epoch {e + 1}/{last_epoch} - "
-                  f"{elapsed:.3f}s ({m / max(elapsed, 1e-9):,.0f} samples/s) - {metrics}",
-                  file=sys.stdout, flush=True)
+        if progress is not None:
+            progress.on_epoch_end(e, logs, costs, sizes, elapsed)
         if model.stop_training:
             break
     for cb in cbs:

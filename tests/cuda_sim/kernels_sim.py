@@ -33,6 +33,10 @@ from fastdl.kernels.cuda import _gemm, dense  # noqa: E402
 from fastdl.kernels.reference import optim as R_optim  # noqa: E402
 from fastdl.kernels.cuda import optim as K_optim  # noqa: E402
 
+#: The simulator runs the dropout hash on NumPy uint64 scalars, which warn when they wrap
+#: (the hash relies on wrapping mod 2^64; numba's compiled uint64 wraps silently).
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in scalar:RuntimeWarning")
+
 DTYPES = (np.float32, np.float64)
 ACTS = sorted(ACTIVATIONS.values())
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -67,6 +71,8 @@ def hostile(rng, shape, dtype, scale=3.0):
     """Normal values with exact zeros and a few large magnitudes."""
     z = scale * rng.standard_normal(shape)
     flat = z.reshape(-1)
+    if not flat.size:
+        return z.astype(dtype)
     flat[rng.integers(0, flat.size, size=max(1, flat.size // 5))] = 0.0
     flat[rng.integers(0, flat.size, size=max(1, flat.size // 7))] *= 10.0
     return z.astype(dtype)
@@ -124,11 +130,19 @@ def _dense_inputs(rng, m, n_in, n_out, dtype, bias):
     return X, W, b
 
 
+def _codes(shape_index, bias):
+    """Every activation on one shape, one on each other combination (the simulator is slow;
+    the element functions are the ones the activation cases cover exhaustively)."""
+    if shape_index == 1 and bias:
+        return ACTS
+    return ((4, 1), (2, 2), (3, 0))[shape_index][0 if bias else 1],
+
+
 def case_dense_forward(rng, dtype):
-    for m, n_in, n_out in DENSE_SHAPES:
+    for si, (m, n_in, n_out) in enumerate(DENSE_SHAPES):
         for bias in (True, False):
             X, W, b = _dense_inputs(rng, m, n_in, n_out, dtype, bias)
-            for code in ACTS:
+            for code in _codes(si, bias):
                 ref = np.empty((m, n_out), dtype)
                 R.dense_forward(ref, X, W, b, code, ALPHA)
                 A = poisoned((m, n_out), dtype)
@@ -158,8 +172,8 @@ def _check_dense_backward(rng, dtype, m, n_in, n_out, bias, want_dx, code):
 
 
 def case_dense_backward(rng, dtype):
-    for m, n_in, n_out in DENSE_SHAPES:
-        for code in ACTS:
+    for si, (m, n_in, n_out) in enumerate(DENSE_SHAPES):
+        for code in ((4,), (1, 2), (3,))[si]:
             _check_dense_backward(rng, dtype, m, n_in, n_out, True, True, code)
     _check_dense_backward(rng, dtype, 7, 4, 5, False, True, 1)    # no bias
     _check_dense_backward(rng, dtype, 7, 4, 5, True, False, 3)    # first layer: no dX
@@ -315,6 +329,96 @@ def case_sum_squares(rng, dtype):
             out = poisoned(1, out_dtype)
             K.sum_squares(out, dev(x))
             assert_close(out, ref, dtype)
+
+
+# --- dropout ----------------------------------------------------------------------------------
+DROPOUT_DRAWS = ((3, 5, 0, 0.8), (2**40 + 7, 123456789, 3, 0.5), (0, 0, 0, 1.0), (9, 2, 1, 0.1))
+
+
+def case_dropout_forward(rng, dtype):
+    """The mask is bit-identical with the reference (hence with the cpu backend)."""
+    X = hostile(rng, (9, 7), dtype)
+    X[0, 0] = np.nan  # a dropped NaN becomes 0, a kept one stays NaN
+    for seed, step, layer, keep_prob in DROPOUT_DRAWS:
+        ref = np.empty_like(X)
+        R.dropout_forward(ref, X, seed, step, layer, keep_prob)
+        A = poisoned(X.shape, dtype)
+        K.dropout_forward(A, dev(X), seed, step, layer, keep_prob)
+        np.testing.assert_array_equal(A.copy_to_host(), ref)
+        Xd = dev(X)  # in place
+        K.dropout_forward(Xd, Xd, seed, step, layer, keep_prob)
+        np.testing.assert_array_equal(Xd.copy_to_host(), ref)
+
+
+def case_dropout_backward(rng, dtype):
+    dA = hostile(rng, (9, 7), dtype)
+    for seed, step, layer, keep_prob in DROPOUT_DRAWS:
+        ref = np.empty_like(dA)
+        R.dropout_backward(ref, dA, seed, step, layer, keep_prob)
+        dX = poisoned(dA.shape, dtype)
+        K.dropout_backward(dX, dev(dA), seed, step, layer, keep_prob)
+        np.testing.assert_array_equal(dX.copy_to_host(), ref)
+
+
+# --- batch norm -------------------------------------------------------------------------------
+def _bn_inputs(rng, dtype, m, n):
+    X = (hostile(rng, (m, n), dtype, 1.0) + rng.standard_normal(n) * 2).astype(dtype)
+    gamma = (1 + 0.3 * rng.standard_normal(n)).astype(dtype)
+    beta = rng.standard_normal(n).astype(dtype)
+    rmean = rng.standard_normal(n).astype(dtype)
+    rvar = (1 + rng.random(n)).astype(dtype)
+    return X, gamma, beta, rmean, rvar
+
+
+def case_batchnorm_forward_train(rng, dtype):
+    for m, n, momentum, unbiased in ((9, 13, 0.9, 0), (2, 3, 0.99, 1), (5, 1, 1.0, 1)):
+        X, gamma, beta, rmean, rvar = _bn_inputs(rng, dtype, m, n)
+        ref = dict(Y=np.empty_like(X), mean=np.empty(n), inv_std=np.empty(n), rm=rmean.copy(),
+                   rv=rvar.copy())
+        R.batchnorm_forward_train(ref["Y"], ref["mean"], ref["inv_std"], ref["rm"], ref["rv"],
+                                  X, gamma, beta, momentum, 1e-5, unbiased)
+        Y, mean, inv_std = poisoned(X.shape, dtype), poisoned(n, np.float64), poisoned(
+            n, np.float64)
+        rm, rv = dev(rmean), dev(rvar)
+        K.batchnorm_forward_train(Y, mean, inv_std, rm, rv, dev(X), dev(gamma), dev(beta),
+                                  momentum, 1e-5, unbiased)
+        for got, key in ((Y, "Y"), (mean, "mean"), (inv_std, "inv_std"), (rm, "rm"),
+                         (rv, "rv")):
+            assert_close(got, ref[key], dtype, rtol=5 * RTOL[dtype])
+        Xd = dev(X)  # in place: Y is X
+        K.batchnorm_forward_train(Xd, mean, inv_std, dev(rmean), dev(rvar), Xd, dev(gamma),
+                                  dev(beta), momentum, 1e-5, unbiased)
+        assert_close(Xd, ref["Y"], dtype, rtol=5 * RTOL[dtype])
+
+
+def case_batchnorm_forward_eval(rng, dtype):
+    X, gamma, beta, rmean, rvar = _bn_inputs(rng, dtype, 9, 7)
+    ref = np.empty_like(X)
+    R.batchnorm_forward_eval(ref, X, gamma, beta, rmean, rvar, 1e-3)
+    Y = poisoned(X.shape, dtype)
+    K.batchnorm_forward_eval(Y, dev(X), dev(gamma), dev(beta), dev(rmean), dev(rvar), 1e-3)
+    assert_close(Y, ref, dtype)
+
+
+def case_batchnorm_backward(rng, dtype):
+    for m, n, want_dx in ((9, 13, True), (2, 3, True), (6, 4, False)):
+        X, gamma, _, _, _ = _bn_inputs(rng, dtype, m, n)
+        mean = X.astype(np.float64).mean(axis=0)
+        inv_std = 1.0 / np.sqrt(X.astype(np.float64).var(axis=0) + 1e-5)
+        dY = hostile(rng, (m, n), dtype, 1.0)
+        rdX = np.empty_like(X) if want_dx else np.zeros(0, dtype)
+        rdg, rdb = np.empty(n, dtype), np.empty(n, dtype)
+        R.batchnorm_backward(rdX, rdg, rdb, dY, X, mean, inv_std, gamma)
+        dX = poisoned(rdX.shape, dtype)
+        dg, db = poisoned(n, dtype), poisoned(n, dtype)
+        K.batchnorm_backward(dX, dg, db, dev(dY), dev(X), dev(mean), dev(inv_std), dev(gamma))
+        assert_close(dg, rdg, dtype, rtol=5 * RTOL[dtype])
+        assert_close(db, rdb, dtype, rtol=5 * RTOL[dtype])
+        assert_close(dX, rdX, dtype, rtol=5 * RTOL[dtype])
+        if want_dx:  # in place: dX is dY
+            d = dev(dY)
+            K.batchnorm_backward(d, dg, db, d, dev(X), dev(mean), dev(inv_std), dev(gamma))
+            assert_close(d, rdX, dtype, rtol=5 * RTOL[dtype])
 
 
 # --- epoch ------------------------------------------------------------------------------------

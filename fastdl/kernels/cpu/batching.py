@@ -5,30 +5,37 @@ and dispatches per call), ``prange`` over rows for batches of at least
 ``config.PARALLEL_MIN_SIZE`` elements.
 """
 
+from functools import partial
+
 import numpy as np
 
 from ... import config  # before numba: it sets OMP_WAIT_POLICY
 from numba import prange
 
-from ._jit import jit, pjit
+from ._jit import jit as _jit, pjit as _pjit
+
+# error_model="numpy": Numba's default tests every float division for a zero divisor (to raise
+# ZeroDivisionError), and that branch keeps LLVM from vectorizing; x/0 gives inf/nan, as NumPy.
+jit = partial(_jit, error_model="numpy")
+pjit = partial(_pjit, error_model="numpy")
 
 
 @jit
 def _gather_serial(out, X, idx):
-    n = X.shape[1]
     for i in range(idx.shape[0]):
-        r = idx[i]
-        for j in range(n):
-            out[i, j] = X[r, j]
+        o = out[i]
+        x = X[idx[i]]
+        for j in range(o.shape[0]):
+            o[j] = x[j]
 
 
 @pjit
 def _gather_parallel(out, X, idx):
-    n = X.shape[1]
     for i in prange(idx.shape[0]):
-        r = idx[i]
-        for j in range(n):
-            out[i, j] = X[r, j]
+        o = out[i]
+        x = X[idx[i]]
+        for j in range(o.shape[0]):
+            o[j] = x[j]
 
 
 def gather_rows(out, X, idx):

@@ -1,101 +1,100 @@
 """Losses fused with their output activation and their gradient (cpu).
 
-Same math, scaling and aliasing rules as ``reference/losses.py`` (``dZ`` may be the input),
-in one jitted pass per row instead of several full-size float64 temporaries: each row is read,
-reduced (max, log-sum-exp in float64) and its gradient written before the next row. The cost is
-accumulated in float64 and written to ``loss[0]``. Buffers of at least
-``config.PARALLEL_MIN_SIZE`` elements use a ``prange`` over rows (Numba's per-thread reduction).
+Same math, scaling and aliasing rules as ``reference/losses.py`` (``dZ`` may be the input). How
+the cpu kernels differ: no full-size float64 temporaries. Each row is read, reduced and its
+gradient written in one jitted pass, with float64 arithmetic per element and the cost summed in
+float64, written to ``loss[0]``. Softmax cross-entropy on buffers of at least
+``activations._UFUNC_MIN_SIZE`` elements takes its exponentials from NumPy's SIMD ``np.exp``
+(in place in ``dZ``; see ``activations`` for the measured gap), in the input dtype, between two
+jitted passes; it uses the identity
 
-The row helpers take the target row index ``yi`` separately so ``epoch.py`` can read targets
-through the shuffle order without gathering them.
+    -sum_c y_c log p_c = (sum_c y_c) lse + sum_c y_c (max - z_c),    lse = log sum_c e^(z_c - max)
+
+(both terms >= 0 for y >= 0: no cancellation) so the logits are not needed after the exp.
+Binary cross-entropy keeps the jitted scalar exp/log1p (outputs are few: one per example).
+Serial: these buffers are batch x outputs, small next to the GEMMs.
 """
+
+from functools import partial
 
 import numpy as np
 
-from ... import config  # before numba: it sets OMP_WAIT_POLICY
-from numba import prange
+from ._jit import jit as _jit
+from .activations import _UFUNC_MIN_SIZE
 
-from ._jit import jit, pjit
+# error_model="numpy": Numba's default tests every float division for a zero divisor (to raise
+# ZeroDivisionError), and that branch keeps LLVM from vectorizing; x/0 gives inf/nan, as NumPy.
+jit = partial(_jit, error_model="numpy")
 
 
-@jit
-def _softmax_ce_row(dZ, Z, Y, i, yi, m):
-    """Row i: returns -sum_c y log softmax(z); writes dZ = (p * sum_c y - y) / m."""
-    n = Z.shape[1]
-    mx = Z[i, 0]
+@jit(inline="always")
+def _softmax_ce_row(dz, z, y, m):
+    """One example: returns -sum_c y log softmax(z); writes dz = (p * sum_c y - y) / m."""
+    n = z.shape[0]
+    mx = z[0]
     for j in range(1, n):
-        if Z[i, j] > mx:
-            mx = Z[i, j]
+        if z[j] > mx:
+            mx = z[j]
     mx64 = np.float64(mx)
     s = 0.0
     ysum = 0.0
     for j in range(n):
-        s += np.exp(np.float64(Z[i, j]) - mx64)
-        ysum += np.float64(Y[yi, j])
+        s += np.exp(np.float64(z[j]) - mx64)
+        ysum += np.float64(y[j])
     lse = np.log(s)
     row = 0.0
     for j in range(n):
-        logp = (np.float64(Z[i, j]) - mx64) - lse
-        y = np.float64(Y[yi, j])
-        row -= y * logp
-        dZ[i, j] = (np.exp(logp) * ysum - y) / m
+        logp = (np.float64(z[j]) - mx64) - lse
+        yj = np.float64(y[j])
+        row -= yj * logp
+        dz[j] = (np.exp(logp) * ysum - yj) / m
     return row
 
-
-@jit
-def _sigmoid_bce_row(dZ, Z, Y, i, yi, m):
-    """Row i: returns sum_j max(z,0) - z y + log1p(exp(-|z|)); writes dZ = (sigmoid(z) - y)/m."""
-    row = 0.0
-    for j in range(Z.shape[1]):
-        z = np.float64(Z[i, j])
-        y = np.float64(Y[yi, j])
-        e = np.exp(-abs(z))
-        row += max(z, 0.0) - z * y + np.log1p(e)
-        sig = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
-        dZ[i, j] = (sig - y) / m
-    return row
-
-
-@jit
-def _mse_row(dA, A, Y, i, yi, n):
-    """Row i: returns sum_j (a - y)^2; writes dA = 2 (a - y) / n (n = all elements)."""
-    row = 0.0
-    for j in range(A.shape[1]):
-        d = np.float64(A[i, j]) - np.float64(Y[yi, j])
-        row += d * d
-        dA[i, j] = 2.0 * d / n
-    return row
-
-
-@jit
-def _loss_rows(kind, dZ, Z, Y, i, yi, m, n):
-    """Dispatch on the loss code (fastdl.kernels.LOSSES: 0 BCE, 1 CCE, 2 MSE) for the fused
-    epoch; returns the row's un-normalized cost."""
-    if kind == 0:
-        return _sigmoid_bce_row(dZ, Z, Y, i, yi, m)
-    if kind == 1:
-        return _softmax_ce_row(dZ, Z, Y, i, yi, m)
-    return _mse_row(dZ, Z, Y, i, yi, n)
-
-
-# One serial and one parallel driver per loss (only the losses used get compiled). The cost
-# is normalized by m (cross-entropies) or by m * k (MSE), as in the reference.
 
 @jit
 def _sce_serial(loss, dZ, Z, Y):
     m = Z.shape[0]
     total = 0.0
     for i in range(m):
-        total += _softmax_ce_row(dZ, Z, Y, i, i, m)
+        total += _softmax_ce_row(dZ[i], Z[i], Y[i], m)
     loss[0] = total / m
 
 
-@pjit
-def _sce_parallel(loss, dZ, Z, Y):
-    m = Z.shape[0]
+@jit
+def _sce_shift(dZ, Z, Y):
+    """dZ = Z - row max; returns sum_i sum_c y_ic (max_i - z_ic) (float64)."""
     total = 0.0
-    for i in prange(m):
-        total += _softmax_ce_row(dZ, Z, Y, i, i, m)
+    for i in range(Z.shape[0]):
+        z = Z[i]
+        dz = dZ[i]
+        y = Y[i]
+        mx = z[0]
+        for j in range(1, z.shape[0]):
+            if z[j] > mx:
+                mx = z[j]
+        mx64 = np.float64(mx)
+        for j in range(z.shape[0]):
+            total += np.float64(y[j]) * (mx64 - np.float64(z[j]))
+            dz[j] = z[j] - mx
+    return total
+
+
+@jit
+def _sce_finish(loss, dZ, Y, shifted_term):
+    """dZ holds e = exp(z - max): writes dZ = (e / sum e * sum y - y) / m and the cost."""
+    m = dZ.shape[0]
+    total = shifted_term
+    for i in range(m):
+        e = dZ[i]
+        y = Y[i]
+        s = 0.0
+        ysum = 0.0
+        for j in range(e.shape[0]):
+            s += np.float64(e[j])
+            ysum += np.float64(y[j])
+        total += ysum * np.log(s)
+        for j in range(e.shape[0]):
+            e[j] = (np.float64(e[j]) / s * ysum - np.float64(y[j])) / m
     loss[0] = total / m
 
 
@@ -104,16 +103,16 @@ def _bce_serial(loss, dZ, Z, Y):
     m = Z.shape[0]
     total = 0.0
     for i in range(m):
-        total += _sigmoid_bce_row(dZ, Z, Y, i, i, m)
-    loss[0] = total / m
-
-
-@pjit
-def _bce_parallel(loss, dZ, Z, Y):
-    m = Z.shape[0]
-    total = 0.0
-    for i in prange(m):
-        total += _sigmoid_bce_row(dZ, Z, Y, i, i, m)
+        z_i = Z[i]
+        y_i = Y[i]
+        dz_i = dZ[i]
+        for j in range(z_i.shape[0]):
+            z = np.float64(z_i[j])
+            y = np.float64(y_i[j])
+            e = np.exp(-abs(z))
+            total += max(z, 0.0) - z * y + np.log1p(e)
+            sig = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+            dz_i[j] = (sig - y) / m
     loss[0] = total / m
 
 
@@ -122,36 +121,45 @@ def _mse_serial(loss, dA, A, Y):
     n = A.shape[0] * A.shape[1]
     total = 0.0
     for i in range(A.shape[0]):
-        total += _mse_row(dA, A, Y, i, i, n)
+        a_i = A[i]
+        y_i = Y[i]
+        da_i = dA[i]
+        for j in range(a_i.shape[0]):
+            d = np.float64(a_i[j]) - np.float64(y_i[j])
+            total += d * d
+            da_i[j] = 2.0 * d / n
     loss[0] = total / n
 
 
-@pjit
-def _mse_parallel(loss, dA, A, Y):
-    n = A.shape[0] * A.shape[1]
-    total = 0.0
-    for i in prange(A.shape[0]):
-        total += _mse_row(dA, A, Y, i, i, n)
-    loss[0] = total / n
-
-
-def _run(serial, parallel, loss, dZ, Z, Y):
+def _empty_batch(loss, Z):
     if Z.shape[0] == 0:  # the reference's 0/0
         loss[0] = np.nan
-        return
-    (parallel if Z.size >= config.PARALLEL_MIN_SIZE else serial)(loss, dZ, Z, Y)
+        return True
+    return False
 
 
 def softmax_cross_entropy(loss, dZ, Z, Y):
-    """Fused row pass (max, float64 log-sum-exp, cost and dZ) with no temporaries."""
-    _run(_sce_serial, _sce_parallel, loss, dZ, Z, Y)
+    """Fused row pass (float64 log-sum-exp) without temporaries; large buffers take NumPy's
+    SIMD exp in the input dtype between two jitted passes."""
+    if _empty_batch(loss, Z):
+        return
+    if Z.size < _UFUNC_MIN_SIZE:
+        _sce_serial(loss, dZ, Z, Y)
+        return
+    shifted_term = _sce_shift(dZ, Z, Y)
+    np.exp(dZ, out=dZ)  # arguments <= 0: no overflow
+    _sce_finish(loss, dZ, Y, shifted_term)
 
 
 def sigmoid_binary_cross_entropy(loss, dZ, Z, Y):
-    """Fused element pass in float64 (cost and dZ) with no temporaries."""
-    _run(_bce_serial, _bce_parallel, loss, dZ, Z, Y)
+    """Fused element pass in float64 (cost and dZ) without temporaries."""
+    if _empty_batch(loss, Z):
+        return
+    _bce_serial(loss, dZ, Z, Y)
 
 
 def mean_squared_error(loss, dA, A, Y):
-    """Fused element pass in float64 (cost and dA) with no temporaries."""
-    _run(_mse_serial, _mse_parallel, loss, dA, A, Y)
+    """Fused element pass in float64 (cost and dA) without temporaries."""
+    if _empty_batch(loss, A):
+        return
+    _mse_serial(loss, dA, A, Y)

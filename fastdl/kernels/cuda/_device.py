@@ -102,7 +102,9 @@ def _synchronize():
 
 
 def is_device_array(a) -> bool:
-    return cuda.is_cuda_array(a) and not isinstance(a, np.ndarray)
+    """A numba device array, a simulator one, or any ``__cuda_array_interface__`` object."""
+    return not isinstance(a, np.ndarray) and (hasattr(a, "__cuda_array_interface__")
+                                              or hasattr(a, "copy_to_host"))
 
 
 def as_device(a, dtype=None):
@@ -171,6 +173,38 @@ def block_sum(sh, v):
         cuda.syncthreads()
         stride //= 2
     return sh[0]
+
+
+@cuda.jit(device=True, inline=True)
+def column_sum(sh, v):
+    """In a 2-D block whose threadIdx.x indexes columns and threadIdx.y strides rows: the sum
+    of ``v`` over threadIdx.y for this thread's column, returned to every thread. Tree
+    reduction in ``sh`` (>= blockDim.x * blockDim.y entries); syncs before reusing it."""
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    TX = cuda.blockDim.x
+    TY = cuda.blockDim.y
+    cuda.syncthreads()
+    sh[ty * TX + tx] = v
+    cuda.syncthreads()
+    stride = 1
+    while stride < TY:
+        stride *= 2
+    stride //= 2
+    while stride > 0:
+        if ty < stride and ty + stride < TY:
+            sh[ty * TX + tx] += sh[(ty + stride) * TX + tx]
+        cuda.syncthreads()
+        stride //= 2
+    return sh[tx]
+
+
+def column_block():
+    """(TX, TY) of column-strip kernels: 32 columns x 8 row-strides at 256 threads; tiny test
+    blocks keep TY > 1 so the tree reduction runs."""
+    t = tpb()
+    tx = 32 if t >= 128 else max(1, t // 4)
+    return tx, max(1, t // tx)
 
 
 @per_dtype

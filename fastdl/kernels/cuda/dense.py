@@ -14,7 +14,8 @@ the split partials land in a scratch buffer and a second tiny kernel adds them.
 
 from numba import cuda
 
-from ._device import SHARED_SIZE, _fill_kernel, blocks, per_dtype, scratch, tpb
+from ._device import SHARED_SIZE, _fill_kernel, blocks, column_block, column_sum, per_dtype, \
+    scratch, tpb
 from ._gemm import gemm
 from .activations import _act_fns
 
@@ -73,23 +74,12 @@ def _dz_colsum_kernel(T):
                     dA[r, c] = dz
                     s += dz
             if want_sum:
-                cuda.syncthreads()
-                sh[ty * TX + tx] = s
-                cuda.syncthreads()
-                stride = 1
-                while stride < TY:
-                    stride *= 2
-                stride //= 2
-                while stride > 0:
-                    if ty < stride and ty + stride < TY:
-                        sh[ty * TX + tx] += sh[(ty + stride) * TX + tx]
-                    cuda.syncthreads()
-                    stride //= 2
+                total = column_sum(sh, s)
                 if ty == 0 and c < n:
                     if n_split == 1:
-                        db[c] = sh[tx]
+                        db[c] = total
                     else:
-                        partial[split * n + c] = sh[tx]
+                        partial[split * n + c] = total
     return kernel
 
 
@@ -107,14 +97,6 @@ def _colsum_finish_kernel(T):
     return kernel
 
 
-def _colsum_block():
-    """(TX, TY) of the dZ/column-sum kernel: 32 columns x 8 rows at 256 threads; tests'
-    tiny blocks keep TY > 1 so the tree reduction runs."""
-    t = tpb()
-    tx = 32 if t >= 128 else max(1, t // 4)
-    return tx, max(1, t // tx)
-
-
 def dense_forward(A, X, W, b, activation, alpha):
     """A = g(X W^T + b): GEMM, then one fused bias + activation kernel."""
     gemm(A, X, W, False, True)
@@ -127,7 +109,7 @@ def dense_backward(dX, dW, db, dA, A, X, W, activation, alpha):
     """Gradients of the layer. ``dA`` is overwritten with dZ (it is a workspace)."""
     m, n = dA.shape
     if m and n and (db.size or activation != 0):
-        tx, ty = _colsum_block()
+        tx, ty = column_block()
         col_blocks = min((n + tx - 1) // tx, 65535)
         n_split = 1
         if db.size:

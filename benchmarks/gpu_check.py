@@ -1,0 +1,826 @@
+#!/usr/bin/env python
+"""One prepared run of the cuda backend on a real NVIDIA GPU (issue 8): validate, then time.
+
+    python benchmarks/gpu_check.py                # everything, < 5 minutes on an H100
+    python benchmarks/gpu_check.py --sections validate,bandwidth
+    OUT=/some/dir python benchmarks/gpu_check.py  # also writes $OUT/gpu_check.json
+
+Sections (each catches its own exceptions, so one failure never hides the rest; a global time
+budget, GPU_CHECK_BUDGET_S = 270 s by default, skips what no longer fits):
+
+env        device, versions, the GEMM implementation in use, a first kernel compile.
+gemm       every available GEMM implementation (cuBLAS via CuPy's binding, cupy.matmul, the
+           tiled numba kernel) against NumPy for the three transposes the dense layer uses; the
+           first that passes (in that order) is used for everything after.
+validate   every registered cuda kernel against the NumPy reference on fresh random inputs,
+           float32 and float64, shapes that span many blocks; relative error = max |got - ref|
+           / max |ref|; PASS/FAIL per kernel. Both train_epoch paths (the one-block fused kernel
+           and the per-batch launches). Dropout must match bit for bit.
+launch     host cost of one kernel launch (numba-cuda) vs one small PyTorch op.
+bandwidth  fused SGD and Adam updates, GB/s, against a device-to-device copy measured in the
+           same run (target >= 85%); PyTorch's fused Adam alongside.
+train784   784-256-128-10 relu/relu/softmax, SGD, batch 256 / 1024 / 4096: samples/s of
+           fastdl (model.fit, backend="cuda"), of the kernel-level ``train_epoch`` on
+           device-resident data, and of a PyTorch CUDA loop (same net, data on device,
+           reshuffled every epoch). Target >= 1.0x PyTorch.
+wide       784-4096-4096-10 at batch 1024, same three (target >= 0.9x PyTorch).
+tiny       2-5-2-1 relu/relu/sigmoid, batch 64: fastdl's whole-epoch one-block kernel (and
+           fit) vs PyTorch CUDA (target >= 10x); threads-per-block sweep.
+
+The last lines printed are a compact table (the device tool returns only the tail of the
+output). Float32 throughout the timings; PyTorch's TF32 matmul stays off (its default), as
+CuPy's cuBLAS calls do by default, so both sides run true FP32 GEMMs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+T_START = time.perf_counter()
+BUDGET_S = float(os.environ.get("GPU_CHECK_BUDGET_S", 270))
+RESULTS: dict = {"env": {}, "gemm": {}, "validate": {}, "launch": {}, "bandwidth": {},
+                 "train784": {}, "wide": {}, "tiny": {}, "errors": {}, "skipped": []}
+SECTIONS = ("env", "gemm", "validate", "launch", "bandwidth", "train784", "wide", "tiny")
+#: --smoke: every size cut to a few elements and blocks to 8 threads, so the whole script runs
+#: under NUMBA_ENABLE_CUDASIM=1 in a minute or two (checks the script, not the GPU).
+SMOKE = False
+
+
+def S(n, lo=2, cap=9):
+    """A size: n in a real run, tiny in a smoke run."""
+    return n if not SMOKE else max(lo, min(n, cap))
+
+
+def IT(n):
+    """An iteration count: n in a real run, 1 in a smoke run."""
+    return n if not SMOKE else 1
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+def elapsed():
+    return time.perf_counter() - T_START
+
+
+def run_section(name, fn, min_left_s=15):
+    if elapsed() > BUDGET_S - min_left_s:
+        RESULTS["skipped"].append(name)
+        log(f"== {name}: SKIPPED (time budget: {elapsed():.0f} s of {BUDGET_S:.0f} s used)")
+        return
+    log(f"== {name} ({elapsed():.0f} s)")
+    try:
+        fn()
+    except Exception as e:  # one section's failure must not hide the others
+        tb = traceback.format_exc()
+        RESULTS["errors"][name] = f"{type(e).__name__}: {e}"
+        log(f"== {name}: FAILED: {type(e).__name__}: {e}\n{tb[-3000:]}")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def cuda_mod():
+    from numba import cuda
+    return cuda
+
+
+def sync():
+    cuda_mod().synchronize()
+
+
+def dev(a):
+    return cuda_mod().to_device(np.ascontiguousarray(a))
+
+
+def nan_dev(shape, dtype):
+    return dev(np.full(shape, np.nan, dtype))
+
+
+def rel_err(got, ref):
+    got = got.copy_to_host() if hasattr(got, "copy_to_host") else np.asarray(got)
+    ref = np.asarray(ref, dtype=np.float64)
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != ref.shape:
+        return math.inf
+    if not np.array_equal(np.isnan(got), np.isnan(ref)):
+        return math.inf
+    ok = np.isfinite(ref)
+    if not ok.any():
+        return 0.0
+    scale = max(float(np.abs(ref[ok]).max()), 1e-30)
+    return float(np.abs(got[ok] - ref[ok]).max()) / scale
+
+
+TOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+
+class Checker:
+    def __init__(self):
+        self.rows = []
+
+    def check(self, name, dtype, err, tol):
+        ok = err <= tol
+        self.rows.append((name, np.dtype(dtype).name, err, ok))
+        log(f"  {'PASS' if ok else 'FAIL'}  {name:<44} {np.dtype(dtype).name:<8} "
+            f"rel err {err:.2e} (tol {tol:.0e})")
+        return ok
+
+
+def time_loop(fn, iters, warmup=1):
+    """Seconds per call of fn (host wall clock, synchronized at both ends)."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync()
+    return (time.perf_counter() - t) / iters
+
+
+def time_events(fn, iters, warmup=2):
+    """Seconds per call of fn measured with CUDA events on the default stream."""
+    if SMOKE:  # the simulator has no timing events
+        return time_loop(fn, iters, warmup)
+    cuda = cuda_mod()
+    for _ in range(warmup):
+        fn()
+    e0, e1 = cuda.event(timing=True), cuda.event(timing=True)
+    e0.record()
+    for _ in range(iters):
+        fn()
+    e1.record()
+    e1.synchronize()
+    return cuda.event_elapsed_time(e0, e1) / 1e3 / iters
+
+
+def torch_cuda():
+    try:
+        import torch
+    except Exception as e:
+        raise RuntimeError(f"torch not importable: {e}") from e
+    if not torch.cuda.is_available():
+        raise RuntimeError("torch.cuda.is_available() is False")
+    return torch
+
+
+# --- env ----------------------------------------------------------------------------------------
+def section_env():
+    import importlib.metadata as md
+    env = RESULTS["env"]
+    env["python"] = sys.version.split()[0]
+    for pkg in ("numpy", "numba", "numba-cuda", "cupy-cuda13x", "cupy-cuda12x", "torch"):
+        try:
+            env[pkg] = md.version(pkg)
+        except Exception:
+            pass
+    from fastdl.kernels.cuda import _require_gpu
+    _require_gpu()
+    cuda = cuda_mod()
+    d = cuda.get_current_device()
+    name = getattr(d, "name", "CUDA simulator")
+    env["device"] = name.decode() if isinstance(name, bytes) else str(name)
+    for key, get in (("compute_capability", lambda: ".".join(map(str, d.compute_capability))),
+                     ("sms", lambda: int(d.MULTIPROCESSOR_COUNT))):
+        try:
+            env[key] = get()
+        except Exception:
+            pass
+    try:
+        env["driver"] = ".".join(map(str, cuda.cudadrv.driver.driver.get_version()))
+    except Exception:
+        pass
+    from fastdl.kernels.cuda import _device, _gemm
+    t = time.perf_counter()
+    x = _device._zeros((1000,), np.float32)  # first compile + launch
+    sync()
+    env["first_compile_s"] = round(time.perf_counter() - t, 2)
+    assert (x.copy_to_host() == 0).all()
+    env["gemm_impl_detected"] = _gemm.impl()
+    log("  " + ", ".join(f"{k}={v}" for k, v in env.items()))
+
+
+# --- gemm ---------------------------------------------------------------------------------------
+def section_gemm():
+    from fastdl.kernels.cuda import _gemm
+    rng = np.random.default_rng(1)
+    chk = Checker()
+    chosen = None
+    for impl in _gemm.IMPLS:
+        try:
+            _gemm.set_impl(impl)
+        except Exception as e:
+            RESULTS["gemm"][impl] = f"unavailable: {type(e).__name__}: {e}"
+            log(f"  {impl}: unavailable ({type(e).__name__}: {e})")
+            continue
+        ok_all = True
+        try:
+            for dtype in (np.float32, np.float64):
+                m, n, k = S(300), S(130), S(200)
+                for ta, tb in ((False, True), (True, False), (False, False), (True, True)):
+                    A = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                    B = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                    ref = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B)
+                    C = nan_dev((m, n), dtype)
+                    _gemm.gemm(C, dev(A), dev(B), ta, tb)
+                    ok_all &= chk.check(f"gemm[{impl}] ta={int(ta)} tb={int(tb)}", dtype,
+                                        rel_err(C, ref), TOL[dtype])
+        except Exception as e:
+            ok_all = False
+            log(f"  {impl}: raised {type(e).__name__}: {e}")
+        RESULTS["gemm"][impl] = "PASS" if ok_all else "FAIL"
+        if ok_all and chosen is None:
+            chosen = impl
+    _gemm.set_impl(chosen or "numba")
+    RESULTS["gemm"]["chosen"] = _gemm.impl()
+    log(f"  GEMM implementation used from here on: {_gemm.impl()}")
+    # peak: 4096^3 float32, fastdl's chosen GEMM vs torch.mm
+    n = S(4096)
+    A, B = dev(rng.standard_normal((n, n)).astype(np.float32)), dev(
+        rng.standard_normal((n, n)).astype(np.float32))
+    C = cuda_mod().device_array((n, n), np.float32)
+    s = time_events(lambda: _gemm.gemm(C, A, B, False, True), IT(5))
+    RESULTS["gemm"]["tflops_4096_fastdl"] = 2 * n ** 3 / s / 1e12
+    try:
+        torch = torch_cuda()
+        a = torch.randn(n, n, device="cuda")
+        b = torch.randn(n, n, device="cuda")
+        s = time_loop(lambda: torch.mm(a, b.t()), IT(5))
+        RESULTS["gemm"]["tflops_4096_torch"] = 2 * n ** 3 / s / 1e12
+        RESULTS["gemm"]["torch_allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    except Exception as e:
+        RESULTS["gemm"]["torch"] = str(e)
+    log(f"  sgemm 4096^3: fastdl {RESULTS['gemm']['tflops_4096_fastdl']:.1f} TFLOP/s, torch "
+        f"{RESULTS['gemm'].get('tflops_4096_torch', float('nan')):.1f} TFLOP/s")
+
+
+# --- validate -----------------------------------------------------------------------------------
+def _validate_dtype(chk, dtype, rng):
+    import fastdl.kernels.cuda as K
+    import fastdl.kernels.reference as R
+    from fastdl.kernels import ACTIVATIONS
+    from fastdl.kernels.reference import optim as R_optim
+    tol = TOL[dtype]
+    alpha = 0.05
+    acts = sorted(ACTIVATIONS.values())
+
+    def randn(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+
+    # activations
+    Z = randn(S(517), S(263), scale=3.0)
+    for code in acts:
+        ref = np.empty_like(Z)
+        R.activation_forward(ref, Z, code, alpha)
+        A = nan_dev(Z.shape, dtype)
+        K.activation_forward(A, dev(Z), code, alpha)
+        chk.check(f"activation_forward[{code}]", dtype, rel_err(A, ref), tol)
+        dA = randn(*Z.shape)
+        rdZ = np.empty_like(Z)
+        R.activation_backward(rdZ, dA, ref, code, alpha)
+        dZ = nan_dev(Z.shape, dtype)
+        K.activation_backward(dZ, dev(dA), dev(ref), code, alpha)
+        chk.check(f"activation_backward[{code}]", dtype, rel_err(dZ, rdZ), tol)
+    Zs = randn(S(1000), 10, scale=5.0)
+    Zs[:5] += 500.0
+    ref = np.empty_like(Zs)
+    R.softmax_forward(ref, Zs)
+    P = nan_dev(Zs.shape, dtype)
+    K.softmax_forward(P, dev(Zs))
+    chk.check("softmax_forward", dtype, rel_err(P, ref), tol)
+
+    # dense (incl. a tall batch: the split column-sum path)
+    for m, n_in, n_out in ((S(300), S(200), S(130)), (S(4096, cap=40), S(64), 10)):
+        X, W, b = randn(m, n_in), randn(n_out, n_in, scale=0.1), randn(n_out)
+        for code in acts:
+            rA = np.empty((m, n_out), dtype)
+            R.dense_forward(rA, X, W, b, code, alpha)
+            A = nan_dev(rA.shape, dtype)
+            K.dense_forward(A, dev(X), dev(W), dev(b), code, alpha)
+            chk.check(f"dense_forward[{code}] m={m}", dtype, rel_err(A, rA), tol)
+            dA0 = randn(m, n_out)
+            rdX, rdW, rdb, rdA = (np.empty((m, n_in), dtype), np.empty((n_out, n_in), dtype),
+                                  np.empty(n_out, dtype), dA0.copy())
+            R.dense_backward(rdX, rdW, rdb, rdA, rA, X, W, code, alpha)
+            dX, dW, db = nan_dev(rdX.shape, dtype), nan_dev(rdW.shape, dtype), nan_dev(
+                rdb.shape, dtype)
+            dA = dev(dA0)
+            K.dense_backward(dX, dW, db, dA, dev(rA), dev(X), dev(W), code, alpha)
+            err = max(rel_err(dX, rdX), rel_err(dW, rdW), rel_err(db, rdb), rel_err(dA, rdA))
+            chk.check(f"dense_backward[{code}] m={m}", dtype, err, tol)
+
+    # losses: one block (direct) and several (two stages)
+    for m in (S(100, cap=4), S(1000, cap=13)):
+        for name, C, make in (
+                ("softmax_cross_entropy", 10, lambda m, c: np.eye(c)[rng.integers(0, c, m)]),
+                ("sigmoid_binary_cross_entropy", 3, lambda m, c: rng.integers(0, 2, (m, c))),
+                ("mean_squared_error", 4, lambda m, c: rng.standard_normal((m, c)))):
+            Zl = randn(m, C, scale=4.0)
+            Y = make(m, C).astype(dtype)
+            rl, rdZ = np.zeros(1), np.empty_like(Zl)
+            getattr(R, name)(rl, rdZ, Zl, Y)
+            loss, dZ = nan_dev(1, np.float64), nan_dev(Zl.shape, dtype)
+            getattr(K, name)(loss, dZ, dev(Zl), dev(Y))
+            chk.check(f"{name} m={m}", dtype, max(rel_err(loss, rl), rel_err(dZ, rdZ)), tol)
+
+    # optimizers: 3 steps, params and state
+    n, n_l2 = S(1_000_003, cap=11), S(600_000, cap=6)
+    cfgs = {"sgd_update": (0, dict(lr=0.1, weight_decay=0.01, l2=0.2)),
+            "momentum_update": (1, dict(lr=0.1, beta=0.9, dampening=0.0, nesterov=True,
+                                        weight_decay=0.0, l2=0.1)),
+            "rmsprop_update": (1, dict(lr=0.01, beta=0.9, eps=1e-8, weight_decay=0.0, l2=0.1)),
+            "adam_update": (2, dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8,
+                                    weight_decay=0.0, decoupled_decay=0.01, l2=0.1))}
+    for name, (n_state, cfg) in cfgs.items():
+        if not hasattr(K, name):
+            continue
+        p = randn(n)
+        s = [np.zeros(n, dtype) for _ in range(n_state)]
+        pd, sd = dev(p), [dev(x) for x in s]
+        for step in range(1, 4):
+            g = randn(n)
+            args = dict(cfg, n_l2=n_l2)
+            if name == "adam_update":
+                args["step"] = step
+            getattr(R_optim, name)(p, *s, g, **args)
+            getattr(K, name)(pd, *sd, dev(g), **args)
+        err = max([rel_err(pd, p)] + [rel_err(a, b) for a, b in zip(sd, s)])
+        chk.check(name, dtype, err, 10 * tol)
+
+    # batching, reductions
+    Xg = randn(S(5000), S(784))
+    idx = rng.permutation(Xg.shape[0])[:S(1000, cap=6)].astype(np.int64)
+    ref = np.empty((idx.shape[0], Xg.shape[1]), dtype)
+    R.gather_rows(ref, Xg, idx)
+    out = nan_dev(ref.shape, dtype)
+    K.gather_rows(out, dev(Xg), dev(idx))
+    chk.check("gather_rows", dtype, rel_err(out, ref), 0.0)
+    x = randn(S(3_000_001, cap=37))
+    rs = np.zeros(1)
+    R.sum_squares(rs, x)
+    s = nan_dev(1, np.float64)
+    K.sum_squares(s, dev(x))
+    chk.check("sum_squares", dtype, rel_err(s, rs), tol)
+
+    # dropout: bit-identical masks
+    if hasattr(K, "dropout_forward"):
+        Xd = randn(S(1000), S(333))
+        for seed, step, layer, keep in ((1, 2, 3, 0.8), (2 ** 40 + 5, 99, 0, 0.5)):
+            ref = np.empty_like(Xd)
+            R.dropout_forward(ref, Xd, seed, step, layer, keep)
+            A = nan_dev(Xd.shape, dtype)
+            K.dropout_forward(A, dev(Xd), seed, step, layer, keep)
+            chk.check(f"dropout_forward keep={keep}", dtype,
+                      0.0 if np.array_equal(A.copy_to_host(), ref) else math.inf, 0.0)
+            ref = np.empty_like(Xd)
+            R.dropout_backward(ref, Xd, seed, step, layer, keep)
+            K.dropout_backward(A, dev(Xd), seed, step, layer, keep)
+            chk.check(f"dropout_backward keep={keep}", dtype,
+                      0.0 if np.array_equal(A.copy_to_host(), ref) else math.inf, 0.0)
+
+    # batch norm
+    if hasattr(K, "batchnorm_forward_train"):
+        m, nf = S(512), S(300)
+        Xb = randn(m, nf) + randn(nf) * 3
+        gamma, beta = 1 + randn(nf, scale=0.2), randn(nf)
+        rm0, rv0 = randn(nf), 1 + np.abs(randn(nf))
+        ref = dict(Y=np.empty_like(Xb), mean=np.empty(nf), istd=np.empty(nf), rm=rm0.copy(),
+                   rv=rv0.copy())
+        R.batchnorm_forward_train(ref["Y"], ref["mean"], ref["istd"], ref["rm"], ref["rv"], Xb,
+                                  gamma, beta, 0.9, 1e-5, 1)
+        Y, mean, istd = nan_dev(Xb.shape, dtype), nan_dev(nf, np.float64), nan_dev(nf,
+                                                                                    np.float64)
+        rm, rv = dev(rm0), dev(rv0)
+        K.batchnorm_forward_train(Y, mean, istd, rm, rv, dev(Xb), dev(gamma), dev(beta), 0.9,
+                                  1e-5, 1)
+        err = max(rel_err(Y, ref["Y"]), rel_err(mean, ref["mean"]), rel_err(istd, ref["istd"]),
+                  rel_err(rm, ref["rm"]), rel_err(rv, ref["rv"]))
+        chk.check("batchnorm_forward_train", dtype, err, 10 * tol)
+        rY = np.empty_like(Xb)
+        R.batchnorm_forward_eval(rY, Xb, gamma, beta, rm0, rv0, 1e-5)
+        K.batchnorm_forward_eval(Y, dev(Xb), dev(gamma), dev(beta), dev(rm0), dev(rv0), 1e-5)
+        chk.check("batchnorm_forward_eval", dtype, rel_err(Y, rY), tol)
+        dY = randn(m, nf)
+        rdX, rdg, rdb = np.empty_like(Xb), np.empty(nf, dtype), np.empty(nf, dtype)
+        R.batchnorm_backward(rdX, rdg, rdb, dY, Xb, ref["mean"], ref["istd"], gamma)
+        dX, dg, db = nan_dev(Xb.shape, dtype), nan_dev(nf, dtype), nan_dev(nf, dtype)
+        K.batchnorm_backward(dX, dg, db, dev(dY), dev(Xb), dev(ref["mean"]), dev(ref["istd"]),
+                             dev(gamma))
+        err = max(rel_err(dX, rdX), rel_err(dg, rdg), rel_err(db, rdb))
+        chk.check("batchnorm_backward", dtype, err, 10 * tol)
+
+    # train_epoch: the fused one-block kernel (tiny net) and the launches (wider net)
+    from fastdl import config
+    for label, n_in, units, acts_, loss, opt, hyper, m, bs, l2, fused in (
+            ("fused 2-5-2-1 bce sgd", 2, (5, 2, 1), (1, 1, 0), 0, 0, [0.1, 0.0], S(1000, cap=7), S(64, cap=3),
+             0.0, True),
+            ("fused 4-8-3 cce adam l2", 4, (8, 3), (3, 0), 1, 3,
+             [0.01, 0.9, 0.999, 1e-8, 0.0, 0.0], S(500, cap=7), S(32, cap=3), 0.1, True),
+            ("launches 20-64-32-5 cce adam l2", 20, (64, 32, 5), (1, 2, 0), 1, 3,
+             [0.01, 0.9, 0.999, 1e-8, 0.0, 0.0], S(1000, cap=7), S(128, cap=3), 0.1, False),
+            ("launches 12-40-2 mse momentum", 12, (40, 2), (3, 4), 2, 1,
+             [0.05, 0.9, 0.9, 0.0, 0.0], S(700, cap=7), S(100, cap=3), 0.0, False)):
+        layout, off, inp = [], 0, n_in
+        for u, a in zip(units, acts_):
+            layout.append([off, -1, u, inp, a])
+            off += u * inp
+            inp = u
+        n_l2 = off
+        for row in layout:
+            row[1] = off
+            off += row[2]
+        layout = np.array(layout, dtype=np.int64)
+        params0 = randn(off, scale=0.3)
+        Xe = randn(m, n_in)
+        k = units[-1]
+        Ye = (rng.integers(0, 2, (m, k)) if loss == 0 else np.eye(k)[rng.integers(0, k, m)]
+              if loss == 1 else rng.random((m, k))).astype(dtype)
+        order = rng.permutation(m).astype(np.int64)
+        nb = (m + bs - 1) // bs
+        n_state = {0: 0, 1: 1, 2: 1, 3: 2}[opt]
+        ws_n = bs * (n_in + 2 * sum(units))
+        ref = dict(costs=np.zeros(nb), params=params0.copy(), grads=np.zeros(off, dtype),
+                   state=np.zeros((n_state, off), dtype))
+        R.train_epoch(ref["costs"], ref["params"], ref["grads"], ref["state"],
+                      np.zeros(ws_n, dtype), Xe, Ye, order, bs, layout, loss, l2, n_l2, alpha,
+                      opt, np.array(hyper), 3)
+        saved = config.FUSED_EPOCH_MAX_WEIGHTS
+        config.FUSED_EPOCH_MAX_WEIGHTS = 10 ** 9 if fused else 0
+        try:
+            costs, params = nan_dev(nb, np.float64), dev(params0)
+            grads, state = nan_dev(off, dtype), dev(np.zeros((n_state, off), dtype))
+            K.train_epoch(costs, params, grads, state, nan_dev(ws_n, dtype), dev(Xe), dev(Ye),
+                          dev(order), bs, layout, loss, l2, n_l2, alpha, opt, np.array(hyper),
+                          3)
+        finally:
+            config.FUSED_EPOCH_MAX_WEIGHTS = saved
+        err = max(rel_err(costs, ref["costs"]), rel_err(params, ref["params"]),
+                  rel_err(grads, ref["grads"]), rel_err(state, ref["state"]))
+        chk.check(f"train_epoch {label}", dtype, err, 1e-3 if dtype == np.float32 else 1e-9)
+
+
+def section_validate():
+    from fastdl.kernels import KERNELS
+    chk = Checker()
+    rng = np.random.default_rng(2026)
+    for dtype in (np.float32, np.float64):
+        _validate_dtype(chk, dtype, rng)
+        sync()
+    n_pass = sum(ok for *_, ok in chk.rows)
+    RESULTS["validate"] = {"passed": n_pass, "total": len(chk.rows),
+                           "failed": [f"{n} {d} err={e:.2e}" for n, d, e, ok in chk.rows
+                                      if not ok],
+                           "registered": sorted(n for names in KERNELS.values()
+                                                for n in names)}
+    log(f"  validation: {n_pass}/{len(chk.rows)} PASS")
+
+
+# --- launch overhead ------------------------------------------------------------------------------
+def section_launch():
+    import fastdl.kernels.cuda as K
+    from fastdl.kernels.cuda._device import _fill_kernel
+    small = dev(np.zeros(256, np.float32))
+    g = dev(np.zeros(256, np.float32))
+    n = IT(2000)
+    RESULTS["launch"]["raw_numba_launch_us"] = 1e6 * time_loop(
+        lambda: _fill_kernel[1, 256](small, np.float32(0)), n, warmup=10)
+    RESULTS["launch"]["sgd_update_launcher_us"] = 1e6 * time_loop(
+        lambda: K.sgd_update(small, g, 0.1, 0.0, 0.0, 0), n, warmup=10)
+    try:
+        torch = torch_cuda()
+        t = torch.zeros(256, device="cuda")
+        RESULTS["launch"]["torch_add__us"] = 1e6 * time_loop(lambda: t.add_(1.0), n, warmup=10)
+    except Exception as e:
+        RESULTS["launch"]["torch"] = str(e)
+    log("  " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in RESULTS["launch"].items()))
+
+
+# --- bandwidth ----------------------------------------------------------------------------------
+def section_bandwidth():
+    import fastdl.kernels.cuda as K
+    cuda = cuda_mod()
+    n = S(64 * 1024 * 1024, cap=1000)  # 256 MB per float32 array
+    res = RESULTS["bandwidth"]
+    res["n"] = n
+    src = cuda.device_array(n, np.float32)
+    dst = cuda.device_array(n, np.float32)
+    p, g = K._zeros((n,), np.float32), K._zeros((n,), np.float32)
+    m1, v1 = K._zeros((n,), np.float32), K._zeros((n,), np.float32)
+    s = time_events(lambda: dst.copy_to_device(src), IT(20))
+    res["copy_GBps"] = 2 * 4 * n / s / 1e9
+    s = time_events(lambda: K.sgd_update(p, g, 1e-3, 0.0, 0.0, 0), IT(20))
+    res["sgd_GBps"] = 3 * 4 * n / s / 1e9
+    state = {"t": 0}
+
+    def adam():
+        state["t"] += 1
+        K.adam_update(p, m1, v1, g, 1e-3, 0.9, 0.999, 1e-8, state["t"], 0.0, 0.0, 0.0, 0)
+    s = time_events(adam, IT(20))
+    res["adam_GBps"] = 7 * 4 * n / s / 1e9
+    res["sgd_vs_copy"] = res["sgd_GBps"] / res["copy_GBps"]
+    res["adam_vs_copy"] = res["adam_GBps"] / res["copy_GBps"]
+    del src, dst
+    try:
+        torch = torch_cuda()
+        tp = torch.zeros(n, device="cuda", requires_grad=True)
+        tp.grad = torch.zeros(n, device="cuda")
+        opt = torch.optim.Adam([tp], lr=1e-3, fused=True)
+        s = time_loop(opt.step, IT(20), warmup=2)
+        res["torch_fused_adam_GBps"] = 7 * 4 * n / s / 1e9
+        del tp, opt
+        torch.cuda.empty_cache()
+    except Exception as e:
+        res["torch"] = str(e)
+    log("  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in res.items()))
+
+
+# --- training throughput ------------------------------------------------------------------------
+def _data(m, n_in, n_classes, seed, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    X = (rng.standard_normal((m, n_in)) * 0.5).astype(dtype)
+    y = rng.integers(0, n_classes, m)
+    return X, y
+
+
+def _fd_fit(widths, acts, X, y, bs, epochs, loss):
+    import fastdl as fd
+    layers = [fd.Dense(u, activation=a) for u, a in zip(widths, acts)]
+    model = fd.Sequential(layers, input_dim=X.shape[1], loss=loss, dtype="float32", seed=0,
+                          backend="cuda")
+    opt = fd.optim.SGD(lr=0.01)
+    model.fit(X[:bs * 2], y[:bs * 2], optimizer=opt, epochs=1, batch_size=bs, verbose=0)
+    sync()
+    t = time.perf_counter()
+    hist = model.fit(X, y, optimizer=opt, epochs=epochs, batch_size=bs, verbose=0)
+    sync()
+    dt = time.perf_counter() - t
+    return X.shape[0] * epochs / dt, float(hist.history["loss"][-1])
+
+
+def _fd_epoch_kernel(widths, acts, X, Y, bs, epochs, loss_code):
+    """Kernel-level: K.train_epoch on device-resident data, no model layer."""
+    import fastdl.kernels.cuda as K
+    rng = np.random.default_rng(0)
+    m, n_in = X.shape
+    layout, off, inp = [], 0, n_in
+    for u, a in zip(widths, acts):
+        layout.append([off, -1, u, inp, a])
+        off += u * inp
+        inp = u
+    n_l2 = off
+    for row in layout:
+        row[1] = off
+        off += row[2]
+    layout = np.array(layout, dtype=np.int64)
+    params = np.zeros(off, np.float32)
+    for (w_off, _, u, i, _) in layout:
+        params[w_off:w_off + u * i] = rng.standard_normal(u * i) * math.sqrt(2.0 / i)
+    d_params, d_grads = dev(params), K._zeros((off,), np.float32)
+    state = K._zeros((0, off), np.float32)
+    ws = K._empty((bs * (n_in + 2 * sum(widths)),), np.float32)
+    Xd, Yd = dev(X), dev(Y)
+    nb = (m + bs - 1) // bs
+    costs = K._zeros((nb,), np.float64)
+    orders = [dev(rng.permutation(m).astype(np.int64)) for _ in range(2)]
+    hyper = np.array([0.01, 0.0])
+
+    def epoch(e):
+        K.train_epoch(costs, d_params, d_grads, state, ws, Xd, Yd, orders[e % 2], bs, layout,
+                      loss_code, 0.0, n_l2, 0.01, 0, hyper, e * nb)
+    epoch(0)
+    sync()
+    t = time.perf_counter()
+    for e in range(epochs):
+        epoch(e + 1)
+    sync()
+    dt = time.perf_counter() - t
+    return m * epochs / dt, float(costs.copy_to_host()[-1])
+
+
+def _torch_loop(widths, acts, X, y, bs, epochs, loss):
+    torch = torch_cuda()
+    import torch.nn as nn
+    torch.manual_seed(0)
+    mods, inp = [], X.shape[1]
+    for u, a in zip(widths, acts):
+        mods.append(nn.Linear(inp, u))
+        if a == "relu":
+            mods.append(nn.ReLU())
+        inp = u
+    net = nn.Sequential(*mods).cuda()
+    Xt = torch.from_numpy(X).cuda()
+    if loss == "categorical_crossentropy":
+        yt = torch.from_numpy(y).long().cuda()
+        lossf = nn.CrossEntropyLoss()
+    else:
+        yt = torch.from_numpy(y.reshape(-1, 1).astype(np.float32)).cuda()
+        lossf = nn.BCEWithLogitsLoss()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    m = X.shape[0]
+
+    def run_epoch():
+        perm = torch.randperm(m, device="cuda")
+        last = None
+        for s in range(0, m, bs):
+            idx = perm[s:s + bs]
+            out = net(Xt[idx])
+            lo = lossf(out, yt[idx])
+            opt.zero_grad(set_to_none=True)
+            lo.backward()
+            opt.step()
+            last = lo
+        return last
+    for s in range(0, min(m, 3 * bs), bs):  # warm-up steps
+        out = net(Xt[s:s + bs])
+        lo = lossf(out, yt[s:s + bs])
+        opt.zero_grad(set_to_none=True)
+        lo.backward()
+        opt.step()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(epochs):
+        last = run_epoch()
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - t
+    return m * epochs / dt, float(last.item())
+
+
+def _compare(res, key, widths, acts_fd, acts_codes, acts_torch, X, y, Y, bs, epochs, loss,
+             loss_code):
+    row = res.setdefault(key, {})
+    for name, fn in (("fastdl_fit", lambda: _fd_fit(widths, acts_fd, X, y, bs, epochs, loss)),
+                     ("fastdl_train_epoch", lambda: _fd_epoch_kernel(widths, acts_codes, X, Y,
+                                                                     bs, epochs, loss_code)),
+                     ("torch", lambda: _torch_loop(widths, acts_torch, X, y, bs, epochs,
+                                                   loss))):
+        if elapsed() > BUDGET_S - 10:
+            row[name] = "skipped (time budget)"
+            continue
+        try:
+            sps, last = fn()
+            row[name] = sps
+            row[name + "_last_loss"] = last
+        except Exception as e:
+            row[name] = f"error: {type(e).__name__}: {e}"
+            log(traceback.format_exc()[-2000:])
+    t = row.get("torch")
+    for name in ("fastdl_fit", "fastdl_train_epoch"):
+        if isinstance(row.get(name), float) and isinstance(t, float):
+            row[name + "_vs_torch"] = row[name] / t
+    log(f"  {key}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in row.items()))
+
+
+def section_train784():
+    m = S(61440, cap=40)
+    X, y = _data(m, 784, 10, 0)
+    Y = np.eye(10, dtype=np.float32)[y]
+    for bs, epochs in ((S(256, cap=16), IT(2)), (S(1024, cap=20), IT(3)), (S(4096, cap=40), IT(4))):
+        _compare(RESULTS["train784"], f"b{bs}", (256, 128, 10), ("relu", "relu", "softmax"),
+                 (1, 1, 0), ("relu", "relu", None), X, y, Y, bs, epochs,
+                 "categorical_crossentropy", 1)
+
+
+def section_wide():
+    m, bs = S(16384, cap=20), S(1024, cap=10)
+    X, y = _data(m, 784, 10, 1)
+    Y = np.eye(10, dtype=np.float32)[y]
+    res = RESULTS["wide"]
+    _compare(res, f"b{bs}", (S(4096), S(4096), 10), ("relu", "relu", "softmax"), (1, 1, 0),
+             ("relu", "relu", None), X, y, Y, bs, IT(2), "categorical_crossentropy", 1)
+    flops = 6 * (784 * 4096 + 4096 * 4096 + 4096 * 10)  # per sample: fwd + 2 backward GEMMs
+    for k in ("fastdl_fit", "fastdl_train_epoch", "torch"):
+        v = res[f"b{bs}"].get(k)
+        if isinstance(v, float):
+            res[f"b{bs}"][k + "_TFLOPs"] = v * flops / 1e12
+
+
+def section_tiny():
+    from fastdl import config
+    m, bs = S(65536, cap=40), S(64, cap=8)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((m, 2)).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
+    Y = y.reshape(-1, 1).astype(np.float32)
+    res = RESULTS["tiny"]
+    saved = config.CUDA_THREADS_PER_BLOCK
+    sweep = {}
+    for tpb in ((32, 64, 128, 256) if not SMOKE else (4, 8)):  # the fused kernel is one block: its size is the knob
+        config.CUDA_THREADS_PER_BLOCK = tpb
+        try:
+            sweep[tpb] = _fd_epoch_kernel((5, 2, 1), (1, 1, 0), X, Y, bs, IT(5), 0)[0]
+        except Exception as e:
+            sweep[tpb] = f"error: {type(e).__name__}: {e}"
+    best = max((t for t in sweep if isinstance(sweep[t], float)), key=lambda t: sweep[t],
+               default=saved)
+    res["fused_tpb_sweep"] = sweep
+    res["fused_best_tpb"] = best
+    config.CUDA_THREADS_PER_BLOCK = best
+    try:
+        _compare(res, f"b{bs}", (5, 2, 1), ("relu", "relu", "sigmoid"), (1, 1, 0),
+                 ("relu", "relu", None), X, y, Y, bs, IT(2), "binary_crossentropy", 0)
+    finally:
+        config.CUDA_THREADS_PER_BLOCK = saved
+
+
+# --- summary --------------------------------------------------------------------------------------
+def _f(v, fmt="{:.3g}"):
+    return fmt.format(v) if isinstance(v, float) else ("-" if v is None else str(v)[:40])
+
+
+def summary():
+    env, r = RESULTS["env"], RESULTS
+    lines = ["", "=" * 78,
+             f"gpu_check: {env.get('device', '?')} (cc {env.get('compute_capability', '?')}, "
+             f"{env.get('sms', '?')} SMs) numba-cuda {env.get('numba-cuda', '?')} "
+             f"torch {env.get('torch', '-')} cupy {env.get('cupy-cuda13x', env.get('cupy-cuda12x', '-'))}",
+             f"elapsed {elapsed():.0f} s; GEMM: {r['gemm'].get('chosen', '?')} "
+             f"({', '.join(f'{k}={v}' for k, v in r['gemm'].items() if k in ('cublas', 'cupy', 'numba'))})"]
+    v = r["validate"]
+    if v:
+        lines.append(f"validate: {v.get('passed')}/{v.get('total')} PASS"
+                     + (f"; FAILED: {'; '.join(v['failed'][:6])}" if v.get("failed") else ""))
+    g = r["gemm"]
+    if "tflops_4096_fastdl" in g:
+        lines.append(f"sgemm 4096^3 TFLOP/s: fastdl {_f(g.get('tflops_4096_fastdl'))}  torch "
+                     f"{_f(g.get('tflops_4096_torch'))}")
+    la = r["launch"]
+    if la:
+        lines.append(f"launch us: numba raw {_f(la.get('raw_numba_launch_us'))}  sgd_update "
+                     f"{_f(la.get('sgd_update_launcher_us'))}  torch add_ "
+                     f"{_f(la.get('torch_add__us'))}")
+    b = r["bandwidth"]
+    if b:
+        lines.append(f"GB/s: copy {_f(b.get('copy_GBps'))}  sgd {_f(b.get('sgd_GBps'))} "
+                     f"({_f(b.get('sgd_vs_copy'), '{:.0%}')})  adam {_f(b.get('adam_GBps'))} "
+                     f"({_f(b.get('adam_vs_copy'), '{:.0%}')}; target >= 85%)  torch fused adam "
+                     f"{_f(b.get('torch_fused_adam_GBps'))}")
+    lines.append(f"{'samples/s':<22}{'fd fit':>10}{'fd epoch':>10}{'torch':>10}"
+                 f"{'fit/t':>8}{'epoch/t':>8}  target")
+    for sec, target in (("train784", ">=1.0"), ("wide", ">=0.9"), ("tiny", ">=10")):
+        for key, row in r[sec].items():
+            if not isinstance(row, dict):
+                continue
+            lines.append(f"{sec + ' ' + key:<22}{_f(row.get('fastdl_fit')):>10}"
+                         f"{_f(row.get('fastdl_train_epoch')):>10}{_f(row.get('torch')):>10}"
+                         f"{_f(row.get('fastdl_fit_vs_torch'), '{:.2f}'):>8}"
+                         f"{_f(row.get('fastdl_train_epoch_vs_torch'), '{:.2f}'):>8}  {target}")
+    if r["tiny"].get("fused_tpb_sweep"):
+        lines.append("tiny fused kernel tpb sweep (samples/s): " + ", ".join(
+            f"{k}:{_f(v)}" for k, v in r["tiny"]["fused_tpb_sweep"].items()))
+    if r["errors"]:
+        lines.append("ERRORS: " + "; ".join(f"{k}: {v[:150]}" for k, v in r["errors"].items()))
+    if r["skipped"]:
+        lines.append("SKIPPED (time): " + ", ".join(r["skipped"]))
+    lines.append("=" * 78)
+    log("\n".join(lines))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"comma-separated subset of {','.join(SECTIONS)}")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes and blocks: check the script itself under the simulator")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        global SMOKE, BUDGET_S
+        SMOKE, BUDGET_S = True, 1e9
+        from fastdl import config
+        config.CUDA_THREADS_PER_BLOCK, config.CUDA_GEMM_TILE = 8, 4
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    for s in wanted:
+        if s not in SECTIONS:
+            ap.error(f"unknown section {s!r}; expected some of {SECTIONS}")
+    for name in SECTIONS:
+        if name in wanted:
+            min_left = 60 if name in ("train784", "wide") else 15
+            run_section(name, globals()[f"section_{name}"], min_left)
+            if name == "env" and "env" in RESULTS["errors"]:
+                log("== the cuda backend cannot start; only the summary follows")
+                break
+    summary()
+    out = os.environ.get("OUT")
+    if out:
+        path = Path(out) / "gpu_check.json"
+        path.write_text(json.dumps(RESULTS, indent=1, default=str))
+        log(f"wrote {path}")
+    return 0 if not RESULTS["errors"] and not RESULTS["validate"].get("failed") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

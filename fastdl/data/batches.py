@@ -1,0 +1,462 @@
+"""Mini-batches: where ``fit``'s step path gets its rows from.
+
+A data source yields, for one epoch, ``(batch_index, workspace, rows)`` with the batch's rows
+already in ``workspace.Xb`` / ``workspace.Yb`` (the model's reused buffers). Two sources:
+
+``ArraySource`` (X and y in memory)
+    The epoch's order is one permutation of all rows, ``epoch_order(seed, epoch, m)``; each
+    batch is gathered from it with the backend's ``gather_rows`` kernel. This is the
+    behaviour ``fit`` always had (same batches, bit-identical results).
+
+``StreamSource`` (X given as a ``.npy`` path or an ``np.memmap``; y a path, memmap or array)
+    Out of core, with bounded memory. Rows are split into contiguous blocks of about
+    ``config.STREAM_BLOCK_BYTES``; an epoch visits the blocks in a shuffled order, groups of
+    ``config.STREAM_BUFFER_BLOCKS`` consecutive blocks of that order fill an in-memory shuffle
+    buffer, and batches are drawn from the buffer through a permutation of its rows (a batch
+    may straddle two buffers). A background thread reads the next buffer (``os.preadv`` at the
+    row's byte offset into reused arrays: nothing is memory-mapped, so RSS stays at the two
+    buffers whatever the file size) while the current one is consumed. Block order and
+    in-buffer permutations are pure functions of (seed, epoch): every example is used exactly
+    once per epoch (``drop_last`` aside), and a resumed run sees the batches an uninterrupted
+    one would. ``stream_order`` returns the resulting order, for inspection.
+
+Why blocks (NOTES.md, measured): random row gathers from a memory-mapped ``.npy`` read 15-64x
+more bytes than they use, and every page read through a memory map stays in the process's RSS.
+The shuffle is coarser than a full permutation (a batch comes from one buffer of
+``STREAM_BUFFER_BLOCKS`` random blocks); shuffle the file once when it was written in a sorted
+order (``make_teacher_npy`` writes i.i.d. rows).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import queue
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+
+from .. import config
+from .._validation import as_targets
+
+_SEED_TAG = 0x5EED
+
+
+def epoch_order(seed, epoch, m, shuffle=True):
+    """The example order of one epoch: a pure function of (seed, epoch), so a resumed run sees
+    exactly the batches an uninterrupted one would."""
+    if not shuffle:
+        return np.arange(m, dtype=np.int64)
+    return np.random.default_rng([seed, _SEED_TAG, epoch]).permutation(m).astype(np.int64)
+
+
+def batch_sizes(m, batch_size, drop_last=False):
+    """Rows of each batch of an epoch over ``m`` examples: full batches, then the last partial
+    batch unless ``drop_last`` (when ``m < batch_size`` the single batch is kept)."""
+    bs = min(int(batch_size), m)
+    nb = m // bs if drop_last else (m + bs - 1) // bs
+    return np.minimum(bs, m - np.arange(nb, dtype=np.int64) * bs)
+
+
+def is_streamable(X) -> bool:
+    """True when ``fit`` trains on X out of core: a ``.npy`` path or an ``np.memmap``."""
+    return isinstance(X, (str, os.PathLike, np.memmap))
+
+
+# ------------------------------------------------------------------------------- in memory
+class ArraySource:
+    """Validated, encoded in-memory X and Y (see the module docstring)."""
+
+    streaming = False
+
+    def __init__(self, Xc, Yc, backend):
+        self.m = Xc.shape[0]
+        self.backend = backend
+        self.X, self.Y = backend.asarray(Xc), backend.asarray(Yc)
+
+    def order(self, seed, epoch, shuffle=True):
+        return epoch_order(seed, epoch, self.m, shuffle)
+
+    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False):
+        bk = self.backend
+        k = bk.k
+        bs = min(int(batch_size), self.m)
+        order_d = bk.asarray(self.order(seed, epoch, shuffle))
+        for b, mb in enumerate(batch_sizes(self.m, bs, drop_last).tolist()):
+            idx = order_d[b * bs:b * bs + mb]
+            ws = model._workspace(mb)
+            k.gather_rows(ws.Xb, self.X, idx)
+            k.gather_rows(ws.Yb, self.Y, idx)
+            yield b, ws, mb
+
+    def close(self):
+        pass
+
+
+# ------------------------------------------------------------------------------- rows on disk
+class _FileRows:
+    """Rows of a C-ordered array stored at byte ``offset`` of a file, read with ``preadv``."""
+
+    def __init__(self, name, path, offset, shape, dtype, what):
+        self.name, self.path, self.offset = name, os.fspath(path), int(offset)
+        self.shape, self.dtype, self.what = tuple(shape), np.dtype(dtype), what
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def open(self):
+        return os.open(self.path, os.O_RDONLY)
+
+    def read(self, fd, start, count, out):
+        """Rows [start, start + count) into ``out`` (C-contiguous, this dtype)."""
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        want = count * self.row_bytes
+        pos = self.offset + start * self.row_bytes
+        done = 0
+        while done < want:
+            chunk = view[done:want]
+            n = os.preadv(fd, [chunk], pos + done) if hasattr(os, "preadv") else \
+                _pread_into(fd, chunk, pos + done)
+            if n == 0:
+                raise ValueError(f"{self.name} ({self.what}) is truncated: rows {start} to "
+                                 f"{start + count - 1} lie past the end of the file")
+            done += n
+
+    def __repr__(self):
+        return self.what
+
+
+def _pread_into(fd, view, pos):
+    data = os.pread(fd, len(view), pos)
+    view[:len(data)] = data
+    return len(data)
+
+
+def _read_npy_header(path, name):
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{name}={os.fspath(path)!r}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{name}={os.fspath(path)!r} is a directory; expected a .npy file") \
+            from None
+    except (ValueError, EOFError) as e:
+        raise ValueError(f"{name}={os.fspath(path)!r} is not a readable .npy file ({e})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{name}={os.fspath(path)!r} holds Python objects (dtype {dtype}); "
+                         "expected a numeric array")
+    if fortran and len(shape) > 1:
+        raise ValueError(f"{name}={os.fspath(path)!r} is stored in Fortran order; out-of-core "
+                         "training reads whole rows, so it needs a C-ordered file "
+                         "(np.save(path, np.ascontiguousarray(X)))")
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < need:
+        raise ValueError(f"{name}={os.fspath(path)!r} is truncated: its header promises shape "
+                         f"{shape} of {dtype} ({need} bytes) but the file has {size} bytes")
+    return _FileRows(name, path, offset, shape, dtype, f"file {os.fspath(path)!r}")
+
+
+def _memmap_rows(a, name):
+    mm = getattr(a, "_mmap", None)
+    if mm is None or a.filename is None:
+        raise ValueError(f"{name} is an np.memmap without an open file; pass the .npy path")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} is a non-contiguous view of a memory map (strides "
+                         f"{a.strides}); out-of-core training reads whole rows, so pass the "
+                         ".npy path or a contiguous row range such as X[a:b]")
+    if a.ndim == 0:
+        raise ValueError(f"{name} is a 0-d memmap; expected rows of examples")
+    # np.memmap maps the file from `offset` rounded down to the allocation granularity
+    start = a.offset - a.offset % mmap.ALLOCATIONGRANULARITY
+    base = np.frombuffer(mm, dtype=np.uint8)
+    file_offset = start + (a.ctypes.data - base.ctypes.data)
+    del base
+    return _FileRows(name, a.filename, file_offset, a.shape, a.dtype,
+                     f"memmap of {a.filename!r}")
+
+
+def _rows_of(name, a):
+    if isinstance(a, np.memmap):
+        return _memmap_rows(a, name)
+    path = os.fspath(a)
+    if not path.endswith(".npy"):
+        raise ValueError(f"{name}={path!r} is not a .npy file; out-of-core training reads .npy "
+                         "files (np.save, fastdl make-data) or np.memmap arrays")
+    return _read_npy_header(path, name)
+
+
+# ------------------------------------------------------------------------------- streaming
+def stream_blocks(seed, epoch, n_blocks, shuffle=True):
+    """The block visiting order of one epoch (a pure function of seed and epoch)."""
+    if not shuffle:
+        return np.arange(n_blocks, dtype=np.int64)
+    rng = np.random.default_rng([seed, _SEED_TAG, epoch, 0])
+    return rng.permutation(n_blocks).astype(np.int64)
+
+
+def _buffer_permutation(seed, epoch, group, rows, shuffle=True):
+    if not shuffle:
+        return np.arange(rows, dtype=np.int64)
+    rng = np.random.default_rng([seed, _SEED_TAG, epoch, group + 1])
+    return rng.permutation(rows).astype(np.int64)
+
+
+def _groups(m, block_rows, buffer_blocks, blocks):
+    """[(group index, [(start row, rows), ...])] for one epoch's block order."""
+    out = []
+    for g, s in enumerate(range(0, blocks.shape[0], buffer_blocks)):
+        out.append((g, [(int(b) * block_rows, min(block_rows, m - int(b) * block_rows))
+                        for b in blocks[s:s + buffer_blocks]]))
+    return out
+
+
+def stream_order(seed, epoch, m, block_rows, buffer_blocks, shuffle=True):
+    """The example order ``StreamSource`` produces for one epoch (row indices, all of them)."""
+    blocks = stream_blocks(seed, epoch, (m + block_rows - 1) // block_rows, shuffle)
+    parts = []
+    for g, spans in _groups(m, block_rows, buffer_blocks, blocks):
+        rows = np.concatenate([np.arange(s, s + n, dtype=np.int64) for s, n in spans])
+        parts.append(rows[_buffer_permutation(seed, epoch, g, rows.shape[0], shuffle)])
+    return np.concatenate(parts)
+
+
+class _Prefetch:
+    """A background thread filling free shuffle buffers with the epoch's groups, in order."""
+
+    def __init__(self, source, groups, seed, epoch, shuffle):
+        self._free, self._ready = queue.Queue(), queue.Queue()
+        for buf in source._buffers:
+            self._free.put(buf)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fastdl-prefetch", daemon=True,
+                                        args=(source, groups, seed, epoch, shuffle))
+        self._thread.start()
+
+    def _run(self, source, groups, seed, epoch, shuffle):
+        fds = []
+        try:
+            fds = source._open()
+            for g, spans in groups:
+                buf = self._free.get()
+                if buf is None or self._stop.is_set():
+                    return
+                source._fill(buf, spans, fds)
+                buf.perm = _buffer_permutation(seed, epoch, g, buf.rows, shuffle)
+                self._ready.put(buf)
+        except BaseException as e:          # handed to the consumer, raised there
+            self._ready.put(e)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def next(self):
+        item = self._ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def release(self, buf):
+        self._free.put(buf)
+
+    def close(self):
+        self._stop.set()
+        self._free.put(None)
+        self._thread.join()
+
+
+class StreamSource:
+    """X from a ``.npy`` file or ``np.memmap``, read in shuffled blocks (module docstring).
+
+    ``y``: a ``.npy`` path or memmap (streamed with X, same rows) or an in-memory array.
+    Labels are validated once up front (a pass over y in chunks); X rows are checked for NaN
+    and inf the first time each block is read in this ``fit``.
+    """
+
+    streaming = True
+
+    def __init__(self, model, X, y, block_bytes=None, buffer_blocks=None):
+        self.model = model
+        self.backend = model._bk
+        self.xr = _rows_of("X", X)
+        xr = self.xr
+        if len(xr.shape) != 2:
+            raise ValueError(f"X ({xr.what}) has shape {xr.shape}; expected a 2-D array "
+                             "(n_examples, n_features)")
+        if not (np.issubdtype(xr.dtype, np.number) or xr.dtype == np.bool_) \
+                or np.issubdtype(xr.dtype, np.complexfloating):
+            raise TypeError(f"X ({xr.what}) has dtype {xr.dtype}; expected real numbers")
+        self.m = xr.shape[0]
+        if self.m == 0:
+            raise ValueError(f"X ({xr.what}) is empty (shape {xr.shape}); expected at least one "
+                             "example")
+        if xr.shape[1] != model.input_dim:
+            raise ValueError(f"X ({xr.what}) has {xr.shape[1]} features (shape {xr.shape}); the "
+                             f"model expects {model.input_dim}")
+        if y is None:
+            raise ValueError("y is None; expected labels (a .npy path, np.memmap or array) with "
+                             f"one row per example of X ({xr.what})")
+        if is_streamable(y):
+            self.yr, self.y_mem = _rows_of("y", y), None
+            y_shape, y_what = self.yr.shape, self.yr.what
+        else:
+            self.yr, self.y_mem = None, as_targets("y", y)
+            y_shape, y_what = self.y_mem.shape, "in memory"
+        if len(y_shape) not in (1, 2):
+            raise ValueError(f"y ({y_what}) has shape {y_shape}; expected (n_examples,) or "
+                             "(n_examples, n_outputs)")
+        if y_shape[0] != self.m:
+            raise ValueError(f"X ({xr.what}) has {self.m} rows but y ({y_what}) has "
+                             f"{y_shape[0]}; expected one label per example")
+        block_bytes = config.STREAM_BLOCK_BYTES if block_bytes is None else int(block_bytes)
+        self.block_rows = int(min(self.m, max(1, block_bytes // max(xr.row_bytes, 1))))
+        self.buffer_blocks = int(max(1, config.STREAM_BUFFER_BLOCKS if buffer_blocks is None
+                                     else buffer_blocks))
+        self.n_blocks = (self.m + self.block_rows - 1) // self.block_rows
+        self._check_labels()
+        self._buffers = None
+        self._checked = np.zeros(self.n_blocks, dtype=bool)
+        self._staging = {}
+
+    # -- validation ------------------------------------------------------------------------
+    def _encode(self, yraw, start):
+        model = self.model
+        name = f"y[{start}:{start + yraw.shape[0]}]"
+        return model.loss.encode(as_targets(name, yraw), model.output_dim, model.dtype, name)
+
+    def _check_labels(self):
+        rows = max(self.block_rows, 65536)
+        fds = self._open()
+        try:
+            for s in range(0, self.m, rows):
+                n = min(rows, self.m - s)
+                self._encode(self._read_y(fds, s, n, None), s)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _open(self):
+        fds = [self.xr.open()]
+        if self.yr is not None:
+            fds.append(self.yr.open())
+        return fds
+
+    def _read_y(self, fds, start, count, out):
+        if self.yr is None:
+            return self.y_mem[start:start + count]
+        if out is None:
+            out = np.empty((count,) + self.yr.shape[1:], self.yr.dtype)
+        self.yr.read(fds[1], start, count, out[:count])
+        return out[:count]
+
+    def _allocate(self):
+        model, xr = self.model, self.xr
+        rows = self.block_rows * self.buffer_blocks
+        bufs = []
+        for _ in range(2):
+            buf = SimpleNamespace(X=np.empty((rows, model.input_dim), model.dtype),
+                                  Y=np.empty((rows, model.output_dim), model.dtype),
+                                  rows=0, perm=None)
+            bufs.append(buf)
+        self._direct = xr.dtype == model.dtype
+        self._raw_x = None if self._direct else np.empty((self.block_rows, xr.shape[1]),
+                                                         xr.dtype)
+        self._raw_y = None if self.yr is None else \
+            np.empty((self.block_rows,) + self.yr.shape[1:], self.yr.dtype)
+        self._buffers = bufs
+
+    def _fill(self, buf, spans, fds):
+        off = 0
+        xr = self.xr
+        for start, n in spans:
+            dst = buf.X[off:off + n]
+            if self._direct:
+                xr.read(fds[0], start, n, dst)
+            else:
+                xr.read(fds[0], start, n, self._raw_x[:n])
+                dst[...] = self._raw_x[:n]
+            blk = start // self.block_rows
+            if not self._checked[blk]:
+                if not np.isfinite(dst).all():
+                    bad = int(dst.size - np.count_nonzero(np.isfinite(dst)))
+                    raise ValueError(f"X ({xr.what}) contains {bad} NaN or infinite value(s) "
+                                     f"in rows {start} to {start + n - 1}; expected finite "
+                                     "numbers")
+                self._checked[blk] = True
+            buf.Y[off:off + n] = self._encode(self._read_y(fds, start, n, self._raw_y), start)
+            off += n
+        buf.rows = off
+
+    # -- the epoch -------------------------------------------------------------------------
+    def order(self, seed, epoch, shuffle=True):
+        return stream_order(seed, epoch, self.m, self.block_rows, self.buffer_blocks, shuffle)
+
+    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False):
+        if self._buffers is None:
+            self._allocate()
+        bk = self.backend
+        on_device = bk.on_device
+        gather = (lambda out, X, idx: np.take(X, idx, axis=0, out=out)) if on_device \
+            else bk.k.gather_rows
+        blocks = stream_blocks(seed, epoch, self.n_blocks, shuffle)
+        groups = _groups(self.m, self.block_rows, self.buffer_blocks, blocks)
+        prefetch = _Prefetch(self, groups, seed, epoch, shuffle)
+        bs = min(int(batch_size), self.m)
+        cur, pos = None, 0
+        try:
+            for b, mb in enumerate(batch_sizes(self.m, bs, drop_last).tolist()):
+                ws = model._workspace(mb)
+                if on_device:
+                    st = self._staging.get(mb)
+                    if st is None:
+                        st = self._staging[mb] = (np.empty((mb, model.input_dim), model.dtype),
+                                                  np.empty((mb, model.output_dim), model.dtype))
+                    dX, dY = st
+                else:
+                    dX, dY = ws.Xb, ws.Yb
+                filled = 0
+                while filled < mb:
+                    if cur is None or pos == cur.rows:
+                        if cur is not None:
+                            prefetch.release(cur)
+                        cur, pos = prefetch.next(), 0
+                    take = min(mb - filled, cur.rows - pos)
+                    idx = cur.perm[pos:pos + take]
+                    gather(dX[filled:filled + take], cur.X, idx)
+                    gather(dY[filled:filled + take], cur.Y, idx)
+                    filled += take
+                    pos += take
+                if on_device:
+                    ws.Xb.copy_to_device(dX)
+                    ws.Yb.copy_to_device(dY)
+                yield b, ws, mb
+        finally:
+            prefetch.close()
+
+    def close(self):
+        """Free the shuffle buffers (``fit`` calls this at the end)."""
+        self._buffers = None
+        self._staging = {}
+
+    def __repr__(self):
+        return (f"StreamSource({self.xr.what}, m={self.m}, block_rows={self.block_rows}, "
+                f"buffer_blocks={self.buffer_blocks})")
+
+
+def make_source(model, X, y):
+    """The data source ``fit`` trains from: streamed when X is a .npy path or np.memmap."""
+    if is_streamable(X):
+        return StreamSource(model, X, y)
+    if is_streamable(y):
+        y = np.load(os.fspath(y), mmap_mode=None, allow_pickle=False) \
+            if not isinstance(y, np.memmap) else np.asarray(y)
+    Xc, Yc = model._XY(X, y)
+    return ArraySource(Xc, Yc, model._bk)

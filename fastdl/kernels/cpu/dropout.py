@@ -1,0 +1,83 @@
+"""Inverted dropout with a counter-based mask (cpu).
+
+Same hash, mask, scaling and aliasing rules as ``reference/dropout.py`` (the masks and outputs
+are bit-identical: the hash is integer arithmetic and the scale one multiply in the dtype). One
+jitted pass per call: the mask bit of each element is hashed from its index while the element
+is scaled, so nothing is stored between forward and backward. Buffers of at least
+``config.PARALLEL_MIN_SIZE`` elements use a ``prange`` over rows (elements are independent).
+"""
+
+import math
+
+import numpy as np
+
+from ... import config  # before numba: it sets OMP_WAIT_POLICY
+from numba import prange
+
+from ._jit import jit, pjit
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SEED_SALT = np.uint64(0x6A09E667F3BCC909)
+_S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
+
+
+@jit(inline="always")
+def _mix64(z):
+    """splitmix64 finalizer; uint64 arithmetic wraps mod 2^64 as in the reference."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@jit(inline="always")
+def _key(seed, step, layer):
+    k = _mix64(np.uint64(seed) ^ _SEED_SALT)
+    k = _mix64(k ^ np.uint64(step))
+    return _mix64(k ^ np.uint64(layer))
+
+
+@jit(inline="always")
+def _row(out, inp, i, key, thr, scale):
+    """out[i] = inp[i] * keep / keep_prob for row i (element index e = i * n + j)."""
+    n = inp.shape[1]
+    zero = out.dtype.type(0)
+    state = key + np.uint64(i) * np.uint64(n) * _GOLDEN   # splitmix64 state before e = i n
+    for j in range(n):
+        state += _GOLDEN
+        h = _mix64(state)
+        out[i, j] = inp[i, j] * scale if (h >> _S40) < thr else zero
+
+
+@jit
+def _apply_serial(out, inp, seed, step, layer, thr, scale):
+    key = _key(seed, step, layer)
+    for i in range(inp.shape[0]):
+        _row(out, inp, i, key, thr, scale)
+
+
+@pjit
+def _apply_parallel(out, inp, seed, step, layer, thr, scale):
+    key = _key(seed, step, layer)
+    for i in prange(inp.shape[0]):
+        _row(out, inp, i, key, thr, scale)
+
+
+def _apply(out, inp, seed, step, layer, keep_prob):
+    if inp.size == 0:
+        return
+    thr = np.uint64(math.ceil(float(keep_prob) * 16777216.0))
+    scale = inp.dtype.type(1.0 / keep_prob)
+    f = _apply_parallel if inp.size >= config.PARALLEL_MIN_SIZE else _apply_serial
+    f(out, inp, np.int64(seed), np.int64(step), np.int64(layer), thr, scale)
+
+
+def dropout_forward(A, X, seed, step, layer, keep_prob):
+    """A = X * keep / keep_prob in one jitted pass, the mask hashed per element."""
+    _apply(A, X, seed, step, layer, keep_prob)
+
+
+def dropout_backward(dX, dA, seed, step, layer, keep_prob):
+    """dX = dA * keep / keep_prob, the forward's mask recomputed in the same pass."""
+    _apply(dX, dA, seed, step, layer, keep_prob)

@@ -1,0 +1,153 @@
+"""Batch normalization over the rows of a batch, forward (training, inference) and backward
+(cuda).
+
+Same legend and formulas as ``reference/batchnorm.py``. Differs in precision and grouping:
+
+* Arithmetic runs in the model dtype (the reference accumulates in float64). The cached
+  ``mean`` / ``inv_std`` buffers are float64 as the spec says; the kernels only load and store
+  them (one conversion per feature), so float32 models do no float64 arithmetic. The variance
+  is two-pass (sum of squared deviations from the mean), which keeps float32 accurate.
+* Training forward and backward are each ONE kernel over column strips: a block owns TX
+  features, its TY thread rows stride down the batch, and a shared-memory tree sums each
+  feature's column (no atomics, no race); the same block then writes Y / dX for its features.
+  The inference forward is element-wise.
+"""
+
+import math
+
+from numba import cuda
+
+from ._device import SHARED_SIZE, blocks, column_block, column_sum, per_dtype, tpb
+
+
+@per_dtype
+def _batchnorm_forward_train_kernel(T):
+    @cuda.jit
+    def kernel(Y, mean, inv_std, running_mean, running_var, X, gamma, beta, momentum,
+               one_m_momentum, eps, var_factor):
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        TX = cuda.blockDim.x
+        TY = cuda.blockDim.y
+        m = X.shape[0]
+        n = X.shape[1]
+        inv_m = T(1) / T(m)
+        for c0 in range(cuda.blockIdx.x * TX, n, cuda.gridDim.x * TX):
+            c = c0 + tx
+            s = T(0)
+            if c < n:
+                for r in range(ty, m, TY):
+                    s += X[r, c]
+            mu = column_sum(sh, s) * inv_m
+            s = T(0)
+            if c < n:
+                for r in range(ty, m, TY):
+                    d = X[r, c] - mu
+                    s += d * d
+            var = column_sum(sh, s) * inv_m
+            istd = T(1) / math.sqrt(var + eps)
+            if c < n:
+                if ty == 0:
+                    mean[c] = mu
+                    inv_std[c] = istd
+                    running_mean[c] = momentum * running_mean[c] + one_m_momentum * mu
+                    running_var[c] = momentum * running_var[c] + one_m_momentum * (var
+                                                                                   * var_factor)
+                g = gamma[c]
+                b = beta[c]
+                for r in range(ty, m, TY):
+                    Y[r, c] = (X[r, c] - mu) * istd * g + b
+    return kernel
+
+
+@per_dtype
+def _batchnorm_forward_eval_kernel(T):
+    @cuda.jit
+    def kernel(Y, X, gamma, beta, running_mean, running_var, eps):
+        n = X.shape[1]
+        for i in range(cuda.grid(1), X.shape[0] * n, cuda.gridsize(1)):
+            r = i // n
+            c = i - r * n
+            inv = T(1) / math.sqrt(running_var[c] + eps)
+            Y[r, c] = (X[r, c] - running_mean[c]) * inv * gamma[c] + beta[c]
+    return kernel
+
+
+@per_dtype
+def _batchnorm_backward_kernel(T):
+    @cuda.jit
+    def kernel(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma):
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        TX = cuda.blockDim.x
+        TY = cuda.blockDim.y
+        m = X.shape[0]
+        n = X.shape[1]
+        want_dx = dX.shape[0] > 0
+        for c0 in range(cuda.blockIdx.x * TX, n, cuda.gridDim.x * TX):
+            c = c0 + tx
+            mu = T(0)
+            istd = T(0)
+            sb = T(0)
+            sg = T(0)
+            if c < n:
+                mu = T(mean[c])
+                istd = T(inv_std[c])
+                for r in range(ty, m, TY):
+                    dy = dY[r, c]
+                    sb += dy
+                    sg += dy * ((X[r, c] - mu) * istd)
+            db = column_sum(sh, sb)
+            dg = column_sum(sh, sg)
+            if c < n:
+                if ty == 0:
+                    dbeta[c] = db
+                    dgamma[c] = dg
+                if want_dx:
+                    k = gamma[c] * istd / T(m)
+                    mt = T(m)
+                    for r in range(ty, m, TY):
+                        x_hat = (X[r, c] - mu) * istd
+                        dX[r, c] = k * (mt * dY[r, c] - db - x_hat * dg)
+    return kernel
+
+
+def _column_grid(n):
+    tx, ty = column_block()
+    return min((n + tx - 1) // tx, 65535), (tx, ty)
+
+
+def batchnorm_forward_train(Y, mean, inv_std, running_mean, running_var, X, gamma, beta,
+                            momentum, eps, unbiased):
+    """Normalize with this batch's statistics; cache them; update the running statistics."""
+    m, n = X.shape
+    if n == 0:
+        return
+    t = X.dtype.type
+    factor = m / (m - 1.0) if unbiased and m > 1 else 1.0
+    grid, block = _column_grid(n)
+    _batchnorm_forward_train_kernel(X.dtype)[grid, block](
+        Y, mean, inv_std, running_mean, running_var, X, gamma, beta, t(momentum),
+        t(1.0 - float(momentum)), t(eps), t(factor))
+
+
+def batchnorm_forward_eval(Y, X, gamma, beta, running_mean, running_var, eps):
+    """Normalize with the running statistics (inference)."""
+    size = X.shape[0] * X.shape[1]
+    if size:
+        _batchnorm_forward_eval_kernel(X.dtype)[blocks(size), tpb()](
+            Y, X, gamma, beta, running_mean, running_var, X.dtype.type(eps))
+
+
+def batchnorm_backward(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma):
+    """dgamma, dbeta and (unless ``dX`` has size 0) dX from the cached statistics."""
+    n = X.shape[1]
+    if n == 0:
+        return
+    if dX.size == 0:  # "skip dX": a 2-D empty stand-in keeps the kernel's typing
+        dX = dY[:0]
+    grid, block = _column_grid(n)
+    _batchnorm_backward_kernel(X.dtype)[grid, block](dX, dgamma, dbeta, dY, X, mean, inv_std,
+                                                     gamma)

@@ -1,0 +1,85 @@
+"""Dropout: inverted dropout with counter-based masks (course week 1, "Dropout regularization").
+
+In training, each unit of the layer's input is kept with probability ``keep_prob`` and the kept
+ones are scaled by ``1/keep_prob`` so the expected activation is unchanged ("inverted dropout");
+at inference (``predict``, ``evaluate``, validation) and during gradient checking the layer is
+the identity.
+
+Masks are a pure function of (model seed, model step, layer index, element index): see
+``fastdl/kernels/reference/dropout.py`` for the hash. The step is ``model.steps_trained``, the
+number of updates the model has taken (``fit`` and ``train_on_batch`` advance it), so a run
+resumed from a checkpoint that stores ``steps_trained`` draws the same masks as an uninterrupted
+one, and every backend draws the same bits. The backward pass recomputes the mask.
+"""
+
+from __future__ import annotations
+
+import numbers
+import weakref
+from types import SimpleNamespace
+
+import numpy as np
+
+from .layers import LAYER_TYPES, Layer
+
+
+def check_keep_prob(keep_prob):
+    if isinstance(keep_prob, bool) or not isinstance(keep_prob, numbers.Real) \
+            or not np.isfinite(keep_prob) or not 0.0 < keep_prob <= 1.0:
+        raise ValueError(f"keep_prob={keep_prob!r} is invalid; expected a number in (0, 1] "
+                         "(the probability of keeping a unit; 1 disables dropout)")
+    return float(keep_prob)
+
+
+class Dropout(Layer):
+    """Inverted dropout on the previous layer's output: ``fd.Dropout(keep_prob=0.8)``.
+
+    Parameters
+    ----------
+    keep_prob : float in (0, 1]
+        Probability of keeping each unit (the course's ``keep_prob``). PyTorch's and Keras'
+        ``p``/``rate`` is ``1 - keep_prob``. ``keep_prob=1`` makes the layer the identity,
+        skipped entirely by the model (no kernel call, no buffer).
+
+    Off whenever ``training`` is False (predict, evaluate, validation) and while
+    ``deterministic`` is True (``fd.gradcheck`` sets it). Place it after the activation.
+    """
+
+    def __init__(self, keep_prob):
+        self.keep_prob = check_keep_prob(keep_prob)
+        self.deterministic = False
+        # The identity is folded away by the model like a fused activation (no op at all).
+        self.fused = self.keep_prob == 1.0
+        self._model = None
+
+    def attach(self, model):
+        self._model = weakref.ref(model)
+
+    def make_workspace(self, m, dtype):
+        return SimpleNamespace(A=self._bk.empty((m, self.output_dim), dtype), step=-1)
+
+    def forward(self, X, ws, training):
+        if not training or self.deterministic:
+            ws.step = -1
+            return X
+        model = self._model()
+        ws.step = model.steps_trained
+        self._bk.k.dropout_forward(ws.A, X, model.seed, ws.step, self._index, self.keep_prob)
+        return ws.A
+
+    def backward(self, dA, ws, need_dX):
+        if not need_dX:
+            return None
+        if ws.step >= 0:            # in place: dA is a workspace of the next layer
+            self._bk.k.dropout_backward(dA, dA, self._model().seed, ws.step, self._index,
+                                        self.keep_prob)
+        return dA
+
+    def describe(self):
+        return f"Dropout(keep_prob={self.keep_prob:g})"
+
+    def get_config(self):
+        return {"type": "Dropout", "keep_prob": self.keep_prob}
+
+
+LAYER_TYPES["Dropout"] = Dropout

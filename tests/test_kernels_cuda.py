@@ -1,0 +1,224 @@
+"""The cuda backend without a GPU.
+
+* ``test_simulator_suite`` runs ``tests/cuda_sim/kernels_sim.py`` (every cuda kernel against the
+  NumPy reference, float32 and float64) in a subprocess with ``NUMBA_ENABLE_CUDASIM=1``: the
+  variable only takes effect before numba is first imported, and the cpu tests import numba in
+  this process. The child's output is shown when it fails.
+* ``test_float32_kernel_has_no_f64`` compiles every float32 kernel to PTX (needs the CUDA
+  toolchain of ``numba-cuda[cu12|cu13]``, no GPU; skipped without it) and checks that no float64
+  instruction leaked in: a Python float literal is float64 to numba, and the simulator does no
+  type checking, so this is the only test that sees such a leak.
+* ``test_import_without_numba_cuda`` / ``test_cuda_backend_error_without_gpu``: ``import fastdl``
+  works without numba-cuda or a GPU, and ``backend="cuda"`` then raises an error naming what is
+  missing.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM_SUITE = ROOT / "tests" / "cuda_sim" / "kernels_sim.py"
+
+
+def _child_env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in
+                                                       [env.get("PYTHONPATH")] if p])
+    env.update(extra)
+    return env
+
+
+def _tail(text, n=12000):
+    return text if len(text) <= n else "...\n" + text[-n:]
+
+
+def test_simulator_suite():
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(SIM_SUITE), "-q", "-p", "no:cacheprovider",
+         "-p", "no:randomly", "-o", "addopts="],
+        cwd=ROOT, env=_child_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True, text=True,
+        timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"simulator suite failed (rc={proc.returncode}):\n{_tail(out)}"
+    assert re.search(r"\b\d+ passed\b", out) and "skipped" not in out, _tail(out)
+
+
+# --- PTX: no float64 in float32 kernels -------------------------------------------------------
+def _ptx_cases():
+    """(name, python function, float32 signature) of every kernel of the cuda backend."""
+    from numba import types
+    from fastdl.kernels.cuda import (_device, _gemm, activations, batching, batchnorm, dense,
+                                     dropout, epoch, losses, optim, reductions)
+
+    f, i, b, u = types.float32, types.int64, types.boolean, types.uint64
+    A1, A2 = types.Array(f, 1, "A"), types.Array(f, 2, "A")
+    D1 = types.Array(types.float64, 1, "A")  # batch norm's cached statistics are float64
+    I1, I2 = types.Array(i, 1, "A"), types.Array(i, 2, "A")
+    dt = np.float32
+    loss_sig = (A1, i, f, A1, b, A2, A2, A2, I1, i)
+    table = [
+        ("activations._activation_forward_kernel",
+         activations._activation_forward_kernel(dt), (A2, A2, i, f)),
+        ("activations._activation_backward_kernel",
+         activations._activation_backward_kernel(dt), (A2, A2, A2, i, f)),
+        ("activations._softmax_forward_kernel", activations._softmax_forward_kernel(dt),
+         (A2, A2)),
+        ("dense._bias_act_kernel", dense._bias_act_kernel(dt), (A2, A1, i, f)),
+        ("dense._dz_colsum_kernel", dense._dz_colsum_kernel(dt), (A1, A1, A2, A2, i, f)),
+        ("dense._colsum_finish_kernel", dense._colsum_finish_kernel(dt), (A1, A1, i)),
+        ("_gemm._gemm_kernel", _gemm._gemm_kernel(dt, 16), (A2, A2, A2, b, b)),
+        ("losses._softmax_cross_entropy_kernel", losses._softmax_cross_entropy_kernel(dt),
+         loss_sig),
+        ("losses._sigmoid_binary_cross_entropy_kernel",
+         losses._sigmoid_binary_cross_entropy_kernel(dt), loss_sig),
+        ("losses._mean_squared_error_kernel", losses._mean_squared_error_kernel(dt), loss_sig),
+        ("reductions._sum_squares_kernel", reductions._sum_squares_kernel(dt),
+         (A1, i, f, A1, b, A1, i)),
+        ("_device._finish_kernel", _device._finish_kernel(dt), (A1, i, A1, i, f, A1, i, f)),
+        ("_device._fill_kernel", _device._fill_kernel, (A1, f)),
+        ("batching._gather_rows_kernel", batching._gather_rows_kernel, (A2, A2, I1, i, i)),
+        ("optim._sgd_update_kernel", optim._sgd_update_kernel(dt), (A1, A1, f, f, f, i)),
+        ("optim._momentum_update_kernel", optim._momentum_update_kernel(dt),
+         (A1, A1, A1, f, f, f, b, f, f, i)),
+        ("optim._rmsprop_update_kernel", optim._rmsprop_update_kernel(dt),
+         (A1, A1, A1, f, f, f, f, f, f, i)),
+        ("optim._adam_update_kernel", optim._adam_update_kernel(dt),
+         (A1, A1, A1, A1) + (f,) * 11 + (i,)),
+        ("epoch._train_epoch_kernel", epoch._train_epoch_kernel(dt),
+         (A1, A1, A1, A2, A1, A2, A2, I1, i, I2, i, f, i, A1, A2, i)),
+        ("dropout._dropout_kernel", dropout._dropout_kernel(dt), (A2, A2, u, u, f)),
+        ("batchnorm._batchnorm_forward_train_kernel",
+         batchnorm._batchnorm_forward_train_kernel(dt),
+         (A2, D1, D1, A1, A1, A2, A1, A1, f, f, f, f)),
+        ("batchnorm._batchnorm_forward_eval_kernel",
+         batchnorm._batchnorm_forward_eval_kernel(dt), (A2, A2, A1, A1, A1, A1, f)),
+        ("batchnorm._batchnorm_backward_kernel", batchnorm._batchnorm_backward_kernel(dt),
+         (A2, A1, A1, A2, A2, D1, D1, A1)),
+    ]
+    modules = (_device, _gemm, activations, batching, batchnorm, dense, dropout, epoch, losses,
+               optim, reductions)
+    return table, modules
+
+
+def _toolchain_or_skip():
+    try:
+        from numba import config as nb_config
+        from numba import cuda
+    except ImportError:
+        pytest.skip("numba-cuda is not installed")
+    if nb_config.ENABLE_CUDASIM:
+        pytest.skip("PTX cannot be compiled under the simulator")
+
+    def probe(x):
+        x[0] = x[0]
+    from numba import types
+    try:
+        cuda.compile_ptx(probe, (types.float32[:],), cc=(9, 0))
+    except Exception as e:  # no NVVM / NVRTC: numba-cuda installed without [cu12]/[cu13]
+        pytest.skip(f"no CUDA toolchain to compile PTX ({type(e).__name__}: "
+                    f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})")
+    return cuda
+
+
+def test_every_kernel_is_in_the_ptx_table():
+    """Every ``_..._kernel`` the cuda files define is compiled by the PTX check below."""
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    table, modules = _ptx_cases()
+    listed = {name for name, _, _ in table}
+    found = {f"{m.__name__.rsplit('.', 1)[1]}.{attr}" for m in modules
+             for attr, obj in vars(m).items()
+             if attr.startswith("_") and attr.endswith("_kernel")
+             and getattr(getattr(obj, "py_func", obj), "__module__", None) == m.__name__}
+    assert found <= listed, f"kernels missing from the PTX table: {sorted(found - listed)}"
+
+
+#: Kernels whose spec has float64 buffers (batch norm's mean / inv_std): they may load, store
+#: and convert float64, but do no float64 arithmetic.
+F64_IO = {"batchnorm._batchnorm_forward_train_kernel", "batchnorm._batchnorm_backward_kernel"}
+_F64_ANY = re.compile(r"\.f64\b")
+_F64_ARITH = re.compile(r"^\s*(add|sub|mul|mad|fma|div|sqrt|rsqrt|rcp|neg|abs|min|max|setp|"
+                        r"selp|ex2|lg2|sin|cos|testp|copysign)\.[\w.]*f64\b")
+
+
+def test_float32_kernel_has_no_f64():
+    cuda = _toolchain_or_skip()
+    table, _ = _ptx_cases()
+    leaks = {}
+    for name, kernel, sig in table:
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        body = [ln for ln in ptx.splitlines() if not ln.lstrip().startswith("//")]
+        pattern = _F64_ARITH if name in F64_IO else _F64_ANY
+        bad = [ln.strip() for ln in body if pattern.search(ln)]
+        if bad:
+            leaks[name] = bad[:5]
+    assert not leaks, f"float64 instructions in float32 kernels: {leaks}"
+
+
+# --- import and error without numba-cuda / without a GPU ---------------------------------------
+_BLOCK_NUMBA_CUDA = textwrap.dedent("""
+    import importlib.abc, sys
+    class _Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "numba.cuda" or name.startswith(("numba.cuda.", "numba_cuda")):
+                raise ImportError(f"No module named {name!r} (blocked by the test)")
+    sys.meta_path.insert(0, _Block())
+""")
+
+
+def _run_child(code, **env):
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_child_env(**env),
+                          capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_import_without_numba_cuda():
+    code = _BLOCK_NUMBA_CUDA + textwrap.dedent("""
+        import fastdl
+        import fastdl.kernels.cuda as kc
+        assert "numba.cuda" not in sys.modules
+        from fastdl.backend import get_backend
+        try:
+            get_backend("cuda")
+        except RuntimeError as e:
+            assert "numba-cuda" in str(e) and "not installed" in str(e), str(e)
+            print("OK", e)
+        else:
+            raise AssertionError("get_backend('cuda') did not raise without numba-cuda")
+    """)
+    rc, out = _run_child(code)
+    assert rc == 0 and "OK" in out, out
+
+
+def test_import_fastdl_does_not_import_numba_cuda():
+    rc, out = _run_child("import sys, fastdl; print('numba.cuda' in sys.modules)")
+    assert rc == 0 and out.strip().endswith("False"), out
+
+
+def test_cuda_backend_error_without_gpu():
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    code = textwrap.dedent("""
+        from numba import cuda
+        if cuda.is_available():
+            print("HAS_GPU")
+            raise SystemExit(0)
+        from fastdl.backend import get_backend
+        try:
+            get_backend("cuda")
+        except RuntimeError as e:
+            assert "no usable CUDA GPU" in str(e), str(e)
+            print("OK", e)
+        else:
+            raise AssertionError("get_backend('cuda') did not raise without a GPU")
+    """)
+    rc, out = _run_child(code, NUMBA_ENABLE_CUDASIM="0")
+    if "HAS_GPU" in out:
+        pytest.skip("a CUDA GPU is available here")
+    assert rc == 0 and "OK" in out, out

@@ -13,7 +13,7 @@ from _common import accuracy, decision_boundary, figure, learning_curves, save, 
 
 X, y = fd.data.make_moons(size(600, 300), noise=0.35, seed=2)
 (Xtr, ytr), (Xte, yte), _ = fd.data.split(X, y, ratios=(1 / 3, 2 / 3), seed=0)
-epochs = size(3000, 100)
+epochs = size(1000, 60)
 
 
 def net(keep_prob=None):

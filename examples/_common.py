@@ -31,11 +31,19 @@ def table(rows, columns, title=None):
     lines = ([title] if title else []) + [
         "  ".join(c.ljust(w) for c, w in zip(columns, widths)),
         "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.rjust(w) if v[:1].isdigit() or v[:1] == "-" else v.ljust(w)
+    lines += ["  ".join(v.rjust(w) if _numeric(v) else v.ljust(w)
                         for v, w in zip(row, widths)) for row in cells]
     text = "\n".join(lines)
     print(text)
     return text
+
+
+def _numeric(text):
+    try:
+        float(text.replace(",", ""))
+        return True
+    except ValueError:
+        return False
 
 
 def figure(ncols=1, nrows=1, size=(4.0, 3.6)):
@@ -102,3 +110,33 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
+
+
+def rss_bytes():
+    """Resident set size of this process now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+class PeakRSS:
+    """Highest RSS seen while the block runs (sampled every 20 ms by a thread), in bytes."""
+
+    def __enter__(self):
+        import threading
+        self.start = self.peak = rss_bytes()
+        self._stop = threading.Event()
+
+        def watch():
+            while not self._stop.wait(0.02):
+                self.peak = max(self.peak, rss_bytes())
+        self._thread = threading.Thread(target=watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())

@@ -7,17 +7,15 @@ or optimizer steps when the schedule is built with ``unit="step"``; ``unit`` onl
 training loop which counter to pass, the formula is the same. Arguments are validated when the
 schedule is built; ``t`` when it is called.
 
-=========================  ==============================================  ==================
-schedule                   lr(t)                                           course / peers
-=========================  ==============================================  ==================
-``Constant(lr0)``          lr0
-``InverseTimeDecay``       lr0 / (1 + decay_rate * t)                      course "1/(1+decay_rate*epoch)"
-``StaircaseDecay``         lr0 / (1 + decay_rate * floor(t / interval))    course "scheduled decay"
-``ExponentialDecay``       lr0 * rate ** t                                 course "0.95^epoch"
-``SqrtDecay``              lr0 * k / sqrt(max(t, 1))                       course "k/sqrt(epoch)"
-``PiecewiseConstant``      values[i] for boundaries[i-1] <= t < boundaries[i]  "manual decay"
-``Lambda(fn)``             fn(t), checked to be a finite number > 0
-=========================  ==============================================  ==================
+* ``Constant(lr0)``: ``lr0``
+* ``InverseTimeDecay(lr0, decay_rate)``: ``lr0 / (1 + decay_rate * t)`` (course)
+* ``StaircaseDecay(lr0, decay_rate, interval)``: ``lr0 / (1 + decay_rate * floor(t / interval))``
+  (the course's scheduled decay)
+* ``ExponentialDecay(lr0, rate)``: ``lr0 * rate ** t`` (course: ``0.95 ** epoch``)
+* ``SqrtDecay(lr0, k)``: ``lr0 * k / sqrt(max(t, 1))`` (course: ``k / sqrt(epoch)``)
+* ``PiecewiseConstant(boundaries, values)``: ``values[i]`` on
+  ``boundaries[i-1] <= t < boundaries[i]`` (the course's manual decay)
+* ``Lambda(fn)``: ``fn(t)``, checked to be a finite number > 0
 
 Keras' ``InverseTimeDecay(lr0, decay_steps, decay_rate, staircase)`` is
 ``InverseTimeDecay(lr0, decay_rate, interval=decay_steps, staircase=...)`` here.

@@ -20,19 +20,13 @@ A). How the cpu kernels differ:
 ``_g``/``_dg`` are the scalar forms, shared with ``dense.py`` and ``epoch.py``.
 """
 
-from functools import partial
-
 import numpy as np
 
 from ... import config  # before numba: it sets OMP_WAIT_POLICY
 from numba import prange
 
-from ._jit import jit as _jit, pjit as _pjit
+from ._jit import jit, pjit
 
-# error_model="numpy": Numba's default tests every float division for a zero divisor (to raise
-# ZeroDivisionError), and that branch keeps LLVM from vectorizing; x/0 gives inf/nan, as NumPy.
-jit = partial(_jit, error_model="numpy")
-pjit = partial(_pjit, error_model="numpy")
 
 LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID = range(5)
 

@@ -5,19 +5,13 @@ and dispatches per call), ``prange`` over rows for batches of at least
 ``config.PARALLEL_MIN_SIZE`` elements.
 """
 
-from functools import partial
-
 import numpy as np
 
 from ... import config  # before numba: it sets OMP_WAIT_POLICY
 from numba import prange
 
-from ._jit import jit as _jit, pjit as _pjit
+from ._jit import jit, pjit
 
-# error_model="numpy": Numba's default tests every float division for a zero divisor (to raise
-# ZeroDivisionError), and that branch keeps LLVM from vectorizing; x/0 gives inf/nan, as NumPy.
-jit = partial(_jit, error_model="numpy")
-pjit = partial(_pjit, error_model="numpy")
 
 
 @jit

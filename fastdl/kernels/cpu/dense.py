@@ -19,20 +19,14 @@ OpenMP threads and OpenBLAS threads would contend for the 2 cores (NOTES.md). Th
 splits columns, so every task owns its db entries (no race).
 """
 
-from functools import partial
-
 import numpy as np
 
 from ... import config  # before numba: it sets OMP_WAIT_POLICY
 from numba import prange
 
-from ._jit import jit as _jit, pjit as _pjit
+from ._jit import jit, pjit
 from .activations import _bias_activation, _check_code, _dg
 
-# error_model="numpy": Numba's default tests every float division for a zero divisor (to raise
-# ZeroDivisionError), and that branch keeps LLVM from vectorizing; x/0 gives inf/nan, as NumPy.
-jit = partial(_jit, error_model="numpy")
-pjit = partial(_pjit, error_model="numpy")
 
 #: Columns per task of the parallel backward pass.
 _COL_BLOCK = 64

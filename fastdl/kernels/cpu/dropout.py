@@ -50,16 +50,24 @@ def _row(out, inp, i, key, thr, scale):
         out[i, j] = inp[i, j] * scale if (h >> _S40) < thr else zero
 
 
+@jit(inline="always")
+def _constants(out, keep_prob):
+    """Threshold on the top 24 bits and the inverted-dropout scale (in the dtype)."""
+    return np.uint64(math.ceil(keep_prob * 16777216.0)), out.dtype.type(1.0 / keep_prob)
+
+
 @jit
-def _apply_serial(out, inp, seed, step, layer, thr, scale):
+def _apply_serial(out, inp, seed, step, layer, keep_prob):
     key = _key(seed, step, layer)
+    thr, scale = _constants(out, keep_prob)
     for i in range(inp.shape[0]):
         _row(out, inp, i, key, thr, scale)
 
 
 @pjit
-def _apply_parallel(out, inp, seed, step, layer, thr, scale):
+def _apply_parallel(out, inp, seed, step, layer, keep_prob):
     key = _key(seed, step, layer)
+    thr, scale = _constants(out, keep_prob)
     for i in prange(inp.shape[0]):
         _row(out, inp, i, key, thr, scale)
 
@@ -67,10 +75,8 @@ def _apply_parallel(out, inp, seed, step, layer, thr, scale):
 def _apply(out, inp, seed, step, layer, keep_prob):
     if inp.size == 0:
         return
-    thr = np.uint64(math.ceil(float(keep_prob) * 16777216.0))
-    scale = inp.dtype.type(1.0 / keep_prob)
     f = _apply_parallel if inp.size >= config.PARALLEL_MIN_SIZE else _apply_serial
-    f(out, inp, np.int64(seed), np.int64(step), np.int64(layer), thr, scale)
+    f(out, inp, seed, step, layer, float(keep_prob))
 
 
 def dropout_forward(A, X, seed, step, layer, keep_prob):

@@ -19,18 +19,13 @@ example. How it differs from the reference:
 Serial on purpose: the work per batch is far too small to pay for threads.
 """
 
-from functools import partial
-
 import numpy as np
 
 from .. import LOSSES, OPTIMIZERS
-from ._jit import jit as _jit
+from ._jit import jit
 from .activations import _dg, _g
 from .optim import _fused_update
 
-# error_model="numpy": Numba's default tests every float division for a zero divisor (to raise
-# ZeroDivisionError), and that branch keeps LLVM from vectorizing; x/0 gives inf/nan, as NumPy.
-jit = partial(_jit, error_model="numpy")
 
 
 @jit(inline="always")

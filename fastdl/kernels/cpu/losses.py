@@ -15,16 +15,11 @@ Binary cross-entropy keeps the jitted scalar exp/log1p (outputs are few: one per
 Serial: these buffers are batch x outputs, small next to the GEMMs.
 """
 
-from functools import partial
-
 import numpy as np
 
-from ._jit import jit as _jit
+from ._jit import jit
 from .activations import _UFUNC_MIN_SIZE
 
-# error_model="numpy": Numba's default tests every float division for a zero divisor (to raise
-# ZeroDivisionError), and that branch keeps LLVM from vectorizing; x/0 gives inf/nan, as NumPy.
-jit = partial(_jit, error_model="numpy")
 
 
 @jit(inline="always")

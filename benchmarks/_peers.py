@@ -207,10 +207,12 @@ def dense_model(sizes, activations, input_dim, backend, seed=0, dtype="float32")
                          input_dim=input_dim, dtype=dtype, seed=seed, backend=backend)
 
 
-def flops_per_sample(model) -> float:
-    """6 * weights: forward 2P, backward 4P multiply-adds per sample (the usual estimate; the
-    first layer's skipped dX makes the true count 2 * n0 * n1 lower)."""
-    return 6.0 * sum(op.units * op.input_dim for op in model._ops)
+def flops_per_sample(model, exact=False) -> float:
+    """6 * weights: forward 2P, backward 4P flops per sample (the usual estimate). ``exact``:
+    without the first layer's dX, which is never computed (2 * n0 * n1 fewer)."""
+    P = sum(op.units * op.input_dim for op in model._ops)
+    first = model._ops[0]
+    return 6.0 * P - (2.0 * first.units * first.input_dim if exact else 0.0)
 
 
 def model_spec(fd_model):

@@ -51,11 +51,12 @@ class RegPeer:
             raise RuntimeError(f"PyTorch worker: {reply['error']}")
         return reply
 
-    def check_step(self, rows):
-        """One Adam step (train mode) on a copy of the net, first ``rows`` rows: (cost,
-        parameters and buffers in fastdl's get_weights order)."""
+    def check_step(self, rows, lr):
+        """One SGD step (train mode) on a fresh copy of the initial net, first ``rows`` rows:
+        (cost, parameters and buffers in fastdl's get_weights order). SGD, not Adam: Adam's
+        first step is lr * g / |g|, so float32 rounding of near-zero gradients flips it."""
         out = os.path.join(self._dir, "step.npz")
-        r = self._call(cmd="check_step", rows=int(rows), out=out)
+        r = self._call(cmd="check_step", rows=int(rows), out=out, lr=float(lr))
         with np.load(out) as z:
             return r["cost"], [z[f"w{i}"] for i in range(len(z.files))]
 
@@ -151,7 +152,7 @@ def _worker():
                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
             elif cmd["cmd"] == "check_step":
                 net, order = _build(torch, st["variant"], st["weights"], st["keep"])
-                opt = torch.optim.Adam(net.parameters(), lr=st["lr"])
+                opt = torch.optim.SGD(net.parameters(), lr=cmd["lr"])
                 r = int(cmd["rows"])
                 net.train()
                 opt.zero_grad(set_to_none=True)

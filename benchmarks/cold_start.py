@@ -115,15 +115,36 @@ def python_baseline() -> dict:
     return out
 
 
+def _load_meter():
+    """``_peers.MachineLoad`` when available (it measures other processes' CPU use)."""
+    try:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import _peers
+        return _peers.MachineLoad()
+    except ImportError:  # pragma: no cover
+        import contextlib
+        return contextlib.nullcontext()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modes", default="fit,step", help="comma list of fit, step")
     ap.add_argument("--warm-runs", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                    help="first wait up to S seconds until other processes leave the CPUs idle")
     args = ap.parse_args(argv)
-    results = {"baseline": python_baseline(), "runs": []}
-    for mode in args.modes.split(","):
-        results["runs"].append(measure(mode.strip(), args.warm_runs))
+    foreign = None
+    if args.wait_quiet > 0:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import _peers
+        foreign = _peers.wait_until_quiet(args.wait_quiet)
+    results = {"baseline": python_baseline(), "runs": [], "foreign_before": foreign}
+    load = _load_meter()
+    with load:
+        for mode in args.modes.split(","):
+            results["runs"].append(measure(mode.strip(), args.warm_runs))
+    results["foreign"] = getattr(load, "foreign", None)
     b = results["baseline"]
     print(f"cold start of fastdl (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     print(f"  context: bare python {b['python_s']:.3f} s, import numpy {b['import_numpy_s']:.3f} s,"
@@ -134,6 +155,8 @@ def main(argv=None) -> int:
               f"(import {r['warm_import_s']:.3f} s, first train call {r['warm_train_s']:.3f} s)"
               f" {ok} the {TARGET_WARM_S} s target; empty cache {r['empty_wall_s']:.3f} s wall "
               f"(import {r['empty_import_s']:.3f} s, compile+train {r['empty_train_s']:.3f} s)")
+    if results["foreign"] is not None:
+        print(f"  other processes used {results['foreign']:.0%} of the CPUs meanwhile")
     if args.json:
         print(json.dumps(results))
     return 0

@@ -322,7 +322,7 @@ def _validate_dtype(chk, dtype, rng):
             chk.check(f"dense_backward[{code}] m={m}", dtype, err, tol)
 
     # losses: one block (direct) and several (two stages)
-    for m in (S(100, cap=4), S(1000, cap=13)):
+    for m in (S(100, cap=4), S(20000, cap=13)):  # one block (direct); several (two stages)
         for name, C, make in (
                 ("softmax_cross_entropy", 10, lambda m, c: np.eye(c)[rng.integers(0, c, m)]),
                 ("sigmoid_binary_cross_entropy", 3, lambda m, c: rng.integers(0, 2, (m, c))),
@@ -390,36 +390,42 @@ def _validate_dtype(chk, dtype, rng):
             chk.check(f"dropout_backward keep={keep}", dtype,
                       0.0 if np.array_equal(A.copy_to_host(), ref) else math.inf, 0.0)
 
-    # batch norm
+    # batch norm (activation fused)
     if hasattr(K, "batchnorm_forward_train"):
         m, nf = S(512), S(300)
         Xb = randn(m, nf) + randn(nf) * 3
         gamma, beta = 1 + randn(nf, scale=0.2), randn(nf)
         rm0, rv0 = randn(nf), 1 + np.abs(randn(nf))
-        ref = dict(Y=np.empty_like(Xb), mean=np.empty(nf), istd=np.empty(nf), rm=rm0.copy(),
-                   rv=rv0.copy())
-        R.batchnorm_forward_train(ref["Y"], ref["mean"], ref["istd"], ref["rm"], ref["rv"], Xb,
-                                  gamma, beta, 0.9, 1e-5, 1)
-        Y, mean, istd = nan_dev(Xb.shape, dtype), nan_dev(nf, np.float64), nan_dev(nf,
-                                                                                    np.float64)
-        rm, rv = dev(rm0), dev(rv0)
-        K.batchnorm_forward_train(Y, mean, istd, rm, rv, dev(Xb), dev(gamma), dev(beta), 0.9,
-                                  1e-5, 1)
-        err = max(rel_err(Y, ref["Y"]), rel_err(mean, ref["mean"]), rel_err(istd, ref["istd"]),
-                  rel_err(rm, ref["rm"]), rel_err(rv, ref["rv"]))
-        chk.check("batchnorm_forward_train", dtype, err, 10 * tol)
-        rY = np.empty_like(Xb)
-        R.batchnorm_forward_eval(rY, Xb, gamma, beta, rm0, rv0, 1e-5)
-        K.batchnorm_forward_eval(Y, dev(Xb), dev(gamma), dev(beta), dev(rm0), dev(rv0), 1e-5)
-        chk.check("batchnorm_forward_eval", dtype, rel_err(Y, rY), tol)
-        dY = randn(m, nf)
-        rdX, rdg, rdb = np.empty_like(Xb), np.empty(nf, dtype), np.empty(nf, dtype)
-        R.batchnorm_backward(rdX, rdg, rdb, dY, Xb, ref["mean"], ref["istd"], gamma)
-        dX, dg, db = nan_dev(Xb.shape, dtype), nan_dev(nf, dtype), nan_dev(nf, dtype)
-        K.batchnorm_backward(dX, dg, db, dev(dY), dev(Xb), dev(ref["mean"]), dev(ref["istd"]),
-                             dev(gamma))
-        err = max(rel_err(dX, rdX), rel_err(dg, rdg), rel_err(db, rdb))
-        chk.check("batchnorm_backward", dtype, err, 10 * tol)
+        for code in (1, 3):
+            ref = dict(A=np.empty_like(Xb), mean=np.empty(nf), istd=np.empty(nf),
+                       rm=rm0.copy(), rv=rv0.copy())
+            R.batchnorm_forward_train(ref["A"], ref["mean"], ref["istd"], ref["rm"], ref["rv"],
+                                      Xb, gamma, beta, 0.9, 1e-5, 1, code, alpha)
+            A, mean, istd = nan_dev(Xb.shape, dtype), nan_dev(nf, np.float64), nan_dev(
+                nf, np.float64)
+            rm, rv = dev(rm0), dev(rv0)
+            K.batchnorm_forward_train(A, mean, istd, rm, rv, dev(Xb), dev(gamma), dev(beta),
+                                      0.9, 1e-5, 1, code, alpha)
+            err = max(rel_err(A, ref["A"]), rel_err(mean, ref["mean"]),
+                      rel_err(istd, ref["istd"]), rel_err(rm, ref["rm"]),
+                      rel_err(rv, ref["rv"]))
+            chk.check(f"batchnorm_forward_train[{code}]", dtype, err, 10 * tol)
+            rA = np.empty_like(Xb)
+            R.batchnorm_forward_eval(rA, Xb, gamma, beta, rm0, rv0, 1e-5, code, alpha)
+            K.batchnorm_forward_eval(A, dev(Xb), dev(gamma), dev(beta), dev(rm0), dev(rv0),
+                                     1e-5, code, alpha)
+            chk.check(f"batchnorm_forward_eval[{code}]", dtype, rel_err(A, rA), tol)
+            dA0 = randn(m, nf)
+            rdX, rdg, rdb, rdA = (np.empty_like(Xb), np.empty(nf, dtype), np.empty(nf, dtype),
+                                  dA0.copy())
+            R.batchnorm_backward(rdX, rdg, rdb, rdA, ref["A"], Xb, ref["mean"], ref["istd"],
+                                 gamma, code, alpha)
+            dX, dg, db = nan_dev(Xb.shape, dtype), nan_dev(nf, dtype), nan_dev(nf, dtype)
+            dA = dev(dA0)
+            K.batchnorm_backward(dX, dg, db, dA, dev(ref["A"]), dev(Xb), dev(ref["mean"]),
+                                 dev(ref["istd"]), dev(gamma), code, alpha)
+            err = max(rel_err(dX, rdX), rel_err(dg, rdg), rel_err(db, rdb), rel_err(dA, rdA))
+            chk.check(f"batchnorm_backward[{code}]", dtype, err, 10 * tol)
 
     # train_epoch: the fused one-block kernel (tiny net) and the launches (wider net)
     from fastdl import config
@@ -532,7 +538,6 @@ def section_bandwidth():
     res["adam_GBps"] = 7 * 4 * n / s / 1e9
     res["sgd_vs_copy"] = res["sgd_GBps"] / res["copy_GBps"]
     res["adam_vs_copy"] = res["adam_GBps"] / res["copy_GBps"]
-    del src, dst
     try:
         torch = torch_cuda()
         tp = torch.zeros(n, device="cuda", requires_grad=True)
@@ -556,8 +561,12 @@ def _data(m, n_in, n_classes, seed, dtype=np.float32):
     return X, y
 
 
-def _fd_fit(widths, acts, X, y, bs, epochs, loss):
+def _fd_fit(widths, acts, X, y, bs, epochs, loss, device_x=False):
+    """model.fit from host X (includes its validation and upload) or, with ``device_x``, from a
+    device-resident X as the PyTorch loop has it."""
     import fastdl as fd
+    if device_x:
+        X = dev(X)
     layers = [fd.Dense(u, activation=a) for u, a in zip(widths, acts)]
     model = fd.Sequential(layers, input_dim=X.shape[1], loss=loss, dtype="float32", seed=0,
                           backend="cuda")
@@ -663,6 +672,8 @@ def _compare(res, key, widths, acts_fd, acts_codes, acts_torch, X, y, Y, bs, epo
              loss_code):
     row = res.setdefault(key, {})
     for name, fn in (("fastdl_fit", lambda: _fd_fit(widths, acts_fd, X, y, bs, epochs, loss)),
+                     ("fastdl_fit_devx", lambda: _fd_fit(widths, acts_fd, X, y, bs, epochs, loss,
+                                                         device_x=True)),
                      ("fastdl_train_epoch", lambda: _fd_epoch_kernel(widths, acts_codes, X, Y,
                                                                      bs, epochs, loss_code)),
                      ("torch", lambda: _torch_loop(widths, acts_torch, X, y, bs, epochs,
@@ -676,9 +687,10 @@ def _compare(res, key, widths, acts_fd, acts_codes, acts_torch, X, y, Y, bs, epo
             row[name + "_last_loss"] = last
         except Exception as e:
             row[name] = f"error: {type(e).__name__}: {e}"
-            log(traceback.format_exc()[-2000:])
+            if not str(e).startswith("torch"):  # a missing peer needs no traceback
+                log(traceback.format_exc()[-2000:])
     t = row.get("torch")
-    for name in ("fastdl_fit", "fastdl_train_epoch"):
+    for name in ("fastdl_fit", "fastdl_fit_devx", "fastdl_train_epoch"):
         if isinstance(row.get(name), float) and isinstance(t, float):
             row[name + "_vs_torch"] = row[name] / t
     log(f"  {key}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -687,17 +699,17 @@ def _compare(res, key, widths, acts_fd, acts_codes, acts_torch, X, y, Y, bs, epo
 
 def section_train784():
     m = S(61440, cap=40)
-    X, y = _data(m, 784, 10, 0)
+    X, y = _data(m, S(784), 10, 0)
     Y = np.eye(10, dtype=np.float32)[y]
     for bs, epochs in ((S(256, cap=16), IT(2)), (S(1024, cap=20), IT(3)), (S(4096, cap=40), IT(4))):
-        _compare(RESULTS["train784"], f"b{bs}", (256, 128, 10), ("relu", "relu", "softmax"),
+        _compare(RESULTS["train784"], f"b{bs}", (S(256), S(128), 10), ("relu", "relu", "softmax"),
                  (1, 1, 0), ("relu", "relu", None), X, y, Y, bs, epochs,
                  "categorical_crossentropy", 1)
 
 
 def section_wide():
     m, bs = S(16384, cap=20), S(1024, cap=10)
-    X, y = _data(m, 784, 10, 1)
+    X, y = _data(m, S(784), 10, 1)
     Y = np.eye(10, dtype=np.float32)[y]
     res = RESULTS["wide"]
     _compare(res, f"b{bs}", (S(4096), S(4096), 10), ("relu", "relu", "softmax"), (1, 1, 0),
@@ -730,6 +742,27 @@ def section_tiny():
     res["fused_tpb_sweep"] = sweep
     res["fused_best_tpb"] = best
     config.CUDA_THREADS_PER_BLOCK = best
+    # where the one-block kernel stops paying: fused vs per-batch launches, growing widths
+    saved_max = config.FUSED_EPOCH_MAX_WEIGHTS
+    cross = {}
+    try:
+        for width in (5, 16, 32, 64):
+            Xc = rng.standard_normal((S(16384, cap=40), S(32))).astype(np.float32)
+            Yc = np.eye(10, dtype=np.float32)[rng.integers(0, 10, Xc.shape[0])]
+            row = {}
+            for label, limit in (("fused", 10 ** 9), ("launches", 0)):
+                config.FUSED_EPOCH_MAX_WEIGHTS = limit
+                row[label] = _fd_epoch_kernel((width, width, 10), (1, 1, 0), Xc, Yc, bs, IT(2),
+                                              1)[0]
+            cross[f"32-{width}-{width}-10"] = row
+    except Exception as e:
+        cross["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        config.FUSED_EPOCH_MAX_WEIGHTS = saved_max
+    res["fused_vs_launches_b64"] = cross
+    log("  fused vs launches (samples/s): " + "; ".join(
+        f"{k}: {_f(v.get('fused'))} / {_f(v.get('launches'))}" if isinstance(v, dict)
+        else f"{k}: {v}" for k, v in cross.items()))
     try:
         _compare(res, f"b{bs}", (5, 2, 1), ("relu", "relu", "sigmoid"), (1, 1, 0),
                  ("relu", "relu", None), X, y, Y, bs, IT(2), "binary_crossentropy", 0)
@@ -738,8 +771,13 @@ def section_tiny():
 
 
 # --- summary --------------------------------------------------------------------------------------
-def _f(v, fmt="{:.3g}"):
-    return fmt.format(v) if isinstance(v, float) else ("-" if v is None else str(v)[:40])
+def _f(v, fmt="{:.3g}", width=40):
+    if isinstance(v, float):
+        return fmt.format(v)
+    if v is None:
+        return "-"
+    v = str(v)
+    return ("err" if v.startswith("error") else "skip" if v.startswith("skipped") else v)[:width]
 
 
 def summary():
@@ -769,19 +807,30 @@ def summary():
                      f"({_f(b.get('sgd_vs_copy'), '{:.0%}')})  adam {_f(b.get('adam_GBps'))} "
                      f"({_f(b.get('adam_vs_copy'), '{:.0%}')}; target >= 85%)  torch fused adam "
                      f"{_f(b.get('torch_fused_adam_GBps'))}")
-    lines.append(f"{'samples/s':<22}{'fd fit':>10}{'fd epoch':>10}{'torch':>10}"
-                 f"{'fit/t':>8}{'epoch/t':>8}  target")
+    lines.append(f"{'samples/s':<22}{'fd fit':>10}{'fit devX':>10}{'fd epoch':>10}"
+                 f"{'torch':>10}{'fit/t':>8}{'devX/t':>8}{'epoch/t':>8}  target")
     for sec, target in (("train784", ">=1.0"), ("wide", ">=0.9"), ("tiny", ">=10")):
         for key, row in r[sec].items():
-            if not isinstance(row, dict):
+            if not (isinstance(row, dict) and key.startswith("b")):
                 continue
             lines.append(f"{sec + ' ' + key:<22}{_f(row.get('fastdl_fit')):>10}"
+                         f"{_f(row.get('fastdl_fit_devx')):>10}"
                          f"{_f(row.get('fastdl_train_epoch')):>10}{_f(row.get('torch')):>10}"
                          f"{_f(row.get('fastdl_fit_vs_torch'), '{:.2f}'):>8}"
+                         f"{_f(row.get('fastdl_fit_devx_vs_torch'), '{:.2f}'):>8}"
                          f"{_f(row.get('fastdl_train_epoch_vs_torch'), '{:.2f}'):>8}  {target}")
+    errs = [f"{sec} {key} {name}: {v[7:120]}" for sec in ("train784", "wide", "tiny")
+            for key, row in r[sec].items() if isinstance(row, dict)
+            for name, v in row.items() if isinstance(v, str) and v.startswith("error")]
+    if errs:
+        lines.append("run errors: " + " | ".join(dict.fromkeys(errs)))
     if r["tiny"].get("fused_tpb_sweep"):
         lines.append("tiny fused kernel tpb sweep (samples/s): " + ", ".join(
             f"{k}:{_f(v)}" for k, v in r["tiny"]["fused_tpb_sweep"].items()))
+    if r["tiny"].get("fused_vs_launches_b64"):
+        lines.append("fused/launches b64 samples/s: " + "; ".join(
+            f"{k} {_f(v.get('fused'))}/{_f(v.get('launches'))}"
+            for k, v in r["tiny"]["fused_vs_launches_b64"].items() if isinstance(v, dict)))
     if r["errors"]:
         lines.append("ERRORS: " + "; ".join(f"{k}: {v[:150]}" for k, v in r["errors"].items()))
     if r["skipped"]:

@@ -16,10 +16,14 @@ One Adam step over N float32 parameters held in flat arrays (params, grads, m, v
   element): the machine's practical bandwidth for an update that reads and writes in place.
 
 Every round runs one step of each peer and one triad (pytest-benchmark's untimed setup), then
-the timed fastdl step, so all see the same machine state; ratios are taken round by round, then
+the timed fastdl step, each after a short pause (``SETTLE_S``: spinning OpenMP threads of the
+previous call must not steal a core), so all see the same machine state; ratios are taken round by round, then
 the median. Figures: median ms per step, GB/s at 28 bytes per parameter (read p, g, m, v; write
 p, m, v), ``x`` = peer time / fastdl time, fastdl's GB/s as a percentage of the triad's, and the
 CPU share other processes used meanwhile (figures are not trustworthy when it is high).
+``best-of speedup`` (fastest peer step / fastest fastdl step) is printed beside the median
+ratio: on a shared VM, memory bandwidth taken by neighbours is invisible to the CPU-load
+figure and makes single steps vary by 2x; targets are judged on the median ratio.
 
 Before any timing the fastdl step is checked against the NumPy reference kernel (two steps, so
 the bias correction changes), and torch fused's first step against fastdl's.
@@ -52,11 +56,17 @@ PEERS = {"torch default": {"foreach": False}, "torch foreach": {"foreach": True}
          "torch fused": {"fused": True}}
 TARGETS = {"torch fused": 1.0, "torch default": 5.0}
 BANDWIDTH_TARGET = (100_000_000, 0.85)
+#: Pause before every timed call. PyTorch's OpenMP threads (default wait policy) keep spinning
+#: for milliseconds after a step and took a core from whatever ran next: measured, a fastdl
+#: 10M step right after a torch step took 9.2 ms (median), 6.2 ms after a 50 ms pause, while
+#: torch's own step did not depend on it (8.6 / 8.1 ms). Every timed call gets the same pause.
+SETTLE_S = 0.0 if P.SMALL else 0.05
 
 _rows: list[dict] = []
 _COLUMNS = [("n", "params", "{:,}"), ("impl", "implementation", "{}"),
             ("ms", "ms/step", "{:.2f}"), ("gbs", "GB/s", "{:.1f}"),
-            ("x", "fastdl speedup", "{:.2f}x"), ("pct_bw", "% triad", "{:.0f}%"),
+            ("x", "fastdl speedup", "{:.2f}x"), ("x_best", "best-of speedup", "{:.2f}x"),
+            ("pct_bw", "% triad", "{:.0f}%"),
             ("target", "target", "{}"), ("foreign", "other load", "{:.0%}")]
 
 
@@ -117,6 +127,8 @@ def test_adam_step(benchmark, n):
 
     # 3. PyTorch peers in their worker; torch fused's first step must equal fastdl's
     peer = AdamPeer(n, P.THREADS) if P.torch_available() else None
+    if peer:    # the worker's CPU time is ours, not "other load" (P.MachineLoad)
+        P._LIVE_WORKERS.add(peer.proc.pid)
     peer_times = {name: [] for name in PEERS} if peer else {}
     try:
         if peer:
@@ -128,8 +140,11 @@ def test_adam_step(benchmark, n):
 
         def others_round():
             for name in peer_times:
+                time.sleep(SETTLE_S)
                 peer_times[name].append(peer.step(name))
+            time.sleep(SETTLE_S)
             triad()
+            time.sleep(SETTLE_S)
 
         # 4. interleaved rounds: peers and triad untimed in setup, then the timed fastdl step
         with P.MachineLoad() as load:
@@ -138,6 +153,7 @@ def test_adam_step(benchmark, n):
     finally:
         if peer:
             peer.close()
+            P._LIVE_WORKERS.discard(peer.proc.pid)
     assert np.isfinite(p[:1000]).all()
     del a
 
@@ -155,7 +171,7 @@ def test_adam_step(benchmark, n):
         t = statistics.median(times)
         x = _median_ratio(times, t_fd.times)
         row = {"n": n, "impl": name, "ms": 1e3 * t, "gbs": BYTES_PER_PARAM * n / t / 1e9,
-               "x": x}
+               "x": x, "x_best": min(times) / min(t_fd.times)}
         if name in TARGETS and not P.SMALL:
             row["target"] = f">={TARGETS[name]}x " + ("met" if x >= TARGETS[name] else "MISSED")
         rows.append(row)

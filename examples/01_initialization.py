@@ -8,8 +8,6 @@ A 3-layer ReLU net [10, 5, 1] trained by full-batch gradient descent, as in the 
     python examples/01_initialization.py
 """
 
-import numpy as np
-
 import fastdl as fd
 from _common import accuracy, decision_boundary, figure, save, size, table
 

@@ -18,7 +18,7 @@ import numpy as np
 import fastdl as fd
 from _common import PeakRSS, Timer, figure, learning_curves, save, size, table
 
-n, d, k = size(100_000, 20_000), size(784, 64), 10
+n, d, k = size(60_000, 20_000), size(784, 64), 10
 epochs = 2
 MiB = 2 ** 20
 

@@ -62,7 +62,7 @@ def figure(ncols=1, nrows=1, size=(4.0, 3.6)):
 def save(fig_axes, name):
     """Write the figure to OUT/name; prints where (or why not). Returns the path or None."""
     if fig_axes is None:
-        print(f"(matplotlib is not installed: no picture; pip install \"fastdl[plot]\")")
+        print("(matplotlib is not installed: no picture; pip install \"fastdl[plot]\")")
         return None
     fig = fig_axes[0]
     os.makedirs(OUT, exist_ok=True)

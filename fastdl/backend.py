@@ -37,8 +37,26 @@ class Backend:
         return self.k._zeros(shape, dtype) if self.on_device else np.zeros(shape, dtype)
 
     def asarray(self, host_array):
-        """A backend array holding a copy of (or, on the host, the same) ``host_array``."""
-        return self.k._to_device(host_array) if self.on_device else host_array
+        """A backend array holding a copy of (or, on the host or already on the device, the
+        same) ``host_array``."""
+        if not self.on_device or is_device_array(host_array):
+            return host_array
+        return self.k._to_device(host_array)
+
+    def copy(self, arr):
+        """A copy that stays on this backend (device to device on a GPU)."""
+        if not self.on_device:
+            return np.array(arr, copy=True)
+        out = self.k._empty(arr.shape, arr.dtype)
+        out.copy_to_device(arr)
+        return out
+
+    def copy_into(self, dst, src):
+        """dst[...] = src for two arrays of this backend (same shape and dtype)."""
+        if self.on_device:
+            dst.copy_to_device(src)
+        else:
+            dst[...] = src
 
     def to_numpy(self, arr) -> np.ndarray:
         return self.k._to_host(arr) if self.on_device else np.asarray(arr)
@@ -46,6 +64,13 @@ class Backend:
     def synchronize(self):
         if self.on_device:
             self.k._synchronize()
+
+
+def is_device_array(a) -> bool:
+    """A CUDA device array: numba's (real or simulated), CuPy's, or any object exposing
+    ``__cuda_array_interface__``."""
+    return not isinstance(a, np.ndarray) and (hasattr(a, "__cuda_array_interface__")
+                                              or hasattr(a, "copy_to_host"))
 
 
 def check_name(name) -> str:

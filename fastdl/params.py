@@ -73,8 +73,9 @@ class FlatParams:
         """A host copy of the whole parameter buffer."""
         return self.backend.to_numpy(self.data).copy()
 
-    def restore(self, host: np.ndarray):
+    def restore(self, values):
+        """Copy a whole parameter vector (host array, or a backend array of the same size)."""
         if self.backend.on_device:
-            self.data.copy_to_device(host)
+            self.data.copy_to_device(values)
         else:
-            self.data[...] = host
+            self.data[...] = values

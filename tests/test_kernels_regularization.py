@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastdl import config
+from fastdl.kernels import ACTIVATIONS
 from fastdl.kernels import cpu as C
 from fastdl.kernels import reference as R
 from fastdl.kernels.reference import dropout as R_dropout
@@ -24,6 +25,8 @@ from fastdl.nn import batchnorm_momentum_from_torch
 
 DTYPES = (np.float32, np.float64)
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+ACTS = sorted(ACTIVATIONS.values())
+ALPHA = 0.07            # leaky_relu slope
 BACKENDS = {"numpy": R, "cpu": C}
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "batchnorm_torch.npz")
@@ -170,30 +173,35 @@ def _bn_inputs(rng, m, n, dtype, offset=5.0):
             rng.standard_normal((m, n)).astype(dtype))
 
 
-def _bn_run(K, X, gamma, beta, dY, momentum=0.9, eps=1e-5, unbiased=False, need_dX=True):
+def _bn_run(K, X, gamma, beta, dY, momentum=0.9, eps=1e-5, unbiased=False, need_dX=True,
+            act=0, alpha=ALPHA):
     m, n = X.shape
     dt = X.dtype
     Y = np.full((m, n), np.nan, dt)
     mean, inv_std = np.full(n, np.nan), np.full(n, np.nan)
     rm = np.linspace(-1, 1, n).astype(dt)
     rv = np.linspace(0.5, 2, n).astype(dt)
-    K.batchnorm_forward_train(Y, mean, inv_std, rm, rv, X, gamma, beta, momentum, eps, unbiased)
+    K.batchnorm_forward_train(Y, mean, inv_std, rm, rv, X, gamma, beta, momentum, eps, unbiased,
+                              act, alpha)
     dX = np.full((m, n) if need_dX else (0, n), np.nan, dt)
     dg, db = np.full(n, np.nan, dt), np.full(n, np.nan, dt)
-    K.batchnorm_backward(dX, dg, db, dY, X, mean, inv_std, gamma)
+    dz = dY.copy()
+    K.batchnorm_backward(dX, dg, db, dz, Y, X, mean, inv_std, gamma, act, alpha)
     Ye = np.full((m, n), np.nan, dt)
-    K.batchnorm_forward_eval(Ye, X, gamma, beta, rm, rv, eps)
-    return dict(Y=Y, mean=mean, inv_std=inv_std, rm=rm, rv=rv, dX=dX, dgamma=dg, dbeta=db, Ye=Ye)
+    K.batchnorm_forward_eval(Ye, X, gamma, beta, rm, rv, eps, act, alpha)
+    return dict(Y=Y, mean=mean, inv_std=inv_std, rm=rm, rv=rv, dX=dX, dgamma=dg, dbeta=db,
+                Ye=Ye, dz=dz)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(2, 1), (2, 3), (5, 1), (37, 53), (256, 130)])
-@pytest.mark.parametrize("unbiased", [False, True])
-def test_batchnorm_cpu_matches_reference(path, dtype, shape, unbiased):
+@pytest.mark.parametrize("act", ACTS)
+def test_batchnorm_cpu_matches_reference(path, dtype, shape, act):
     rng = np.random.default_rng(shape[0] * 1000 + shape[1])
     X, gamma, beta, dY = _bn_inputs(rng, *shape, dtype)
-    ref = _bn_run(R, X, gamma, beta, dY, unbiased=unbiased)
-    got = _bn_run(C, X, gamma, beta, dY, unbiased=unbiased)
+    unbiased = act % 2 == 1
+    ref = _bn_run(R, X, gamma, beta, dY, unbiased=unbiased, act=act)
+    got = _bn_run(C, X, gamma, beta, dY, unbiased=unbiased, act=act)
     for k in ref:
         # m = 2: dX cancels to ~1e-7 of its inputs; compare it at the scale of dY
         rtol = RTOL[dtype] * (100 if k == "dX" and dtype == np.float32 else 1)
@@ -202,7 +210,7 @@ def test_batchnorm_cpu_matches_reference(path, dtype, shape, unbiased):
         else:
             assert_close(got[k], ref[k], dtype, rtol)
     # the constant feature normalizes to beta, and passes no gradient to gamma
-    if shape[1] > 2:
+    if shape[1] > 2 and act == 0:
         np.testing.assert_allclose(got["Y"][:, 1], beta[1], rtol=1e-6)
         assert got["dgamma"][1] == 0
 
@@ -236,25 +244,27 @@ def test_batchnorm_math(dtype):
 def test_batchnorm_skip_dX_and_in_place(K):
     rng = np.random.default_rng(5)
     X, gamma, beta, dY = _bn_inputs(rng, 9, 4, np.float64)
-    full = _bn_run(K, X, gamma, beta, dY)
-    skip = _bn_run(K, X, gamma, beta, dY, need_dX=False)
+    full = _bn_run(K, X, gamma, beta, dY, act=1)
+    skip = _bn_run(K, X, gamma, beta, dY, need_dX=False, act=1)
     assert skip["dX"].shape == (0, 4)
     np.testing.assert_array_equal(skip["dgamma"], full["dgamma"])
+    np.testing.assert_array_equal(full["dz"], np.where(full["Y"] > 0, dY, 0))   # dA -> dz
     mean, inv_std = full["mean"], full["inv_std"]
     d = dY.copy()
     dg, db = np.empty(4), np.empty(4)
-    K.batchnorm_backward(d, dg, db, d, X, mean, inv_std, gamma)        # dX aliases dY
+    K.batchnorm_backward(d, dg, db, d, full["Y"], X, mean, inv_std, gamma, 1, ALPHA)  # dX is dA
     np.testing.assert_allclose(d, full["dX"], rtol=1e-13, atol=1e-15)
 
 
 @given(m=st.integers(2, 40), n=st.integers(1, 40), offset=st.floats(-1e3, 1e3),
-       scale=st.floats(1e-3, 1e3))
+       scale=st.floats(1e-3, 1e3), act=st.sampled_from(ACTS))
 @settings(max_examples=25, deadline=None)
-def test_batchnorm_fuzz(m, n, offset, scale):
+def test_batchnorm_fuzz(m, n, offset, scale, act):
     rng = np.random.default_rng(m * 41 + n)
     X = offset + scale * rng.standard_normal((m, n))
     gamma, beta, dY = rng.uniform(0.5, 2, n), rng.standard_normal(n), rng.standard_normal((m, n))
-    ref, got = _bn_run(R, X, gamma, beta, dY), _bn_run(C, X, gamma, beta, dY)
+    ref = _bn_run(R, X, gamma, beta, dY, act=act)
+    got = _bn_run(C, X, gamma, beta, dY, act=act)
     for k in ref:
         assert_close(got[k], ref[k], np.float64, rtol=1e-9)
 
@@ -279,13 +289,14 @@ def _ours_vs_torch(K, prob, dtype, momentum_torch, eps):
         Y, dX = np.empty((M, N), dt), np.empty((M, N), dt)
         mean, inv_std = np.empty(N), np.empty(N)
         dg, db = np.empty(N, dt), np.empty(N, dt)
-        K.batchnorm_forward_train(Y, mean, inv_std, rm, rv, X[t], gamma, beta, momentum, eps, True)
-        K.batchnorm_backward(dX, dg, db, dYs[t], X[t], mean, inv_std, gamma)
+        K.batchnorm_forward_train(Y, mean, inv_std, rm, rv, X[t], gamma, beta, momentum, eps,
+                                  True, 0, 0.0)
+        K.batchnorm_backward(dX, dg, db, dYs[t].copy(), Y, X[t], mean, inv_std, gamma, 0, 0.0)
         for k, v in zip(out, (Y, dX, dg, db, rm, rv)):
             out[k].append(v.copy())
     res = {k: np.stack(v) for k, v in out.items()}
     Ye = np.empty(prob["X_eval"].shape, dt)
-    K.batchnorm_forward_eval(Ye, prob["X_eval"].astype(dt), gamma, beta, rm, rv, eps)
+    K.batchnorm_forward_eval(Ye, prob["X_eval"].astype(dt), gamma, beta, rm, rv, eps, 0, 0.0)
     res["Y_eval"] = Ye
     return res
 

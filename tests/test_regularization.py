@@ -23,7 +23,7 @@ def _bn_net(backend="cpu", dtype="float64", act="tanh", seed=1, out=1, **bn):
 
 # ------------------------------------------------------------------------- gradient check ----
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("act", ["tanh", "relu", "leaky_relu", "sigmoid"])
 def test_gradcheck_batchnorm_training_mode(backend, act):
     X, y = _moons()
     model = _bn_net(backend, act=act)
@@ -42,6 +42,19 @@ def test_gradcheck_batchnorm_softmax_float32_model(backend):
     X, y = make_spirals(15, n_classes=3, seed=0)
     model = _bn_net(backend, dtype="float32", out=3, running_var="unbiased")
     assert fd.gradcheck(model, X, y).passed
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_batchnorm_first_and_last(backend):
+    """BatchNorm on the inputs (no dX to compute) and right before a sigmoid output (that
+    activation goes to the loss, not into the BatchNorm kernel)."""
+    X, y = _moons()
+    model = fd.Sequential([fd.BatchNorm(), fd.Dense(4, activation="tanh"), fd.Dense(1),
+                           fd.BatchNorm(), fd.Activation("sigmoid")],
+                          input_dim=2, seed=2, backend=backend, dtype="float64")
+    assert model.output_activation == "sigmoid" and model.layers[3].runtime_activation == 0
+    r = fd.gradcheck(model, X, y)
+    assert r.passed, str(r)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -236,6 +249,53 @@ def test_batchnorm_loss_and_grads_and_backend_move():
     p_cpu = model.predict_proba(X)
     model.to("numpy")
     np.testing.assert_allclose(model.predict_proba(X), p_cpu, rtol=1e-12)
+
+
+def test_batchnorm_fuses_the_following_activation():
+    model = _bn_net(act="relu")
+    bn, act = model.layers[1], model.layers[2]
+    assert act.fused and bn.runtime_activation == 1 and act not in model._ops
+    assert "(fused)" in model.summary(print_fn=None).splitlines()[4]
+
+
+def test_save_and_load_keep_batchnorm_dropout_standardizer_and_step(tmp_path):
+    """Issue-5's save/load stores get_weights() (running statistics included), the
+    standardizer's get_state() and steps_trained (the dropout counter)."""
+    X, y = _moons(64, seed=6)
+    model = fd.Sequential([fd.Dense(8), fd.BatchNorm(running_var="unbiased"),
+                           fd.Activation("relu"), fd.Dropout(0.7),
+                           fd.Dense(1, activation="sigmoid")], input_dim=2, seed=3)
+    model.standardizer = fd.Standardizer()
+    model.fit(X * 10 + 5, y, optimizer=fd.optim.Adam(lr=0.01), epochs=3, batch_size=16,
+              verbose=0)
+    model.save(str(tmp_path / "m.npz"))
+    back = fd.load(str(tmp_path / "m.npz"))
+    assert back.steps_trained == model.steps_trained == 12
+    assert back.layers[1].running_var_kind == "unbiased"
+    for a, b in zip(back.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.standardizer.mean, model.standardizer.mean)
+    np.testing.assert_array_equal(back.predict_proba(X * 10 + 5), model.predict_proba(X * 10 + 5))
+    c1, _ = back.loss_and_grads(X * 10 + 5, y)          # same dropout masks at the same step
+    c2, _ = model.loss_and_grads(X * 10 + 5, y)
+    assert c1 == c2
+
+
+def test_standardizer_applies_to_streamed_batches(tmp_path):
+    """X given as a .npy path (streamed): the standardizer is fitted from the file and each
+    streamed batch is standardized, exactly as training on a pre-standardized file."""
+    X, y = make_moons(96, seed=7)
+    Xraw = X * [30.0, 0.1] + [500.0, 2.0]
+    np.save(tmp_path / "raw.npy", Xraw.astype(np.float32))
+    s = fd.Standardizer().fit(Xraw.astype(np.float32))
+    np.save(tmp_path / "std.npy", s.transform(Xraw.astype(np.float32)))
+    a, b = _drop_net(0.8, dtype="float32"), _drop_net(0.8, dtype="float32")
+    a.standardizer = fd.Standardizer()
+    a.fit(str(tmp_path / "raw.npy"), y, epochs=2, batch_size=32, verbose=0)
+    b.fit(str(tmp_path / "std.npy"), y, epochs=2, batch_size=32, verbose=0)
+    np.testing.assert_allclose(a.standardizer.mean, s.mean)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
 
 
 def test_batchnorm_cpu_and_numpy_train_alike():

@@ -104,7 +104,7 @@ class _FileRows:
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
     def open(self):
-        return os.open(self.path, os.O_RDONLY)
+        return os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
 
     def read(self, fd, start, count, out):
         """Rows [start, start + count) into ``out`` (C-contiguous, this dtype)."""
@@ -126,7 +126,13 @@ class _FileRows:
 
 
 def _pread_into(fd, view, pos):
-    data = os.pread(fd, len(view), pos)
+    """Fallback where os.preadv is missing (pread, or seek + read on Windows): one copy more.
+    Each descriptor is used by one thread only, so seeking is safe."""
+    if hasattr(os, "pread"):
+        data = os.pread(fd, len(view), pos)
+    else:
+        os.lseek(fd, pos, os.SEEK_SET)
+        data = os.read(fd, len(view))
     view[:len(data)] = data
     return len(data)
 

@@ -31,6 +31,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..kernels import LINEAR
 from ..params import ParamSpec
 from .layers import LAYER_TYPES, Dense, Layer
 
@@ -90,6 +91,8 @@ class BatchNorm(Layer):
     """
 
     state_names = ("running_mean", "running_var")
+    #: The model folds a following Activation into this layer's kernels (as into a Dense).
+    fuses_activation = True
 
     def __init__(self, momentum=0.9, eps=1e-5, running_var="biased"):
         self.momentum = check_momentum(momentum)
@@ -103,6 +106,7 @@ class BatchNorm(Layer):
         self.running_var_kind = running_var
         self.deterministic = False
         self.running_mean = self.running_var = None
+        self.runtime_activation, self.runtime_alpha = LINEAR, 0.01   # set by the model
 
     @classmethod
     def from_torch(cls, momentum=0.1, eps=1e-5):
@@ -147,15 +151,17 @@ class BatchNorm(Layer):
 
     def make_workspace(self, m, dtype):
         bk, n = self._bk, self.output_dim
-        return SimpleNamespace(Y=bk.empty((m, n), dtype), mean=bk.empty((n,), np.float64),
+        return SimpleNamespace(A=bk.empty((m, n), dtype), dX=bk.empty((m, n), dtype),
+                               mean=bk.empty((n,), np.float64),
                                inv_std=bk.empty((n,), np.float64), X=None)
 
     def forward(self, X, ws, training):
         k = self._bk.k
         if not training:
-            k.batchnorm_forward_eval(ws.Y, X, self.gamma, self.beta, self.running_mean,
-                                     self.running_var, self.eps)
-            return ws.Y
+            k.batchnorm_forward_eval(ws.A, X, self.gamma, self.beta, self.running_mean,
+                                     self.running_var, self.eps, self.runtime_activation,
+                                     self.runtime_alpha)
+            return ws.A
         if X.shape[0] < 2:
             raise ValueError(
                 f"BatchNorm (layer {self._index}) in training mode needs a batch of at least 2 "
@@ -163,16 +169,19 @@ class BatchNorm(Layer):
                 "mini-batch has 1 example when the number of examples % batch_size == 1: "
                 "choose another batch_size")
         momentum = 1.0 if self.deterministic else self.momentum
-        k.batchnorm_forward_train(ws.Y, ws.mean, ws.inv_std, self.running_mean,
+        k.batchnorm_forward_train(ws.A, ws.mean, ws.inv_std, self.running_mean,
                                   self.running_var, X, self.gamma, self.beta, momentum,
-                                  self.eps, self._unbiased)
+                                  self.eps, self._unbiased, self.runtime_activation,
+                                  self.runtime_alpha)
         ws.X = X
-        return ws.Y
+        return ws.A
 
     def backward(self, dA, ws, need_dX):
-        dX = dA if need_dX else self._no_dX        # in place: dA is a workspace
-        self._bk.k.batchnorm_backward(dX, self.dgamma, self.dbeta, dA, ws.X, ws.mean,
-                                      ws.inv_std, self.gamma)
+        # dA (a workspace of the next layer) is overwritten with dz = dA * g'(A)
+        dX = ws.dX if need_dX else self._no_dX
+        self._bk.k.batchnorm_backward(dX, self.dgamma, self.dbeta, dA, ws.A, ws.X, ws.mean,
+                                      ws.inv_std, self.gamma, self.runtime_activation,
+                                      self.runtime_alpha)
         return dX if need_dX else None
 
     # ------------------------------------------------------------------ state

@@ -17,7 +17,7 @@ import numpy as np
 from .. import config
 from .._validation import (as_features, as_targets, check_dtype, check_float, check_int,
                            check_rows)
-from ..backend import check_name, get_backend
+from ..backend import check_name, get_backend, is_device_array
 from ..kernels import ACTIVATIONS, LINEAR
 from ..params import FlatParams
 from .layers import Activation, Dense, Layer, layer_from_config
@@ -97,6 +97,12 @@ class Sequential:
             if (isinstance(layer, Activation) and isinstance(prev, Dense)
                     and prev.activation == "linear" and prev.runtime_activation == LINEAR
                     and layer.activation != "softmax"):
+                prev.runtime_activation = layer.runtime_activation
+                prev.runtime_alpha = layer.alpha
+                layer.fused = True
+            elif (isinstance(layer, Activation) and getattr(prev, "fuses_activation", False)
+                    and prev.runtime_activation == LINEAR and layer.activation != "softmax"
+                    and layer is not self.layers[-1]):      # BatchNorm + Activation
                 prev.runtime_activation = layer.runtime_activation
                 prev.runtime_alpha = layer.alpha
                 layer.fused = True
@@ -203,8 +209,36 @@ class Sequential:
         self._standardizer = value
 
     def _X(self, X, name="X"):
+        if is_device_array(X):
+            return self._device_features(X, name)
         Xc = as_features(name, X, self.dtype, self.input_dim)
         return Xc if self.standardizer is None else self.standardizer._for_model(self, Xc, name)
+
+    def _device_features(self, X, name):
+        """Device-resident X (cuda backend): checked where it lives, never copied to the host.
+        Conversions (dtype, layout) are the caller's, on the device: a silent host round trip
+        would hide the cost this path exists to avoid."""
+        if not self._bk.on_device:
+            raise TypeError(f"{name} is a CUDA device array but the model's backend is "
+                            f"{self.backend_name!r}; use backend='cuda' or copy it to the host")
+        shape = tuple(X.shape)
+        if len(shape) != 2 or shape[0] == 0 or shape[1] != self.input_dim:
+            raise ValueError(f"{name} has shape {shape}; expected (n_examples >= 1, "
+                             f"{self.input_dim})")
+        if np.dtype(X.dtype) != self.dtype:
+            raise ValueError(f"{name}.dtype={np.dtype(X.dtype)} differs from the model's "
+                             f"{self.dtype}; convert it on the device first")
+        if hasattr(X, "is_c_contiguous") and not X.is_c_contiguous():
+            raise ValueError(f"{name} is not C-contiguous; expected a contiguous device array")
+        if self.standardizer is not None:
+            raise ValueError(f"{name} is a device array but the model has a standardizer, "
+                             "which works on host arrays; standardize on the device first")
+        sq = self._bk.zeros((1,), np.float64)          # NaN/inf anywhere -> non-finite sum
+        self._bk.k.sum_squares(sq, X.reshape(shape[0] * shape[1]))
+        if not np.isfinite(self._bk.to_numpy(sq)[0]):
+            raise ValueError(f"{name} contains NaN or infinite values (or overflows float64 "
+                             "when squared); expected finite numbers")
+        return X
 
     def _Y(self, y, name="y"):
         return self.loss.encode(as_targets(name, y), self.output_dim, self.dtype, name)

@@ -89,14 +89,16 @@ class Hyper:
 
 
 def _is_device_array(a) -> bool:
-    return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+    """A numba device array (real or simulated) or any ``__cuda_array_interface__`` object."""
+    return not isinstance(a, np.ndarray) and (hasattr(a, "__cuda_array_interface__")
+                                              or hasattr(a, "copy_to_host"))
 
 
 def _is_c_contiguous(a) -> bool:
     if isinstance(a, np.ndarray):
         return a.flags.c_contiguous
-    strides = a.__cuda_array_interface__.get("strides")
-    return strides is None or tuple(strides) == (a.dtype.itemsize,)
+    strides = getattr(a, "__cuda_array_interface__", {}).get("strides", a.strides)
+    return strides is None or a.shape[0] <= 1 or tuple(strides) == (a.dtype.itemsize,)
 
 
 # --- the base class ------------------------------------------------------------------------

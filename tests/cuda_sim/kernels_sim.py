@@ -29,7 +29,7 @@ import fastdl.kernels.cuda as K  # noqa: E402
 from fastdl import config  # noqa: E402
 from fastdl.kernels import ACTIVATIONS, KERNELS  # noqa: E402
 from fastdl.kernels import reference as R  # noqa: E402
-from fastdl.kernels.cuda import _gemm, dense  # noqa: E402
+from fastdl.kernels.cuda import _device, _gemm, dense  # noqa: E402
 from fastdl.kernels.reference import optim as R_optim  # noqa: E402
 from fastdl.kernels.cuda import optim as K_optim  # noqa: E402
 
@@ -47,6 +47,7 @@ ALPHA = 0.07  # leaky_relu slope
 def small_blocks(monkeypatch):
     monkeypatch.setattr(config, "CUDA_THREADS_PER_BLOCK", 4)
     monkeypatch.setattr(config, "CUDA_GEMM_TILE", 4)
+    monkeypatch.setattr(_device, "REDUCE_ITEMS_PER_THREAD", 1)  # reductions span blocks
 
 
 def dev(a):
@@ -371,53 +372,61 @@ def _bn_inputs(rng, dtype, m, n):
 
 
 def case_batchnorm_forward_train(rng, dtype):
-    for m, n, momentum, unbiased in ((9, 13, 0.9, 0), (2, 3, 0.99, 1), (5, 1, 1.0, 1)):
+    for m, n, momentum, unbiased, code in ((9, 13, 0.9, 0, 1), (2, 3, 0.99, 1, 0),
+                                           (5, 1, 1.0, 1, 3), (4, 6, 0.8, 0, 2)):
         X, gamma, beta, rmean, rvar = _bn_inputs(rng, dtype, m, n)
-        ref = dict(Y=np.empty_like(X), mean=np.empty(n), inv_std=np.empty(n), rm=rmean.copy(),
+        ref = dict(A=np.empty_like(X), mean=np.empty(n), inv_std=np.empty(n), rm=rmean.copy(),
                    rv=rvar.copy())
-        R.batchnorm_forward_train(ref["Y"], ref["mean"], ref["inv_std"], ref["rm"], ref["rv"],
-                                  X, gamma, beta, momentum, 1e-5, unbiased)
-        Y, mean, inv_std = poisoned(X.shape, dtype), poisoned(n, np.float64), poisoned(
+        R.batchnorm_forward_train(ref["A"], ref["mean"], ref["inv_std"], ref["rm"], ref["rv"],
+                                  X, gamma, beta, momentum, 1e-5, unbiased, code, ALPHA)
+        A, mean, inv_std = poisoned(X.shape, dtype), poisoned(n, np.float64), poisoned(
             n, np.float64)
         rm, rv = dev(rmean), dev(rvar)
-        K.batchnorm_forward_train(Y, mean, inv_std, rm, rv, dev(X), dev(gamma), dev(beta),
-                                  momentum, 1e-5, unbiased)
-        for got, key in ((Y, "Y"), (mean, "mean"), (inv_std, "inv_std"), (rm, "rm"),
+        K.batchnorm_forward_train(A, mean, inv_std, rm, rv, dev(X), dev(gamma), dev(beta),
+                                  momentum, 1e-5, unbiased, code, ALPHA)
+        for got, key in ((A, "A"), (mean, "mean"), (inv_std, "inv_std"), (rm, "rm"),
                          (rv, "rv")):
             assert_close(got, ref[key], dtype, rtol=5 * RTOL[dtype])
-        Xd = dev(X)  # in place: Y is X
+        Xd = dev(X)  # in place: A is X
         K.batchnorm_forward_train(Xd, mean, inv_std, dev(rmean), dev(rvar), Xd, dev(gamma),
-                                  dev(beta), momentum, 1e-5, unbiased)
-        assert_close(Xd, ref["Y"], dtype, rtol=5 * RTOL[dtype])
+                                  dev(beta), momentum, 1e-5, unbiased, code, ALPHA)
+        assert_close(Xd, ref["A"], dtype, rtol=5 * RTOL[dtype])
 
 
 def case_batchnorm_forward_eval(rng, dtype):
     X, gamma, beta, rmean, rvar = _bn_inputs(rng, dtype, 9, 7)
-    ref = np.empty_like(X)
-    R.batchnorm_forward_eval(ref, X, gamma, beta, rmean, rvar, 1e-3)
-    Y = poisoned(X.shape, dtype)
-    K.batchnorm_forward_eval(Y, dev(X), dev(gamma), dev(beta), dev(rmean), dev(rvar), 1e-3)
-    assert_close(Y, ref, dtype)
+    for code in ACTS:
+        ref = np.empty_like(X)
+        R.batchnorm_forward_eval(ref, X, gamma, beta, rmean, rvar, 1e-3, code, ALPHA)
+        A = poisoned(X.shape, dtype)
+        K.batchnorm_forward_eval(A, dev(X), dev(gamma), dev(beta), dev(rmean), dev(rvar), 1e-3,
+                                 code, ALPHA)
+        assert_close(A, ref, dtype)
 
 
 def case_batchnorm_backward(rng, dtype):
-    for m, n, want_dx in ((9, 13, True), (2, 3, True), (6, 4, False)):
-        X, gamma, _, _, _ = _bn_inputs(rng, dtype, m, n)
+    for m, n, want_dx, code in ((9, 13, True, 1), (2, 3, True, 4), (6, 4, False, 0),
+                                (5, 5, True, 3)):
+        X, gamma, beta, _, _ = _bn_inputs(rng, dtype, m, n)
         mean = X.astype(np.float64).mean(axis=0)
         inv_std = 1.0 / np.sqrt(X.astype(np.float64).var(axis=0) + 1e-5)
-        dY = hostile(rng, (m, n), dtype, 1.0)
+        A = np.empty_like(X)
+        R.batchnorm_forward_train(A, np.empty(n), np.empty(n), np.zeros(n, dtype),
+                                  np.ones(n, dtype), X, gamma, beta, 0.9, 1e-5, 0, code, ALPHA)
+        dA0 = hostile(rng, (m, n), dtype, 1.0)
         rdX = np.empty_like(X) if want_dx else np.zeros(0, dtype)
-        rdg, rdb = np.empty(n, dtype), np.empty(n, dtype)
-        R.batchnorm_backward(rdX, rdg, rdb, dY, X, mean, inv_std, gamma)
+        rdg, rdb, rdA = np.empty(n, dtype), np.empty(n, dtype), dA0.copy()
+        R.batchnorm_backward(rdX, rdg, rdb, rdA, A, X, mean, inv_std, gamma, code, ALPHA)
         dX = poisoned(rdX.shape, dtype)
-        dg, db = poisoned(n, dtype), poisoned(n, dtype)
-        K.batchnorm_backward(dX, dg, db, dev(dY), dev(X), dev(mean), dev(inv_std), dev(gamma))
-        assert_close(dg, rdg, dtype, rtol=5 * RTOL[dtype])
-        assert_close(db, rdb, dtype, rtol=5 * RTOL[dtype])
-        assert_close(dX, rdX, dtype, rtol=5 * RTOL[dtype])
-        if want_dx:  # in place: dX is dY
-            d = dev(dY)
-            K.batchnorm_backward(d, dg, db, d, dev(X), dev(mean), dev(inv_std), dev(gamma))
+        dg, db, dA = poisoned(n, dtype), poisoned(n, dtype), dev(dA0)
+        K.batchnorm_backward(dX, dg, db, dA, dev(A), dev(X), dev(mean), dev(inv_std),
+                             dev(gamma), code, ALPHA)
+        for got, want in ((dg, rdg), (db, rdb), (dX, rdX), (dA, rdA)):
+            assert_close(got, want, dtype, rtol=5 * RTOL[dtype])
+        if want_dx:  # in place: dX is dA
+            d = dev(dA0)
+            K.batchnorm_backward(d, dg, db, d, dev(A), dev(X), dev(mean), dev(inv_std),
+                                 dev(gamma), code, ALPHA)
             assert_close(d, rdX, dtype, rtol=5 * RTOL[dtype])
 
 
@@ -540,3 +549,50 @@ def test_device_helpers_and_backend():
     assert isinstance(bk.to_numpy(d), np.ndarray)
     for name in ("activation_forward", "dense_forward", "train_epoch", "sum_squares"):
         assert callable(getattr(bk.k, name))
+
+
+def test_train_epoch_accepts_host_buffers():
+    """Host arrays are copied in and the outputs copied back (a convenience; it syncs)."""
+    rng = np.random.default_rng(7)
+    dtype = np.float64
+    P = _epoch_problem(rng, dtype, *EPOCH_NETS[1])
+    n = P["params"].shape[0]
+    ref_params, ref_costs = P["params"].copy(), np.zeros(P["n_batches"])
+    ref_state = np.zeros((P["n_state"], n), dtype)
+    R.train_epoch(ref_costs, ref_params, np.zeros(n, dtype), ref_state,
+                  np.zeros(P["ws_size"], dtype), P["X"], P["Y"], P["order"], P["batch"],
+                  P["layout"], P["loss"], P["l2"], P["n_l2"], ALPHA, P["opt"], P["hyper"], 0)
+    params, costs = P["params"].copy(), np.zeros(P["n_batches"])
+    state = np.zeros((P["n_state"], n), dtype)
+    K.train_epoch(costs, params, np.zeros(n, dtype), state, np.zeros(P["ws_size"], dtype),
+                  P["X"], P["Y"], P["order"], P["batch"], P["layout"], P["loss"], P["l2"],
+                  P["n_l2"], ALPHA, P["opt"], P["hyper"], 0)
+    assert_close(costs, ref_costs, dtype, rtol=1e-10)
+    assert_close(params, ref_params, dtype, rtol=1e-10)
+    assert_close(state, ref_state, dtype, rtol=1e-10)
+
+
+# --- the model API on the cuda backend ------------------------------------------------------------
+def test_model_training_matches_cpu_backend():
+    """A short run: per-step costs of train_on_batch and per-epoch costs of fit (the whole-epoch
+    kernel path), then predictions, equal the cpu backend's."""
+    import fastdl as fd
+    from fastdl.optim import base as optim_base
+    if not optim_base._is_device_array(cuda.device_array(1)):
+        pytest.skip("fastdl/optim/base.py does not recognise the simulator's device arrays "
+                    "(it tests __cuda_array_interface__, which FakeCUDAArray lacks)")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+
+    def model(backend):
+        return fd.Sequential([fd.Dense(4, activation="tanh"), fd.Dense(3, activation="softmax")],
+                             input_dim=3, seed=1, backend=backend)
+    runs = {}
+    for backend in ("cpu", "cuda"):
+        m, opt = model(backend), fd.optim.Adam(lr=0.01)
+        steps = [m.train_on_batch(X[:8], y[:8], opt, l2=0.1) for _ in range(3)]
+        fit = m.fit(X, y, optimizer=opt, epochs=2, batch_size=8, verbose=0, l2=0.1)
+        runs[backend] = (steps, fit.history["loss"], m.predict_proba(X[:5]))
+    for a, b in zip(runs["cpu"], runs["cuda"]):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)

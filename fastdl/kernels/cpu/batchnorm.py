@@ -1,15 +1,23 @@
-"""Batch normalization, forward (training, inference) and backward (cpu).
+"""Batch normalization with the activation fused, forward (training, inference) and backward
+(cpu).
 
 Same math, buffers and aliasing rules as ``reference/batchnorm.py``. Row-major jitted passes
-with no temporaries:
+over 1-D row views (they vectorize along the features), no temporaries:
 
-    forward (training)  pass 1: column sums into ``mean`` (float64, vectorized along rows)
-                        pass 2: squared deviations into ``inv_std`` (two-pass variance), then
+    forward (training)  pass 1: sums of d = x - x_0 and d^2 into ``mean`` and ``inv_std``
+                                (float64; x_0 is the feature's first row: the shifted-data
+                                one-pass variance, where the reference takes two passes), then
                                 per feature inv_std = 1/sqrt(var + eps) and the running update
-                        pass 3: y = (x - mean) * (inv_std * gamma) + beta
-    backward            pass 1: dbeta, dgamma (float64 within L1-sized row blocks, added to the
-                                outputs once per block, as in ``dense.py``)
-                        pass 2: dx = gamma inv_std / m (m dy - dbeta - x_hat dgamma)
+                        pass 2: A = g((x - mean) * (inv_std * gamma) + beta)
+    backward            pass 1: dz = dA * g'(A) written back into dA, and dbeta, dgamma
+                                accumulated along the rows in the model's dtype (float32 sums
+                                of at most a batch of rows; the reference sums in float64)
+                        pass 2: dx = gamma inv_std / m (m dz - dbeta - x_hat dgamma)
+
+The activation code is resolved in Python, as in ``activations.py``: each code has its own
+compiled loops. tanh and sigmoid run the normalization pass linear, then NumPy's SIMD ufuncs in
+place through ``activation_forward`` (Numba's scalar libm is 10-40x slower there); their
+derivatives, written from the output, stay fused.
 
 Reductions never race: the parallel variants (``prange``, buffers of at least
 ``config.PARALLEL_MIN_SIZE`` elements and at least two column blocks) give each task its own
@@ -22,144 +30,231 @@ from ... import config  # before numba: it sets OMP_WAIT_POLICY
 from numba import prange
 
 from ._jit import jit, pjit
+from .activations import _dg, _g, activation_forward
 
-#: Features per task of the parallel variants (each task owns its statistics: no race).
+LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID = range(5)
+#: Features per task of the parallel variants (each task owns its features: no race).
 _COL_BLOCK = 64
-#: Elements per row block of the backward reduction (fits L1 while its column sums are taken).
-_BLOCK_ELEMS = 4096
 
 
 @jit(inline="always")
-def _train_cols(Y, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased, c0, c1):
+def _statistics(mean, inv_std, rmean, rvar, X, momentum, eps, unbiased, c0, c1):
+    """Batch mean and inv_std of features [c0, c1) in one float64 pass over X, and the running
+    update. Sums of d = x - x_0 (x_0 the feature's value in row 0: the "shifted data"
+    algorithm) give var = mean(d^2) - mean(d)^2 without the cancellation of the textbook
+    one-pass formula, since x_0 is within a few standard deviations of the mean."""
     m = X.shape[0]
-    for j in range(c0, c1):
-        mean[j] = 0.0
-        inv_std[j] = 0.0
-    for i in range(m):
-        for j in range(c0, c1):
-            mean[j] += X[i, j]
-    for j in range(c0, c1):
-        mean[j] /= m
-    for i in range(m):
-        for j in range(c0, c1):
-            d = X[i, j] - mean[j]
-            inv_std[j] += d * d
+    k = c1 - c0
+    mu = mean[c0:c1]
+    iv = inv_std[c0:c1]
+    x0 = X[0, c0:c1]
+    for j in range(k):
+        mu[j] = 0.0
+        iv[j] = 0.0
+    for i in range(1, m):
+        x = X[i, c0:c1]
+        for j in range(k):
+            d = np.float64(x[j]) - np.float64(x0[j])
+            mu[j] += d
+            iv[j] += d * d
     keep = 1.0 - momentum
     corr = m / (m - 1.0) if unbiased and m > 1 else 1.0
-    for j in range(c0, c1):
-        var = inv_std[j] / m
-        inv_std[j] = 1.0 / np.sqrt(var + eps)
-        rmean[j] = momentum * rmean[j] + keep * mean[j]
-        rvar[j] = momentum * rvar[j] + keep * (var * corr)
-    for i in range(m):
-        for j in range(c0, c1):
-            Y[i, j] = (X[i, j] - mean[j]) * (inv_std[j] * gamma[j]) + beta[j]
+    rm = rmean[c0:c1]
+    rv = rvar[c0:c1]
+    for j in range(k):
+        s = mu[j] / m
+        var = max(iv[j] / m - s * s, 0.0)
+        mu[j] = np.float64(x0[j]) + s
+        iv[j] = 1.0 / np.sqrt(var + eps)
+        rm[j] = momentum * rm[j] + keep * mu[j]
+        rv[j] = momentum * rv[j] + keep * (var * corr)
 
 
 @jit(inline="always")
-def _eval_cols(Y, X, gamma, beta, rmean, rvar, eps, c0, c1):
+def _normalize(A, X, gamma, beta, mean, inv_std, act, alpha, c0, c1):
+    """A = g((x - mean) * inv_std * gamma + beta) on features [c0, c1)."""
+    zero = A.dtype.type(0)
+    one = A.dtype.type(1)
+    k = c1 - c0
+    mu = mean[c0:c1]
+    iv = inv_std[c0:c1]
+    g = gamma[c0:c1]
+    b = beta[c0:c1]
     for i in range(X.shape[0]):
-        for j in range(c0, c1):
-            inv = 1.0 / np.sqrt(np.float64(rvar[j]) + eps)
-            Y[i, j] = (np.float64(X[i, j]) - rmean[j]) * (inv * gamma[j]) + beta[j]
+        x = X[i, c0:c1]
+        a = A[i, c0:c1]
+        for j in range(k):
+            z = A.dtype.type((x[j] - mu[j]) * (iv[j] * g[j]) + b[j])
+            a[j] = _g(z, act, alpha, zero, one)
 
 
 @jit(inline="always")
-def _backward_cols(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma, c0, c1):
+def _eval_cols(A, X, gamma, beta, rmean, rvar, eps, act, alpha, c0, c1):
+    zero = A.dtype.type(0)
+    one = A.dtype.type(1)
+    k = c1 - c0
+    g = gamma[c0:c1]
+    b = beta[c0:c1]
+    rm = rmean[c0:c1]
+    rv = rvar[c0:c1]
+    for i in range(X.shape[0]):
+        x = X[i, c0:c1]
+        a = A[i, c0:c1]
+        for j in range(k):
+            inv = 1.0 / np.sqrt(np.float64(rv[j]) + eps)
+            z = A.dtype.type((np.float64(x[j]) - rm[j]) * (inv * g[j]) + b[j])
+            a[j] = _g(z, act, alpha, zero, one)
+
+
+@jit(inline="always")
+def _backward_cols(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, act, alpha, c0, c1):
     m = X.shape[0]
-    zero = dgamma.dtype.type(0)
-    for j in range(c0, c1):
-        dgamma[j] = zero
-        dbeta[j] = zero
-    rb = max(16, _BLOCK_ELEMS // max(1, c1 - c0))
-    for r0 in range(0, m, rb):
-        r1 = min(m, r0 + rb)
-        for j in range(c0, c1):
-            sb = 0.0
-            sg = 0.0
-            mu = mean[j]
-            for i in range(r0, r1):
-                d = np.float64(dY[i, j])
-                sb += d
-                sg += d * (X[i, j] - mu)
-            dbeta[j] += sb
-            dgamma[j] += sg * inv_std[j]
+    k = c1 - c0
+    zero = dA.dtype.type(0)
+    one = dA.dtype.type(1)
+    dg = dgamma[c0:c1]
+    db = dbeta[c0:c1]
+    mu = mean[c0:c1]
+    iv = inv_std[c0:c1]
+    for j in range(k):
+        dg[j] = zero
+        db[j] = zero
+    for i in range(m):
+        d = dA[i, c0:c1]
+        a = A[i, c0:c1]
+        x = X[i, c0:c1]
+        for j in range(k):
+            dz = _dg(d[j], a[j], act, alpha, zero, one)
+            d[j] = dz
+            db[j] += dz
+            dg[j] += dz * (x[j] - mu[j])
+    for j in range(k):
+        dg[j] *= iv[j]
     if dX.size == 0:
         return
+    g = gamma[c0:c1]
     for i in range(m):
-        for j in range(c0, c1):
-            k = gamma[j] * inv_std[j] / m
-            xh = (X[i, j] - mean[j]) * inv_std[j]
-            dX[i, j] = k * (m * np.float64(dY[i, j]) - dbeta[j] - xh * dgamma[j])
+        d = dA[i, c0:c1]
+        x = X[i, c0:c1]
+        out = dX[i, c0:c1]
+        for j in range(k):
+            c = g[j] * iv[j] / m
+            out[j] = c * (m * d[j] - db[j] - (x[j] - mu[j]) * iv[j] * dg[j])
 
 
-@jit
-def _train_serial(Y, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased):
-    _train_cols(Y, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased,
-                0, X.shape[1])
+def _specialize(act):
+    """Kernels for one activation code (a closure constant). Each walks column blocks of width
+    ``cb``, serially or one block per ``prange`` task, all passes of a block together."""
+
+    @jit(inline="always")
+    def train_block(A, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased,
+                    alpha, cb, c):
+        c0, c1 = c * cb, min(X.shape[1], (c + 1) * cb)
+        _statistics(mean, inv_std, rmean, rvar, X, momentum, eps, unbiased, c0, c1)
+        _normalize(A, X, gamma, beta, mean, inv_std, act, alpha, c0, c1)
+
+    @jit
+    def train(A, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased, alpha,
+              cb):
+        for c in range((X.shape[1] + cb - 1) // cb):
+            train_block(A, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
+                        unbiased, alpha, cb, c)
+
+    @pjit
+    def train_parallel(A, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased,
+                       alpha, cb):
+        for c in prange((X.shape[1] + cb - 1) // cb):
+            train_block(A, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
+                        unbiased, alpha, cb, c)
+
+    @jit
+    def evaluate(A, X, gamma, beta, rmean, rvar, eps, alpha, cb):
+        _eval_cols(A, X, gamma, beta, rmean, rvar, eps, act, alpha, 0, X.shape[1])
+
+    @pjit
+    def evaluate_parallel(A, X, gamma, beta, rmean, rvar, eps, alpha, cb):
+        n = X.shape[1]
+        for c in prange((n + cb - 1) // cb):
+            _eval_cols(A, X, gamma, beta, rmean, rvar, eps, act, alpha, c * cb,
+                       min(n, (c + 1) * cb))
+
+    @jit
+    def backward(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, alpha, cb):
+        n = X.shape[1]
+        for c in range((n + cb - 1) // cb):
+            _backward_cols(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, act, alpha,
+                           c * cb, min(n, (c + 1) * cb))
+
+    @pjit
+    def backward_parallel(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, alpha, cb):
+        n = X.shape[1]
+        for c in prange((n + cb - 1) // cb):
+            _backward_cols(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, act, alpha,
+                           c * cb, min(n, (c + 1) * cb))
+
+    return train, train_parallel, evaluate, evaluate_parallel, backward, backward_parallel
 
 
-@pjit
-def _train_parallel(Y, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased):
+_TRAIN, _TRAIN_P, _EVAL, _EVAL_P, _BACKWARD, _BACKWARD_P = zip(*(_specialize(a)
+                                                                 for a in range(5)))
+
+
+def _check_code(activation):
+    if not 0 <= activation <= 4:
+        raise ValueError(f"unknown activation code {activation}")
+
+
+def _block(X):
+    """(column block width, parallel?): the whole width serially (blocks narrower than the
+    rows measured slower: short inner loops), ``_COL_BLOCK`` features per ``prange`` task for
+    buffers of at least ``config.PARALLEL_MIN_SIZE`` elements with two blocks or more."""
     n = X.shape[1]
-    for c in prange((n + _COL_BLOCK - 1) // _COL_BLOCK):
-        _train_cols(Y, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased,
-                    c * _COL_BLOCK, min(n, (c + 1) * _COL_BLOCK))
+    if X.size >= config.PARALLEL_MIN_SIZE and n > _COL_BLOCK:
+        return _COL_BLOCK, True
+    return n, False
 
 
-@jit
-def _eval_serial(Y, X, gamma, beta, rmean, rvar, eps):
-    _eval_cols(Y, X, gamma, beta, rmean, rvar, eps, 0, X.shape[1])
+def _normalizing_code(activation):
+    """The code the jitted pass applies: tanh and sigmoid go to NumPy's ufuncs after it."""
+    return LINEAR if activation in (TANH, SIGMOID) else activation
 
 
-@pjit
-def _eval_parallel(Y, X, gamma, beta, rmean, rvar, eps):
-    n = X.shape[1]
-    for c in prange((n + _COL_BLOCK - 1) // _COL_BLOCK):
-        _eval_cols(Y, X, gamma, beta, rmean, rvar, eps, c * _COL_BLOCK,
-                   min(n, (c + 1) * _COL_BLOCK))
-
-
-@jit
-def _backward_serial(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma):
-    _backward_cols(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma, 0, X.shape[1])
-
-
-@pjit
-def _backward_parallel(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma):
-    n = X.shape[1]
-    for c in prange((n + _COL_BLOCK - 1) // _COL_BLOCK):
-        _backward_cols(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma, c * _COL_BLOCK,
-                       min(n, (c + 1) * _COL_BLOCK))
-
-
-def _parallel(X):
-    return X.size >= config.PARALLEL_MIN_SIZE and X.shape[1] >= 2 * _COL_BLOCK
-
-
-def batchnorm_forward_train(Y, mean, inv_std, running_mean, running_var, X, gamma, beta,
-                            momentum, eps, unbiased):
-    """Training forward in three row-major jitted passes (float64 statistics)."""
+def batchnorm_forward_train(A, mean, inv_std, running_mean, running_var, X, gamma, beta,
+                            momentum, eps, unbiased, activation, alpha):
+    """Training forward: one statistics pass and one normalize+activation pass, jitted."""
     if X.size == 0:
         return
-    f = _train_parallel if _parallel(X) else _train_serial
-    f(Y, mean, inv_std, running_mean, running_var, X, gamma, beta, float(momentum), float(eps),
-      bool(unbiased))
+    _check_code(activation)
+    code = _normalizing_code(activation)
+    cb, parallel = _block(X)
+    f = (_TRAIN_P if parallel else _TRAIN)[code]
+    f(A, mean, inv_std, running_mean, running_var, X, gamma, beta, float(momentum), float(eps),
+      bool(unbiased), A.dtype.type(alpha), cb)
+    if code != activation:
+        activation_forward(A, A, activation, alpha)
 
 
-def batchnorm_forward_eval(Y, X, gamma, beta, running_mean, running_var, eps):
-    """Inference forward in one jitted pass."""
+def batchnorm_forward_eval(A, X, gamma, beta, running_mean, running_var, eps, activation,
+                           alpha):
+    """Inference forward: one jitted normalize+activation pass."""
     if X.size == 0:
         return
-    f = _eval_parallel if _parallel(X) else _eval_serial
-    f(Y, X, gamma, beta, running_mean, running_var, float(eps))
+    _check_code(activation)
+    code = _normalizing_code(activation)
+    cb, parallel = _block(X)
+    f = (_EVAL_P if parallel else _EVAL)[code]
+    f(A, X, gamma, beta, running_mean, running_var, float(eps), A.dtype.type(alpha), cb)
+    if code != activation:
+        activation_forward(A, A, activation, alpha)
 
 
-def batchnorm_backward(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma):
-    """Backward: one blocked reduction pass (dbeta, dgamma), one pass for dX."""
+def batchnorm_backward(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, activation, alpha):
+    """Backward: one pass makes dz (in ``dA``), dbeta and dgamma; one pass makes dX."""
     if X.size == 0:
         dgamma[...] = 0
         dbeta[...] = 0
         return
-    f = _backward_parallel if _parallel(X) else _backward_serial
-    f(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma)
+    _check_code(activation)
+    cb, parallel = _block(X)
+    f = (_BACKWARD_P if parallel else _BACKWARD)[activation]
+    f(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, dA.dtype.type(alpha), cb)

@@ -20,6 +20,11 @@ import os
 
 from .. import KERNELS
 
+#: backend.py: ``train_epoch`` pays here. For tiny nets it is one kernel launch per epoch (one
+#: thread block runs every batch); for larger dense-only nets it still queues a whole epoch of
+#: launches with no host synchronization and no per-batch Python of the model layer.
+FUSED_EPOCH_PAYS = True
+
 #: public name -> file (module) that defines it, from the registry.
 _PUBLIC = {name: file for file, names in KERNELS.items() for name in names}
 #: device helpers the Backend object uses.

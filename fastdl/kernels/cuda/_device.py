@@ -66,10 +66,22 @@ def tpb() -> int:
     return max(1, min(int(config.CUDA_THREADS_PER_BLOCK), SHARED_SIZE))
 
 
+#: Items each thread of a reduction's first stage takes at least: small reductions (a batch's
+#: loss, a layer's weights) then fit one block and need no second launch, which costs more
+#: host time than the extra loop iterations cost the GPU.
+REDUCE_ITEMS_PER_THREAD = 16
+
+
 def blocks(n, threads=None, cap=MAX_BLOCKS) -> int:
     """Blocks of a grid-stride launch over ``n`` items."""
     t = tpb() if threads is None else threads
     return max(1, min((int(n) + t - 1) // t, cap))
+
+
+def reduce_blocks(n) -> int:
+    """Blocks of the first stage of a reduction over ``n`` items."""
+    t = tpb() * REDUCE_ITEMS_PER_THREAD
+    return max(1, min((int(n) + t - 1) // t, MAX_REDUCE_BLOCKS))
 
 
 # --- buffers --------------------------------------------------------------------------------
@@ -152,7 +164,7 @@ def empty_index():
 
 
 # --- block reductions -----------------------------------------------------------------------
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def block_sum(sh, v):
     """Sum of ``v`` over all threads of the block (1-D or 2-D), returned to every thread.
 
@@ -175,7 +187,7 @@ def block_sum(sh, v):
     return sh[0]
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def column_sum(sh, v):
     """In a 2-D block whose threadIdx.x indexes columns and threadIdx.y strides rows: the sum
     of ``v`` over threadIdx.y for this thread's column, returned to every thread. Tree

@@ -17,7 +17,7 @@ from ._device import blocks, per_dtype, tpb
 def _act_fns(T):
     """(act, act_grad) device functions for scalar type T."""
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def act(z, code, alpha):
         """g(z); NaN propagates as in the reference (np.maximum / np.where)."""
         if code == 1:
@@ -31,7 +31,7 @@ def _act_fns(T):
             return T(1) / (T(1) + e) if z >= T(0) else e / (T(1) + e)
         return z
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def act_grad(da, a, code, alpha):
         """dA * g'(z), with g' written from the output a."""
         if code == 1:

@@ -1,7 +1,8 @@
-"""Batch normalization over the rows of a batch, forward (training, inference) and backward
-(cuda).
+"""Batch normalization over the rows of a batch with the following activation fused, forward
+(training, inference) and backward (cuda).
 
-Same legend and formulas as ``reference/batchnorm.py``. Differs in precision and grouping:
+Same legend and formulas as ``reference/batchnorm.py`` (A = g(gamma x_hat + beta); backward
+turns dA into dz = dA g'(A) in place first). Differs in precision and grouping:
 
 * Arithmetic runs in the model dtype (the reference accumulates in float64). The cached
   ``mean`` / ``inv_std`` buffers are float64 as the spec says; the kernels only load and store
@@ -9,7 +10,8 @@ Same legend and formulas as ``reference/batchnorm.py``. Differs in precision and
   is two-pass (sum of squared deviations from the mean), which keeps float32 accurate.
 * Training forward and backward are each ONE kernel over column strips: a block owns TX
   features, its TY thread rows stride down the batch, and a shared-memory tree sums each
-  feature's column (no atomics, no race); the same block then writes Y / dX for its features.
+  feature's column (no atomics, no race); the same block then writes A / dX for its features.
+  The activation (and its derivative) is applied inside those passes, not as a separate kernel.
   The inference forward is element-wise.
 """
 
@@ -18,13 +20,16 @@ import math
 from numba import cuda
 
 from ._device import SHARED_SIZE, blocks, column_block, column_sum, per_dtype, tpb
+from .activations import _act_fns
 
 
 @per_dtype
 def _batchnorm_forward_train_kernel(T):
+    act, _ = _act_fns.for_type(T)
+
     @cuda.jit
-    def kernel(Y, mean, inv_std, running_mean, running_var, X, gamma, beta, momentum,
-               one_m_momentum, eps, var_factor):
+    def kernel(A, mean, inv_std, running_mean, running_var, X, gamma, beta, momentum,
+               one_m_momentum, eps, var_factor, activation, alpha):
         sh = cuda.shared.array(SHARED_SIZE, T)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
@@ -57,27 +62,32 @@ def _batchnorm_forward_train_kernel(T):
                 g = gamma[c]
                 b = beta[c]
                 for r in range(ty, m, TY):
-                    Y[r, c] = (X[r, c] - mu) * istd * g + b
+                    A[r, c] = act((X[r, c] - mu) * istd * g + b, activation, alpha)
     return kernel
 
 
 @per_dtype
 def _batchnorm_forward_eval_kernel(T):
+    act, _ = _act_fns.for_type(T)
+
     @cuda.jit
-    def kernel(Y, X, gamma, beta, running_mean, running_var, eps):
+    def kernel(A, X, gamma, beta, running_mean, running_var, eps, activation, alpha):
         n = X.shape[1]
         for i in range(cuda.grid(1), X.shape[0] * n, cuda.gridsize(1)):
             r = i // n
             c = i - r * n
             inv = T(1) / math.sqrt(running_var[c] + eps)
-            Y[r, c] = (X[r, c] - running_mean[c]) * inv * gamma[c] + beta[c]
+            A[r, c] = act((X[r, c] - running_mean[c]) * inv * gamma[c] + beta[c], activation,
+                          alpha)
     return kernel
 
 
 @per_dtype
 def _batchnorm_backward_kernel(T):
+    _, act_grad = _act_fns.for_type(T)
+
     @cuda.jit
-    def kernel(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma):
+    def kernel(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, activation, alpha):
         sh = cuda.shared.array(SHARED_SIZE, T)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
@@ -96,9 +106,10 @@ def _batchnorm_backward_kernel(T):
                 mu = T(mean[c])
                 istd = T(inv_std[c])
                 for r in range(ty, m, TY):
-                    dy = dY[r, c]
-                    sb += dy
-                    sg += dy * ((X[r, c] - mu) * istd)
+                    dz = act_grad(dA[r, c], A[r, c], activation, alpha)
+                    dA[r, c] = dz
+                    sb += dz
+                    sg += dz * ((X[r, c] - mu) * istd)
             db = column_sum(sh, sb)
             dg = column_sum(sh, sg)
             if c < n:
@@ -110,7 +121,7 @@ def _batchnorm_backward_kernel(T):
                     mt = T(m)
                     for r in range(ty, m, TY):
                         x_hat = (X[r, c] - mu) * istd
-                        dX[r, c] = k * (mt * dY[r, c] - db - x_hat * dg)
+                        dX[r, c] = k * (mt * dA[r, c] - db - x_hat * dg)
     return kernel
 
 
@@ -119,9 +130,10 @@ def _column_grid(n):
     return min((n + tx - 1) // tx, 65535), (tx, ty)
 
 
-def batchnorm_forward_train(Y, mean, inv_std, running_mean, running_var, X, gamma, beta,
-                            momentum, eps, unbiased):
-    """Normalize with this batch's statistics; cache them; update the running statistics."""
+def batchnorm_forward_train(A, mean, inv_std, running_mean, running_var, X, gamma, beta,
+                            momentum, eps, unbiased, activation, alpha):
+    """Normalize with this batch's statistics, cache them, update the running statistics,
+    apply the activation (one kernel)."""
     m, n = X.shape
     if n == 0:
         return
@@ -129,25 +141,28 @@ def batchnorm_forward_train(Y, mean, inv_std, running_mean, running_var, X, gamm
     factor = m / (m - 1.0) if unbiased and m > 1 else 1.0
     grid, block = _column_grid(n)
     _batchnorm_forward_train_kernel(X.dtype)[grid, block](
-        Y, mean, inv_std, running_mean, running_var, X, gamma, beta, t(momentum),
-        t(1.0 - float(momentum)), t(eps), t(factor))
+        A, mean, inv_std, running_mean, running_var, X, gamma, beta, t(momentum),
+        t(1.0 - float(momentum)), t(eps), t(factor), int(activation), t(alpha))
 
 
-def batchnorm_forward_eval(Y, X, gamma, beta, running_mean, running_var, eps):
-    """Normalize with the running statistics (inference)."""
+def batchnorm_forward_eval(A, X, gamma, beta, running_mean, running_var, eps, activation,
+                           alpha):
+    """Normalize with the running statistics (inference), then the activation."""
     size = X.shape[0] * X.shape[1]
     if size:
+        t = X.dtype.type
         _batchnorm_forward_eval_kernel(X.dtype)[blocks(size), tpb()](
-            Y, X, gamma, beta, running_mean, running_var, X.dtype.type(eps))
+            A, X, gamma, beta, running_mean, running_var, t(eps), int(activation), t(alpha))
 
 
-def batchnorm_backward(dX, dgamma, dbeta, dY, X, mean, inv_std, gamma):
-    """dgamma, dbeta and (unless ``dX`` has size 0) dX from the cached statistics."""
+def batchnorm_backward(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, activation, alpha):
+    """dgamma, dbeta and (unless ``dX`` has size 0) dX; ``dA`` is overwritten with dz."""
     n = X.shape[1]
     if n == 0:
         return
     if dX.size == 0:  # "skip dX": a 2-D empty stand-in keeps the kernel's typing
-        dX = dY[:0]
+        dX = dA[:0]
     grid, block = _column_grid(n)
-    _batchnorm_backward_kernel(X.dtype)[grid, block](dX, dgamma, dbeta, dY, X, mean, inv_std,
-                                                     gamma)
+    _batchnorm_backward_kernel(X.dtype)[grid, block](
+        dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, int(activation),
+        X.dtype.type(alpha))

@@ -20,7 +20,7 @@ from ._gemm import gemm
 from .activations import _act_fns
 
 #: Rows each thread handles (at least) before the column sums are split over row ranges.
-_COLSUM_MIN_ROWS_PER_THREAD = 32
+_COLSUM_MIN_ROWS_PER_THREAD = 64
 #: Blocks the column-sum kernel aims for (about two per SM of an H100).
 _COLSUM_TARGET_BLOCKS = 264
 

@@ -19,7 +19,7 @@ _M2 = 0x94D049BB133111EB
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def _mix64(z):
     """splitmix64 finalizer (uint64, wraps mod 2^64)."""
     z = (z ^ (z >> U(30))) * U(_M1)

@@ -33,7 +33,7 @@ import numpy as np
 from numba import cuda
 
 from ... import config
-from ._device import SHARED_SIZE, as_device, as_host, block_sum, blocks, is_device_array, \
+from ._device import SHARED_SIZE, as_device, as_host, block_sum, blocks, \
     per_dtype, tpb
 from .activations import _act_fns
 from .batching import _gather_rows_kernel
@@ -282,9 +282,9 @@ def _train_epoch_launches(costs, params, grads, state, ws, X, Y, order, batch_si
 def train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layout, loss, l2,
                 n_l2, alpha, opt_kind, hyper, step):
     """One epoch on the device; the fused one-block kernel for tiny nets, else per-batch
-    launches. ``params, grads, state, ws, X, Y`` are device arrays; ``order`` should be (a
-    host ``order`` is copied); ``layout`` and ``hyper`` may be host or device arrays; a host
-    ``costs`` is filled at the end (one sync), a device ``costs`` is left to the caller."""
+    launches. Every array should already be on the device (nothing then synchronizes the
+    host); a host array is accepted but copied in, and for ``costs, params, grads, state``
+    copied back at the end (a sync). ``layout`` and ``hyper`` are small and read on the host."""
     layout_h = np.asarray(as_host(layout), dtype=np.int64).reshape(-1, 5)
     hyper_h = np.asarray(as_host(hyper), dtype=np.float64).ravel()
     batch_size, loss, opt_kind = int(batch_size), int(loss), int(opt_kind)
@@ -293,10 +293,13 @@ def train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layout
     if m == 0 or layout_h.shape[0] == 0:
         return
     order_d = as_device(order, np.int64)
-    X_d, Y_d = as_device(X), as_device(Y)
-    costs_d = costs if is_device_array(costs) else cuda.device_array(costs.shape, costs.dtype)
+    X_d, Y_d, ws_d = as_device(X), as_device(Y), as_device(ws)
+    # host buffers are accepted (copied in, and the outputs copied back), but cost transfers
+    outputs = [(a, as_device(a)) for a in (costs, params, grads, state)]
+    costs_d, params_d, grads_d, state_d = (d for _, d in outputs)
     run = _train_epoch_fused if _use_fused(layout_h) else _train_epoch_launches
-    run(costs_d, params, grads, state, ws, X_d, Y_d, order_d, batch_size, layout_h, loss, l2,
-        n_l2, alpha, opt_kind, hyper_h, step)
-    if costs_d is not costs:
-        costs_d.copy_to_host(costs)
+    run(costs_d, params_d, grads_d, state_d, ws_d, X_d, Y_d, order_d, batch_size, layout_h, loss,
+        l2, n_l2, alpha, opt_kind, hyper_h, step)
+    for host, d in outputs:
+        if d is not host:
+            d.copy_to_host(host)

@@ -17,13 +17,13 @@ import math
 
 from numba import cuda
 
-from ._device import (MAX_REDUCE_BLOCKS, SHARED_SIZE, block_sum, blocks, empty_index, finish,
-                      per_dtype, scratch, tpb)
+from ._device import (SHARED_SIZE, block_sum, empty_index, finish, per_dtype, reduce_blocks,
+                      scratch, tpb)
 
 SOFTMAX_CE, SIGMOID_BCE, MSE = "softmax_ce", "sigmoid_bce", "mse"
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline="always")
 def _emit(out, k, scale, partial, direct, total):
     """Thread 0 of each block stores the block's sum: out[k] = total * scale when the launch
     has one block (``direct``), else partial[blockIdx.x] = total for the second stage."""
@@ -116,7 +116,7 @@ def _loss_into(kind, out, k, dZ, Z, Y, order=None, start=0, extra=None):
     per_row = kind == SOFTMAX_CE
     items = m if per_row else m * n
     inv = 1.0 / m if kind != MSE else 1.0 / (m * n)
-    nb = blocks(items, cap=MAX_REDUCE_BLOCKS)
+    nb = reduce_blocks(items)
     direct = nb == 1 and extra is None
     partial = scratch("loss", nb, Z.dtype)
     dt = Z.dtype

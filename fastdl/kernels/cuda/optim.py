@@ -25,7 +25,7 @@ SGD, MOMENTUM, RMSPROP, ADAM = range(4)
 
 @per_dtype
 def _update_fns(T):
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def eff_grad(p, g, weight_decay, l2, i, n_l2):
         if weight_decay != T(0):
             g = g + weight_decay * p
@@ -33,13 +33,13 @@ def _update_fns(T):
             g = g + l2 * p
         return g
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def sgd_one(params, grads, i, lr, weight_decay, l2, n_l2):
         p = params[i]
         g = eff_grad(p, grads[i], weight_decay, l2, i, n_l2)
         params[i] = p - lr * g
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def momentum_one(params, velocity, grads, i, lr, beta, one_m_damp, nesterov, weight_decay,
                      l2, n_l2):
         p = params[i]
@@ -49,7 +49,7 @@ def _update_fns(T):
         d = one_m_damp * g + beta * v if nesterov else v
         params[i] = p - lr * d
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def rmsprop_one(params, square_avg, grads, i, lr, beta, one_m_beta, eps, weight_decay, l2,
                     n_l2):
         p = params[i]
@@ -58,7 +58,7 @@ def _update_fns(T):
         square_avg[i] = s
         params[i] = p - lr * g / (math.sqrt(s) + eps)
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def adam_one(params, m, v, grads, i, lr, beta1, one_m_b1, beta2, one_m_b2, eps, bc1, bc2,
                  lr_dd, weight_decay, l2, n_l2):
         p = params[i]
@@ -71,7 +71,7 @@ def _update_fns(T):
             p = p - lr_dd * p
         params[i] = p - lr * (mi / bc1) / (math.sqrt(vi / bc2) + eps)
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def opt_update(params, grads, state, i, opt_kind, h, bc1, bc2, l2, n_l2):
         """Optimizer ``opt_kind`` on element i; ``h`` laid out by ``_derived_hyper``."""
         if opt_kind == 0:

@@ -8,8 +8,7 @@ tree-reduced in shared memory, then one block adds them (one launch when one blo
 
 from numba import cuda
 
-from ._device import MAX_REDUCE_BLOCKS, SHARED_SIZE, block_sum, blocks, finish, per_dtype, \
-    scratch, tpb
+from ._device import SHARED_SIZE, block_sum, finish, per_dtype, reduce_blocks, scratch, tpb
 
 
 @per_dtype
@@ -33,7 +32,7 @@ def _sum_squares_kernel(T):
 
 def _sum_squares_partials(x, n, name="sumsq"):
     """Stage 1 only: (partials, count) of sum(x[:n]^2), for a launcher that combines them."""
-    nb = blocks(n, cap=MAX_REDUCE_BLOCKS)
+    nb = reduce_blocks(n)
     partial = scratch(name, nb, x.dtype)
     _sum_squares_kernel(x.dtype)[nb, tpb()](partial, 0, x.dtype.type(1), partial, False, x, n)
     return partial, nb
@@ -42,7 +41,7 @@ def _sum_squares_partials(x, n, name="sumsq"):
 def sum_squares(out, x):
     """out[0] = sum(x^2)."""
     n = x.shape[0]
-    nb = blocks(n, cap=MAX_REDUCE_BLOCKS)
+    nb = reduce_blocks(n)
     direct = nb == 1
     partial = scratch("sumsq", nb, x.dtype)
     _sum_squares_kernel(x.dtype)[nb, tpb()](out, 0, x.dtype.type(1), partial, direct, x, n)

@@ -95,6 +95,19 @@ def time_rounds(fn, rounds: int, warmup: int = 1) -> Timer:
     return t
 
 
+#: Seconds to idle between two timed segments (see settle).
+SETTLE_S = 0.25
+
+
+def settle(seconds: float = SETTLE_S) -> None:
+    """Idle a moment before timing something else. OpenBLAS worker threads spin (busy-wait)
+    for up to ~0.1 s after a BLAS call before they sleep (measured: ~0.03-0.08 CPU-s of an idle
+    process after a burst of sgemm), and PyTorch's OpenMP threads spin briefly too: a peer
+    started right after another would share a core with those spinning threads."""
+    if seconds > 0 and not SMALL:
+        time.sleep(seconds)
+
+
 def bench_pedantic(benchmark, fn, rounds: int) -> Timer:
     """Time ``fn`` through pytest-benchmark (pedantic, one call per round) and our own timer,
     so the figure exists with ``--benchmark-disable`` too (then ``fn`` runs once)."""

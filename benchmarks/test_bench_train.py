@@ -128,14 +128,18 @@ def _measure(benchmark, name, make, X, y, batch_size, lr, cfg, peer):
 
     # 3. interleaved rounds: before each timed fastdl round (pytest-benchmark), one PyTorch
     #    round and one numpy-backend round run in pedantic's untimed setup, so all three see
-    #    the same machine state; ratios are taken round by round, then the median.
+    #    the same machine state; ratios are taken round by round, then the median. Between
+    #    two of them the machine settles (P.settle: idle BLAS/OpenMP threads stop spinning).
     round_load = []
 
     def peers_round():
         with P.MachineLoad() as ld:
             if peer:
+                P.settle()
                 torch_times.append(peer.epochs(cfg["torch_epochs"]))
+            P.settle()
             ref_run()
+            P.settle()
         round_load.append(ld.foreign or 0.0)
 
     def fd_round():

@@ -266,7 +266,11 @@ def test_batchnorm_fuzz(m, n, offset, scale, act):
     ref = _bn_run(R, X, gamma, beta, dY, act=act)
     got = _bn_run(C, X, gamma, beta, dY, act=act)
     for k in ref:
-        assert_close(got[k], ref[k], np.float64, rtol=1e-9)
+        if k == "dX":       # it may cancel to ~1e-8 of its terms: compare at their scale
+            scale = np.abs(dY).max() * np.max(gamma * ref["inv_std"])
+            np.testing.assert_allclose(got[k], ref[k], rtol=1e-9, atol=1e-9 * scale)
+        else:
+            assert_close(got[k], ref[k], np.float64, rtol=1e-9)
 
 
 # --------------------------------------------------------------- batchnorm vs PyTorch ----

@@ -210,6 +210,7 @@ def test_verbose_prints_epoch_lines(capsys):
     assert "Epoch 1/2" in out and "Epoch 2/2" in out and "loss:" in out
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_stops_with_last_finite_parameters():
     X, y = make_moons(256, seed=0)
     X = X * 1e3
@@ -325,3 +326,24 @@ def test_set_num_threads():
     fd.set_num_threads(1)
     assert numba.get_num_threads() == 1
     fd.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+def test_per_step_schedule_changes_lr_every_update():
+    from fastdl.optim.schedules import InverseTimeDecay
+    X, y = make_moons(64, seed=0)
+    opt = fd.optim.SGD(lr=1.0)
+    seen = []
+
+    class Watch(fd.Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append(opt.lr)
+    small_net().fit(X, y, optimizer=opt, epochs=2, batch_size=16, verbose=0,
+                    lr_schedule=InverseTimeDecay(0.1, decay_rate=1.0, unit="step"),
+                    callbacks=[Watch()])
+    # Watch runs before the schedule's own hook: it sees the lr used by step t = 0.1/(1+t)
+    np.testing.assert_allclose(seen, [0.1 / (1 + t) for t in range(8)])
+
+
+def test_ewa_is_exported():
+    assert fd.EWA(beta=0.9).update(1.0) == pytest.approx(1.0)      # bias-corrected
+    np.testing.assert_allclose(fd.ewa([1.0, 1.0], 0.9), [1.0, 1.0])

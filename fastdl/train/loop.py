@@ -134,6 +134,19 @@ class _EpochStart:
             optimizer.load_state_dict(self.opt)
 
 
+class _StepSchedule(Callback):
+    """Sets ``optimizer.lr = schedule(steps taken)`` before every update (``unit="step"``)."""
+
+    def __init__(self, schedule, optimizer):
+        self.schedule, self.optimizer = schedule, optimizer
+
+    def on_train_begin(self, logs=None):
+        self.optimizer.lr = self.schedule(self.optimizer.iterations)
+
+    def on_batch_end(self, batch, logs=None):
+        self.optimizer.lr = self.schedule(self.optimizer.iterations)
+
+
 def _diverged(model, snapshot, epoch, batch, cost):
     if not np.isfinite(model.params.snapshot()).all():
         model.params.restore(snapshot)
@@ -251,6 +264,11 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
     cbs = [history] + callbacks
     for cb in cbs:
         cb.set_model(model)
+    if getattr(lr_schedule, "unit", "epoch") == "step":
+        # a per-step schedule needs a hook between updates, so it runs as a batch callback
+        # (which also routes training through the step path: the fused kernel has no hook)
+        cbs.append(_StepSchedule(lr_schedule, optimizer))
+        lr_schedule = None
     batch_cbs = [cb for cb in cbs if type(cb).wants_batches()]
     plan = None
     prepare = _batch_hook(model, source, augment)

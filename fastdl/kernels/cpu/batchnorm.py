@@ -13,6 +13,8 @@ over 1-D row views (they vectorize along the features), no temporaries:
                                 accumulated along the rows in the model's dtype (float32 sums
                                 of at most a batch of rows; the reference sums in float64)
                         pass 2: dx = gamma inv_std / m (m dz - dbeta - x_hat dgamma)
+    The element-wise arithmetic runs in the model's dtype with the float64 statistics rounded
+    per feature (the reference computes in float64): float32 vectorizes twice as wide.
 
 The activation code is resolved in Python, as in ``activations.py``: each code has its own
 compiled loops. tanh and sigmoid run the normalization pass linear, then NumPy's SIMD ufuncs in
@@ -72,9 +74,11 @@ def _statistics(mean, inv_std, rmean, rvar, X, momentum, eps, unbiased, c0, c1):
 
 @jit(inline="always")
 def _normalize(A, X, gamma, beta, mean, inv_std, act, alpha, c0, c1):
-    """A = g((x - mean) * inv_std * gamma + beta) on features [c0, c1)."""
-    zero = A.dtype.type(0)
-    one = A.dtype.type(1)
+    """A = g((x - mean) * inv_std * gamma + beta) on features [c0, c1), in the dtype (the
+    float64 statistics rounded per feature: float32 math vectorizes twice as wide)."""
+    T = A.dtype.type
+    zero = T(0)
+    one = T(1)
     k = c1 - c0
     mu = mean[c0:c1]
     iv = inv_std[c0:c1]
@@ -84,7 +88,7 @@ def _normalize(A, X, gamma, beta, mean, inv_std, act, alpha, c0, c1):
         x = X[i, c0:c1]
         a = A[i, c0:c1]
         for j in range(k):
-            z = A.dtype.type((x[j] - mu[j]) * (iv[j] * g[j]) + b[j])
+            z = (x[j] - T(mu[j])) * T(iv[j] * g[j]) + b[j]
             a[j] = _g(z, act, alpha, zero, one)
 
 
@@ -119,6 +123,7 @@ def _backward_cols(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, act, alpha
     for j in range(k):
         dg[j] = zero
         db[j] = zero
+    T = dA.dtype.type
     for i in range(m):
         d = dA[i, c0:c1]
         a = A[i, c0:c1]
@@ -127,19 +132,20 @@ def _backward_cols(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, act, alpha
             dz = _dg(d[j], a[j], act, alpha, zero, one)
             d[j] = dz
             db[j] += dz
-            dg[j] += dz * (x[j] - mu[j])
+            dg[j] += dz * (x[j] - T(mu[j]))
     for j in range(k):
-        dg[j] *= iv[j]
+        dg[j] *= T(iv[j])
     if dX.size == 0:
         return
     g = gamma[c0:c1]
+    tm = T(m)
     for i in range(m):
         d = dA[i, c0:c1]
         x = X[i, c0:c1]
         out = dX[i, c0:c1]
         for j in range(k):
-            c = g[j] * iv[j] / m
-            out[j] = c * (m * d[j] - db[j] - (x[j] - mu[j]) * iv[j] * dg[j])
+            c = T(g[j] * iv[j] / m)
+            out[j] = c * (tm * d[j] - db[j] - (x[j] - T(mu[j])) * T(iv[j]) * dg[j])
 
 
 def _specialize(act):

@@ -15,10 +15,9 @@ differ from the reference:
   blocks of ``_BLOCK`` contiguous elements, each block the serial loop (vectorised by LLVM).
   Smaller buffers run serially (threads only pay for themselves on large buffers, and a serial
   kernel never competes with BLAS threads; see NOTES.md).
-* ``error_model="numpy"``: Numba's default Python error model checks every float division for a
-  zero divisor, and that branch kept LLVM from vectorising the loops (scalar ``vdivss`` /
-  ``vsqrtss`` instead of packed ones, checked with ``inspect_asm``). Division by zero gives
-  inf/nan as in NumPy.
+* compiled with ``error_model="numpy"`` (``_jit``): the Python error model's zero-divisor check
+  kept LLVM from vectorising these loops (scalar ``vdivss`` / ``vsqrtss`` instead of packed
+  ones, checked with ``inspect_asm``; Adam at 22 instead of ~50 GB/s).
 
 ``_fused_update`` is the serial dispatcher the fused-epoch kernel calls; its ``hyper`` packing is
 documented in ``reference/optim.py:_fused_update``.
@@ -37,8 +36,6 @@ _BLOCK = 1 << 16
 
 # Loops run over whole (sliced) arrays: with ``range(lo, hi)`` indices Numba's negative-index
 # wraparound kept LLVM from vectorising (4x slower Adam); slices of C arrays stay C arrays.
-_kernel = jit(error_model="numpy")
-_parallel_kernel = pjit(error_model="numpy")
 
 
 @jit(inline="always")
@@ -53,14 +50,14 @@ def _n_blocks(n):
 
 
 # ---------------------------------------------------------------------------------- sgd ----
-@_kernel
+@jit
 def _sgd_loop(params, grads, lr, wd):
     for i in range(params.shape[0]):
         p = params[i]
         params[i] = p - lr * (grads[i] + wd * p)
 
 
-@_kernel
+@jit
 def _sgd_block(params, grads, lo, hi, n_l2, lr, weight_decay, l2):
     t = params.dtype.type
     lr_, wd, wd_l2 = t(lr), t(weight_decay), t(weight_decay + l2)
@@ -69,12 +66,12 @@ def _sgd_block(params, grads, lo, hi, n_l2, lr, weight_decay, l2):
     _sgd_loop(params[k:hi], grads[k:hi], lr_, wd)
 
 
-@_kernel
+@jit
 def _sgd_serial(params, grads, lr, weight_decay, l2, n_l2):
     _sgd_block(params, grads, 0, params.shape[0], n_l2, lr, weight_decay, l2)
 
 
-@_parallel_kernel
+@pjit
 def _sgd_parallel(params, grads, lr, weight_decay, l2, n_l2):
     n = params.shape[0]
     for b in prange(_n_blocks(n)):
@@ -89,7 +86,7 @@ def sgd_update(params, grads, lr, weight_decay, l2, n_l2):
 
 
 # ----------------------------------------------------------------------------- momentum ----
-@_kernel
+@jit
 def _momentum_loop(params, velocity, grads, lr, beta, c, nesterov, wd):
     for i in range(params.shape[0]):
         p = params[i]
@@ -102,7 +99,7 @@ def _momentum_loop(params, velocity, grads, lr, beta, c, nesterov, wd):
             params[i] = p - lr * v
 
 
-@_kernel
+@jit
 def _momentum_block(params, velocity, grads, lo, hi, n_l2, lr, beta, dampening, nesterov,
                     weight_decay, l2):
     t = params.dtype.type
@@ -113,14 +110,14 @@ def _momentum_block(params, velocity, grads, lo, hi, n_l2, lr, beta, dampening, 
     _momentum_loop(params[k:hi], velocity[k:hi], grads[k:hi], lr_, beta_, c, nesterov, wd)
 
 
-@_kernel
+@jit
 def _momentum_serial(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, l2,
                      n_l2):
     _momentum_block(params, velocity, grads, 0, params.shape[0], n_l2, lr, beta, dampening,
                     nesterov, weight_decay, l2)
 
 
-@_parallel_kernel
+@pjit
 def _momentum_parallel(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay,
                        l2, n_l2):
     n = params.shape[0]
@@ -138,7 +135,7 @@ def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weig
 
 
 # ------------------------------------------------------------------------------ rmsprop ----
-@_kernel
+@jit
 def _rmsprop_loop(params, square_avg, grads, lr, beta, c, eps, wd):
     for i in range(params.shape[0]):
         p = params[i]
@@ -148,7 +145,7 @@ def _rmsprop_loop(params, square_avg, grads, lr, beta, c, eps, wd):
         params[i] = p - lr * g / (math.sqrt(s) + eps)
 
 
-@_kernel
+@jit
 def _rmsprop_block(params, square_avg, grads, lo, hi, n_l2, lr, beta, eps, weight_decay, l2):
     t = params.dtype.type
     lr_, beta_, c, eps_ = t(lr), t(beta), t(1.0 - beta), t(eps)
@@ -158,13 +155,13 @@ def _rmsprop_block(params, square_avg, grads, lo, hi, n_l2, lr, beta, eps, weigh
     _rmsprop_loop(params[k:hi], square_avg[k:hi], grads[k:hi], lr_, beta_, c, eps_, wd)
 
 
-@_kernel
+@jit
 def _rmsprop_serial(params, square_avg, grads, lr, beta, eps, weight_decay, l2, n_l2):
     _rmsprop_block(params, square_avg, grads, 0, params.shape[0], n_l2, lr, beta, eps,
                    weight_decay, l2)
 
 
-@_parallel_kernel
+@pjit
 def _rmsprop_parallel(params, square_avg, grads, lr, beta, eps, weight_decay, l2, n_l2):
     n = params.shape[0]
     for b in prange(_n_blocks(n)):
@@ -180,7 +177,7 @@ def rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, l2, n
 
 
 # --------------------------------------------------------------------------------- adam ----
-@_kernel
+@jit
 def _adam_loop(params, m, v, grads, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay, wd):
     for i in range(params.shape[0]):
         p = params[i]
@@ -192,7 +189,7 @@ def _adam_loop(params, m, v, grads, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps
         params[i] = decay * p - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
 
 
-@_kernel
+@jit
 def _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step, weight_decay,
                 decoupled_decay, l2):
     # bias corrections in float64 once per block, then every scalar in the params' dtype
@@ -209,14 +206,14 @@ def _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step, 
                inv_sqrt_bc2, eps_, decay, wd)
 
 
-@_kernel
+@jit
 def _adam_serial(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
                  decoupled_decay, l2, n_l2):
     _adam_block(params, m, v, grads, 0, params.shape[0], n_l2, lr, beta1, beta2, eps, step,
                 weight_decay, decoupled_decay, l2)
 
 
-@_parallel_kernel
+@pjit
 def _adam_parallel(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
                    decoupled_decay, l2, n_l2):
     n = params.shape[0]
@@ -234,7 +231,7 @@ def adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay, 
 
 
 # ------------------------------------------------------------------- fused-epoch dispatch ----
-@_kernel
+@jit
 def _fused_update(params, grads, state, opt_kind, hyper, step, l2, n_l2):
     """Serial optimizer dispatch for fused-epoch kernels (tiny nets). ``step`` is 1-based; the
     ``hyper``/``state`` layouts are those of ``reference/optim.py:_fused_update``."""

@@ -23,22 +23,27 @@ import numpy as np
 
 
 class RegPeer:
-    """Drive the worker: ``check_step(rows)``, ``eval_cost(rows)``, ``epochs(n) -> seconds``."""
+    """Drive the worker: ``setup(...)`` (again for each case: the process and its torch import
+    are reused), ``check_step(rows, lr)``, ``eval_cost(rows)``, ``epochs(n) -> seconds``."""
 
-    def __init__(self, variant, weights, X, y, lr, batch_size, threads, keep_prob=1.0,
-                 seed=0, workdir=None):
+    def __init__(self):
         import tempfile
-        self._dir = workdir or tempfile.mkdtemp(prefix="fastdl-bench-reg-")
-        path = os.path.join(self._dir, f"setup-{variant}.npz")
-        np.savez(path, X=X, y=y, **{f"w{i}": w for i, w in enumerate(weights)})
+        self._dir = tempfile.mkdtemp(prefix="fastdl-bench-reg-")
         env = dict(os.environ)
         env.pop("OMP_WAIT_POLICY", None)        # fastdl's setting, not the user's
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env=env)
+        self.info = None
+
+    def setup(self, variant, weights, X, y, lr, batch_size, threads, keep_prob=1.0, seed=0):
+        """A fresh net of ``variant`` from ``weights``, with its Adam and the data."""
+        path = os.path.join(self._dir, "setup.npz")
+        np.savez(path, X=X, y=y, **{f"w{i}": w for i, w in enumerate(weights)})
         self.info = self._call(cmd="setup", npz=path, n_weights=len(weights), variant=variant,
                                keep_prob=keep_prob, lr=lr, batch_size=batch_size,
                                threads=threads, seed=seed)
+        return self
 
     def _call(self, **cmd):
         self.proc.stdin.write(json.dumps(cmd) + "\n")
@@ -78,6 +83,8 @@ class RegPeer:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        import shutil
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self):
         return self

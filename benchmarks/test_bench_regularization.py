@@ -25,6 +25,7 @@ What each figure means:
 * ``cost``: 1 - variant samples/s / plain samples/s, per library (the throughput lost to
   dropout or batch norm), likewise a median of per-round ratios.
 * ``other load``: CPU used by other processes while the case ran (a shared 2-core machine).
+  ``FASTDL_BENCH_ROUNDS`` (default 5) sets the rounds; more rounds steady the medians there.
 
 Before timing, per variant: fastdl cpu == the NumPy reference after one SGD step (dropout masks
 are bit-identical across backends); PyTorch == fastdl after one SGD step for plain and batch
@@ -53,7 +54,8 @@ from _reg_peer import RegPeer
 
 ASSERT_TARGETS = os.environ.get("FASTDL_BENCH_ASSERT", "") not in ("", "0")
 SIZES = dict(m=512, fd_epochs=1, torch_epochs=1, rounds=1) if P.SMALL else \
-    dict(m=16384, fd_epochs=2, torch_epochs=2, rounds=5)
+    dict(m=16384, fd_epochs=2, torch_epochs=2,
+         rounds=int(os.environ.get("FASTDL_BENCH_ROUNDS", 5)))
 VARIANTS = ("plain", "dropout", "batchnorm")
 BATCHES = (64, 256, 1024)
 KEEP, LR = 0.8, 1e-3
@@ -80,6 +82,24 @@ def make_model(variant, backend="cpu", seed=0):
             layers.insert(1, fd.Dropout(KEEP))
     layers.append(fd.Dense(10, activation="softmax"))
     return fd.Sequential(layers, input_dim=784, seed=seed, backend=backend, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def workers():
+    """One PyTorch worker per variant for the whole module (each starts and imports torch
+    once); None without torch."""
+    if not P.torch_available():
+        yield None
+        return
+    procs = {v: RegPeer() for v in VARIANTS}
+    for w in procs.values():
+        P._LIVE_WORKERS.add(w.proc.pid)         # their CPU is ours, not foreign load
+    try:
+        yield procs
+    finally:
+        for w in procs.values():
+            w.close()
+            P._LIVE_WORKERS.discard(w.proc.pid)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -139,7 +159,7 @@ def _paired_median(num, den):
 
 
 @pytest.mark.parametrize("batch_size", BATCHES)
-def test_train_regularized(benchmark, batch_size):
+def test_train_regularized(benchmark, workers, batch_size):
     """One round = one timed run of each variant in fastdl and in PyTorch, in turn; ratios
     are medians of per-round ratios."""
     X, y = P.mnist_like(SIZES["m"])
@@ -147,37 +167,33 @@ def test_train_regularized(benchmark, batch_size):
     benchmark.group = f"regularization, batch {batch_size}"
     models = {v: make_model(v) for v in VARIANTS}
     peers, checks, opts = {}, {}, {}
-    try:
-        for v, model in models.items():
-            if P.torch_available():
-                peers[v] = RegPeer(v, model.get_weights(), X, y, LR, batch_size, P.THREADS,
-                                   keep_prob=KEEP)
-            checks[v] = _check(v, X, y, batch_size, peers.get(v))
-            opts[v] = fd.optim.Adam(lr=LR)
-            model.fit(X, y, optimizer=opts[v], epochs=1, batch_size=batch_size,
-                      verbose=0)                                          # compile, warm up
+    for v, model in models.items():
+        if workers is not None:
+            peers[v] = workers[v].setup(v, model.get_weights(), X, y, LR, batch_size,
+                                        P.THREADS, keep_prob=KEEP)
+        checks[v] = _check(v, X, y, batch_size, peers.get(v))
+        opts[v] = fd.optim.Adam(lr=LR)
+        model.fit(X, y, optimizer=opts[v], epochs=1, batch_size=batch_size,
+                  verbose=0)                                          # compile, warm up
+        if v in peers:
+            peers[v].epochs(1)
+    fd_t = {v: [] for v in VARIANTS}
+    torch_t = {v: [] for v in VARIANTS}
+
+    def one_round():
+        for v in VARIANTS:
+            t0 = time.perf_counter()
+            models[v].fit(X, y, optimizer=opts[v], epochs=SIZES["fd_epochs"],
+                          batch_size=batch_size, verbose=0)
+            fd_t[v].append(time.perf_counter() - t0)
             if v in peers:
-                peers[v].epochs(1)
-        fd_t = {v: [] for v in VARIANTS}
-        torch_t = {v: [] for v in VARIANTS}
+                torch_t[v].append(peers[v].epochs(SIZES["torch_epochs"]))
 
-        def one_round():
-            for v in VARIANTS:
-                t0 = time.perf_counter()
-                models[v].fit(X, y, optimizer=opts[v], epochs=SIZES["fd_epochs"],
-                              batch_size=batch_size, verbose=0)
-                fd_t[v].append(time.perf_counter() - t0)
-                if v in peers:
-                    torch_t[v].append(peers[v].epochs(SIZES["torch_epochs"]))
-
-        with P.MachineLoad() as load:
-            benchmark.pedantic(one_round, rounds=SIZES["rounds"], iterations=1,
-                               warmup_rounds=0)
-        for v, model in models.items():
-            assert np.isfinite(model.evaluate(X[:512], y[:512])["loss"]), v
-    finally:
-        for peer in peers.values():
-            peer.close()
+    with P.MachineLoad() as load:
+        benchmark.pedantic(one_round, rounds=SIZES["rounds"], iterations=1,
+                           warmup_rounds=0)
+    for v, model in models.items():
+        assert np.isfinite(model.evaluate(X[:512], y[:512])["loss"]), v
     sps = lambda n, ts: n * m / statistics.median(ts)  # noqa: E731
     for v in VARIANTS:
         row = {"variant": v, "batch": batch_size, "fastdl": sps(SIZES["fd_epochs"], fd_t[v]),

@@ -8,6 +8,7 @@
 
 from . import config  # noqa: F401  (sets OMP_WAIT_POLICY before numba starts)
 from . import data, optim
+from . import tune
 from .backend import get_backend, set_backend, set_num_threads
 from .diagnose import Diagnosis, diagnose
 from .gradcheck import GradcheckResult, gradcheck
@@ -27,3 +28,4 @@ __all__ = ["Sequential", "Dense", "Activation", "Layer", "optim", "data", "gradc
            "History", "DivergenceError", "config"]
 __all__ += ["load", "ModelCheckpoint", "LearningRateScheduler", "EWA", "ewa"]
 __all__ += ["nn", "Dropout", "BatchNorm", "Standardizer", "Augment", "EarlyStopping"]
+__all__ += ["tune"]

@@ -331,7 +331,6 @@ def test_standardizer_fit_transform_inverse_and_state():
 
 
 def test_standardizer_on_a_model_fits_on_training_data_only(tmp_path):
-    rng = np.random.default_rng(1)
     X, y = make_moons(200, seed=3)
     Xraw = X * [40.0, 0.01] + [1000.0, -3.0]
     Xdev = Xraw[:50] + 100.0                     # shifted: must not move the statistics
@@ -510,7 +509,8 @@ y3 = np.array([0, 1, 1])
     (lambda: fd.Dropout(float("nan")), ValueError, r"keep_prob=nan"),
     (lambda: fd.Dropout(True), ValueError, r"keep_prob=True"),
     (lambda: fd.Dropout("0.5"), ValueError, r"keep_prob='0.5'"),
-    (lambda: fd.BatchNorm(momentum=1.0), ValueError, r"momentum=1.0 is invalid; expected a number in \[0, 1\)"),
+    (lambda: fd.BatchNorm(momentum=1.0), ValueError,
+     r"momentum=1.0 is invalid; expected a number in \[0, 1\)"),
     (lambda: fd.BatchNorm(momentum=-0.1), ValueError, r"momentum=-0.1"),
     (lambda: fd.BatchNorm(momentum=float("inf")), ValueError, r"momentum=inf"),
     (lambda: fd.BatchNorm(eps=0), ValueError, r"eps=0 is invalid; expected a number > 0"),

@@ -167,7 +167,7 @@ class BatchNorm(Layer):
                 f"BatchNorm (layer {self._index}) in training mode needs a batch of at least 2 "
                 f"examples to compute a variance; got a batch of {X.shape[0]}. In fit, the last "
                 "mini-batch has 1 example when the number of examples % batch_size == 1: "
-                "choose another batch_size")
+                "choose another batch_size, or fit(..., drop_last=True)")
         momentum = 1.0 if self.deterministic else self.momentum
         k.batchnorm_forward_train(ws.A, ws.mean, ws.inv_std, self.running_mean,
                                   self.running_var, X, self.gamma, self.beta, momentum,

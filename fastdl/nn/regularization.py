@@ -15,7 +15,6 @@ one, and every backend draws the same bits. The backward pass recomputes the mas
 from __future__ import annotations
 
 import numbers
-import weakref
 from types import SimpleNamespace
 
 import numpy as np
@@ -53,7 +52,7 @@ class Dropout(Layer):
         self._model = None
 
     def attach(self, model):
-        self._model = weakref.ref(model)
+        self._model = model     # read at each training forward: seed, steps_trained
 
     def make_workspace(self, m, dtype):
         return SimpleNamespace(A=self._bk.empty((m, self.output_dim), dtype), step=-1)
@@ -62,7 +61,7 @@ class Dropout(Layer):
         if not training or self.deterministic:
             ws.step = -1
             return X
-        model = self._model()
+        model = self._model
         ws.step = model.steps_trained
         self._bk.k.dropout_forward(ws.A, X, model.seed, ws.step, self._index, self.keep_prob)
         return ws.A
@@ -71,7 +70,7 @@ class Dropout(Layer):
         if not need_dX:
             return None
         if ws.step >= 0:            # in place: dA is a workspace of the next layer
-            self._bk.k.dropout_backward(dA, dA, self._model().seed, ws.step, self._index,
+            self._bk.k.dropout_backward(dA, dA, self._model.seed, ws.step, self._index,
                                         self.keep_prob)
         return dA
 

@@ -6,7 +6,7 @@ assigning the module attributes before a kernel is first compiled.
 
 Why some of these exist (measured on the 2-core dev machine, see ../shared/NOTES.md):
 
-* ``FASTMATH`` is the *safe* subset of LLVM fast-math flags. Plain ``fastmath=True`` adds
+* ``FASTMATH`` is the *safe* subset of LLVM fast-math flags. Numba's plain fast-math switch adds
   ``nnan``/``ninf``, which lets LLVM delete NaN/inf checks and the ``-inf`` guard of
   log-sum-exp, so it is never used.
 * ``OMP_WAIT_POLICY=PASSIVE`` is set (unless the user set it) before Numba's OpenMP layer can

@@ -3,7 +3,6 @@
 import math
 import os
 import sqlite3
-import time
 
 import numpy as np
 import pytest
@@ -377,9 +376,7 @@ def test_plot_without_matplotlib_is_a_clear_error(monkeypatch):
 
 def test_tiny_fastdl_training_through_process_pool():
     sp = {"lr": log_uniform(1e-3, 1e-1), "beta1": one_minus_log(0.8, 0.95), "units": log_int(4, 16)}
-    t0 = time.perf_counter()
     r = random_search(moons_objective, sp, 4, seed=0, n_workers=2)
     assert all(t["status"] == "ok" for t in r.trials), [t["error"] for t in r.trials]
     assert all(0.0 <= t["score"] <= 1.0 for t in r.trials)
     assert r.best["score"] > 0.5
-    assert time.perf_counter() - t0 < 45

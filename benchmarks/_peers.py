@@ -8,7 +8,12 @@ Rules every benchmark here follows (DESIGN.md, "Performance principles"):
 * every peer reshuffles every epoch, holds its data in memory already, and runs on the same
   number of threads (``THREADS``: ``fd.set_num_threads`` for Numba and BLAS,
   ``torch.set_num_threads`` for PyTorch);
-* peers are measured in the same run, and figures are reported as ratios.
+* peers are measured in the same run, and figures are reported as ratios;
+* PyTorch runs in a worker process of its own (``TorchPeer``), so fastdl's
+  ``OMP_WAIT_POLICY=PASSIVE`` does not reach PyTorch's OpenMP runtime;
+* the dev box is shared: ``MachineLoad`` measures CPU used by other processes (from
+  ``/proc/stat``), ``wait_until_quiet`` waits for it to drop, and ``settle`` pauses between
+  two timed segments so spinning BLAS/OpenMP threads of the previous one are asleep.
 
 ``FASTDL_BENCH_SMALL=1`` (set by ``conftest.py`` under ``--benchmark-disable``, which is what CI
 runs) shrinks every size so the whole suite runs once in seconds.
@@ -54,7 +59,10 @@ def set_threads(n: int = THREADS) -> None:
 
 def torch_available() -> bool:
     """Whether PyTorch (the peer) is installed, without importing it here."""
-    return importlib.util.find_spec("torch") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):    # e.g. sys.modules["torch"] = None (blocked)
+        return False
 
 
 def require_torch():
@@ -119,7 +127,10 @@ def bench_pedantic(benchmark, fn, rounds: int) -> Timer:
 class MachineLoad:
     """CPU time used by OTHER processes while the block runs (from /proc/stat minus this
     process's own CPU time): benchmarks on a shared 2-core machine are only meaningful when
-    this stays near 0. ``foreign`` is a fraction of all cores (0.5 = one of two cores busy)."""
+    this stays near 0. ``foreign`` is a fraction of all cores (0.5 = one of two cores busy),
+    None when it cannot be measured (no /proc, or a window too short for clock-tick counts)."""
+
+    MIN_WINDOW_S = 0.5
 
     def __enter__(self):
         self._t0 = time.perf_counter()
@@ -131,9 +142,11 @@ class MachineLoad:
         wall = time.perf_counter() - self._t0
         busy = None if self._s0 is None else _proc_stat_busy()
         self.foreign = None
-        if busy is not None and wall > 0:
+        # /proc/stat counts in clock ticks (10 ms): windows shorter than MIN_WINDOW_S say nothing
+        if busy is not None and wall >= self.MIN_WINDOW_S:
             own = _own_cpu() - self._c0
-            self.foreign = max(0.0, ((busy - self._s0) - own) / ((os.cpu_count() or 1) * wall))
+            frac = ((busy - self._s0) - own) / ((os.cpu_count() or 1) * wall)
+            self.foreign = min(1.0, max(0.0, frac))
         return False
 
 

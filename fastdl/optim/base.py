@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from ..backend import get_backend
+from ..backend import get_backend, is_device_array as _is_device_array
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -86,12 +86,6 @@ class Hyper:
     def __set__(self, obj, value):
         setattr(obj, self.attr, self.check(self.name, value))
         obj._refresh_hyper()
-
-
-def _is_device_array(a) -> bool:
-    """A numba device array (real or simulated) or any ``__cuda_array_interface__`` object."""
-    return not isinstance(a, np.ndarray) and (hasattr(a, "__cuda_array_interface__")
-                                              or hasattr(a, "copy_to_host"))
 
 
 def _is_c_contiguous(a) -> bool:

@@ -22,6 +22,8 @@ EXPECT = {
     "06_softmax.py": ["linear softmax", "confusion matrix", "rows sum to 1"],
     "07_random_search.py": ["coarse", "fine", "dev acc"],
     "08_out_of_core.py": ["streamed (.npy paths)", "in memory (np.load)", "peak RSS"],
+    "09_vanishing_exploding.py": ["tiny N(0, 0.01^2)  vanishing", "large N(0, 1)      exploding",
+                                  "large + clipping   exploding", "LeCun              healthy"],
 }
 
 

@@ -21,6 +21,7 @@ KERNELS = {
     "batching": ("gather_rows",),
     "epoch": ("train_epoch",),
     "reductions": ("sum_squares",),
+    "clipping": ("clip_grads",),
     "dropout": ("dropout_forward", "dropout_backward"),
     "batchnorm": ("batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward"),
 }

@@ -32,6 +32,11 @@ class Adam(Optimizer):
         PyTorch's flag of the same name: ``Adam(weight_decay=w, decoupled_weight_decay=True)``
         is ``AdamW(weight_decay=w)``.
     backend : str, optional
+    global_clipnorm, clipvalue : float > 0 or None, default None
+        Gradient clipping (Keras' names; see :class:`~fastdl.optim.base.Optimizer`): scale the
+        gradient so its global L2 norm is at most ``global_clipnorm`` (PyTorch's
+        ``clip_grad_norm_``), then clamp each element to ``[-clipvalue, clipvalue]``
+        (``clip_grad_value_``); the L2 / weight-decay terms are added after clipping.
 
     State rows: ``m`` (first moment) and ``v`` (second moment), the kernel's names; the step
     counter is ``iterations``.
@@ -56,8 +61,9 @@ class Adam(Optimizer):
     decoupled_weight_decay = Hyper(check_bool)
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                 decoupled_weight_decay=False, backend=None):
-        super().__init__(lr, backend)
+                 decoupled_weight_decay=False, backend=None, global_clipnorm=None,
+                 clipvalue=None):
+        super().__init__(lr, backend, global_clipnorm, clipvalue)
         self.decoupled_weight_decay = decoupled_weight_decay
         self.beta1 = beta1
         self.beta2 = beta2
@@ -96,6 +102,11 @@ class AdamW(Adam):
         PyTorch's AdamW default. Distinct from the loss's ``l2=`` (coupled, weights only,
         scaled by 1/m), which still goes through the gradient if both are used.
     backend : str, optional
+    global_clipnorm, clipvalue : float > 0 or None, default None
+        Gradient clipping (Keras' names; see :class:`~fastdl.optim.base.Optimizer`): scale the
+        gradient so its global L2 norm is at most ``global_clipnorm`` (PyTorch's
+        ``clip_grad_norm_``), then clamp each element to ``[-clipvalue, clipvalue]``
+        (``clip_grad_value_``); the L2 / weight-decay terms are added after clipping.
 
     Conventions of peers: PyTorch ``AdamW(lr, betas, eps, weight_decay)`` maps argument for
     argument; Keras ``AdamW`` decays the same way but has Keras' epsilon placement (see
@@ -105,6 +116,7 @@ class AdamW(Adam):
     hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01,
-                 backend=None):
+                 backend=None, global_clipnorm=None, clipvalue=None):
         super().__init__(lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay=True,
-                         backend=backend)
+                         backend=backend, global_clipnorm=global_clipnorm,
+                         clipvalue=clipvalue)

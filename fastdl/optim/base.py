@@ -13,6 +13,16 @@ it gets are *live*: assigning ``opt.lr`` (or any hyperparameter) rewrites ``hype
 and :meth:`load_state_dict` copies into ``state`` in place, so a plan built once stays valid.
 
 State is plain arrays (:meth:`state_dict`), never pickled objects.
+
+Every optimizer also clips gradients, as Keras optimizers do (``global_clipnorm=``,
+``clipvalue=``; PyTorch: ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_`` before
+``opt.step()``). :meth:`step` then runs one ``sum_squares`` reduction (global norm only) and
+one ``clip_grads`` pass into an optimizer-owned buffer before the update kernel (see
+``kernels/reference/clipping.py``); ``grads`` itself is never modified. The clipped gradient is
+the *data-loss* gradient: the loss's L2 term (``l2``) and coupled ``weight_decay`` are added
+after clipping, inside the update kernel, as PyTorch adds ``weight_decay`` inside ``step()``
+after ``clip_grad_norm_``. A clipping optimizer has no ``fused_spec`` (None): the whole-epoch
+kernels do not clip, so ``fit`` takes the step path.
 """
 
 from __future__ import annotations
@@ -59,12 +69,29 @@ def check_beta(name, value):
     return v
 
 
+def check_clip(name, value):
+    """None (no clipping) or a finite number > 0 (``global_clipnorm``, ``clipvalue``)."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}={value!r} is invalid; expected None (no clipping) or a "
+                         "finite number > 0")
+    return float(value)
+
+
 def check_bool(name, value):
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}={value!r} is invalid; expected True or False")
     return bool(value)
+
+
+#: Clipping options every optimizer has (saved by state_dict, not constructor-specific).
+_CLIP_KEYS = ("global_clipnorm", "clipvalue")
 
 
 class Hyper:
@@ -109,10 +136,21 @@ class Optimizer:
     hyperparameters: tuple = ("lr",)
 
     lr = Hyper(check_positive)
+    #: Keras' names: clip the gradient's global L2 norm to this (PyTorch ``clip_grad_norm_``)
+    #: and each of its elements to [-clipvalue, clipvalue] (``clip_grad_value_``); None = off.
+    global_clipnorm = Hyper(check_clip)
+    clipvalue = Hyper(check_clip)
+    #: the clipping options (saved by state_dict beside ``hyperparameters``; a resumed run keeps
+    #: the ones of the optimizer it is given, as it keeps its lr)
+    clip_options = _CLIP_KEYS
 
-    def __init__(self, lr, backend=None):
+    def __init__(self, lr, backend=None, global_clipnorm=None, clipvalue=None):
         self._hyper = None           # packed float64 hyperparameters (see fused_spec)
         self.lr = lr
+        self.global_clipnorm = global_clipnorm
+        self.clipvalue = clipvalue
+        self._clip_buf = None        # the clipped gradient (allocated when clipping is on)
+        self._clip_sq = None         # (1,) float64 squared global norm of the last step
         self.backend = backend
         self.iterations = 0          # steps taken (Keras' name); Adam's t of the last step
         self._state = None           # (n_state_rows, n) backend array, allocated on first use
@@ -213,7 +251,40 @@ class Optimizer:
                 raise ValueError(f"n_l2={n_l2!r} is invalid; expected an integer in "
                                  f"[0, {self._n}] (the number of weight entries)")
         self.iterations += 1
+        if self.clipping:
+            grads = self._clip(grads)
         self._update(params, grads, l2, n_l2)
+
+    # --- gradient clipping ----------------------------------------------------------------
+    @property
+    def clipping(self) -> bool:
+        """True when ``global_clipnorm`` or ``clipvalue`` is set."""
+        return self._global_clipnorm is not None or self._clipvalue is not None
+
+    def _clip(self, grads):
+        """The clipped gradient (an optimizer-owned buffer): one ``sum_squares`` reduction when
+        ``global_clipnorm`` is set, then one ``clip_grads`` pass; no host synchronization."""
+        bk = self._bk
+        if self._clip_buf is None or self._clip_buf.shape[0] != self._n \
+                or np.dtype(self._clip_buf.dtype) != self._dtype:
+            self._clip_buf = bk.empty((self._n,), self._dtype)
+            self._clip_sq = bk.zeros((1,), np.float64)
+        if self._global_clipnorm is not None:
+            bk.k.sum_squares(self._clip_sq, grads)
+        inf = math.inf
+        bk.k.clip_grads(self._clip_buf, grads, self._clip_sq,
+                        inf if self._global_clipnorm is None else self._global_clipnorm,
+                        inf if self._clipvalue is None else self._clipvalue)
+        return self._clip_buf
+
+    @property
+    def last_grad_norm(self):
+        """Global L2 norm of the gradient of the last step, before clipping (what PyTorch's
+        ``clip_grad_norm_`` returns); None unless ``global_clipnorm`` is set and a step ran.
+        On a GPU reading it synchronizes."""
+        if self._global_clipnorm is None or self._clip_sq is None:
+            return None
+        return math.sqrt(float(self._bk.to_numpy(self._clip_sq)[0]))
 
     def _update(self, params, grads, l2, n_l2):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -232,9 +303,13 @@ class Optimizer:
         """``(opt_kind, hyper, state)`` for the fused-epoch kernel (see reference/optim.py).
 
         ``hyper`` (float64) and ``state`` ((k, n), the parameters' dtype) are live arrays: later
-        hyperparameter assignments and :meth:`load_state_dict` update them in place.
+        hyperparameter assignments and :meth:`load_state_dict` update them in place. None when
+        gradient clipping is on (the fused kernels do not clip; ``fit`` then steps batch by
+        batch).
         """
         from ..kernels import OPTIMIZERS
+        if self.clipping:            # the whole-epoch kernels do not clip: use the step path
+            return None
         if self._state is None:
             raise RuntimeError(f"{type(self).__name__}.fused_spec() needs state; call "
                                "prepare(n, dtype, backend) or step() first")
@@ -259,6 +334,9 @@ class Optimizer:
              "iterations": np.array(self.iterations, dtype=np.int64)}
         for h in self.hyperparameters:
             d[h] = np.array(getattr(self, h))
+        for h in _CLIP_KEYS:             # float64, NaN = None (no object arrays in a .npz)
+            v = getattr(self, h)
+            d[h] = np.array(np.nan if v is None else v, dtype=np.float64)
         if self._state is not None:
             d["state"] = np.array(self._bk.to_numpy(self._state), copy=True)
         elif self._pending is not None:
@@ -290,6 +368,11 @@ class Optimizer:
                 self._check_size(st.shape[1], st.dtype, "the saved state")
         for h in self.hyperparameters:   # validated by their setters
             setattr(self, h, np.asarray(d[h]).item())
+        for h in _CLIP_KEYS:             # absent from states saved before clipping existed
+            if h in d:
+                v = np.asarray(d[h])
+                v = v.item() if v.ndim == 0 else v
+                setattr(self, h, None if isinstance(v, float) and math.isnan(v) else v)
         self.iterations = int(it)
         if st is None:                   # saved before any step: a fresh state
             if self._state is not None:
@@ -304,5 +387,6 @@ class Optimizer:
             self._pending = np.array(st, copy=True, order="C")
 
     def __repr__(self):
-        args = ", ".join(f"{h}={getattr(self, h)!r}" for h in self.hyperparameters)
+        args = ", ".join(f"{h}={getattr(self, h)!r}" for h in self.hyperparameters
+                         + tuple(h for h in _CLIP_KEYS if getattr(self, h) is not None))
         return f"{type(self).__name__}({args})"

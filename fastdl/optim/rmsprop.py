@@ -24,6 +24,11 @@ class RMSprop(Optimizer):
         Coupled weight decay as PyTorch's (``g += weight_decay * p``, all entries); distinct
         from the loss's ``l2=`` (weights only, scaled by 1/m).
     backend : str, optional
+    global_clipnorm, clipvalue : float > 0 or None, default None
+        Gradient clipping (Keras' names; see :class:`~fastdl.optim.base.Optimizer`): scale the
+        gradient so its global L2 norm is at most ``global_clipnorm`` (PyTorch's
+        ``clip_grad_norm_``), then clamp each element to ``[-clipvalue, clipvalue]``
+        (``clip_grad_value_``); the L2 / weight-decay terms are added after clipping.
 
     Conventions of peers
     --------------------
@@ -41,8 +46,9 @@ class RMSprop(Optimizer):
     eps = Hyper(check_positive)
     weight_decay = Hyper(check_nonnegative)
 
-    def __init__(self, lr=0.001, beta=0.9, eps=1e-8, weight_decay=0.0, backend=None):
-        super().__init__(lr, backend)
+    def __init__(self, lr=0.001, beta=0.9, eps=1e-8, weight_decay=0.0, backend=None,
+                 global_clipnorm=None, clipvalue=None):
+        super().__init__(lr, backend, global_clipnorm, clipvalue)
         self.beta = beta
         self.eps = eps
         self.weight_decay = weight_decay

@@ -28,6 +28,11 @@ class SGD(Optimizer):
         ``weight_decay = lambda / m`` reproduces the course's L2 on all parameters.
     backend : str, optional
         Kernel backend; default: the params array's device, else ``config.DEFAULT_BACKEND``.
+    global_clipnorm, clipvalue : float > 0 or None, default None
+        Gradient clipping (Keras' names; see :class:`~fastdl.optim.base.Optimizer`): scale the
+        gradient so its global L2 norm is at most ``global_clipnorm`` (PyTorch's
+        ``clip_grad_norm_``), then clamp each element to ``[-clipvalue, clipvalue]``
+        (``clip_grad_value_``); the L2 / weight-decay terms are added after clipping.
 
     Examples
     --------
@@ -39,8 +44,9 @@ class SGD(Optimizer):
     hyperparameters = ("lr", "weight_decay")
     weight_decay = Hyper(check_nonnegative)
 
-    def __init__(self, lr=0.01, weight_decay=0.0, backend=None):
-        super().__init__(lr, backend)
+    def __init__(self, lr=0.01, weight_decay=0.0, backend=None, global_clipnorm=None,
+                 clipvalue=None):
+        super().__init__(lr, backend, global_clipnorm, clipvalue)
         self.weight_decay = weight_decay
 
     def _hyper_values(self):
@@ -81,6 +87,11 @@ class Momentum(Optimizer):
         Coupled weight decay as PyTorch's: ``g += weight_decay * p`` (all entries) before the
         velocity update; distinct from the loss's ``l2=`` (weights only, scaled by 1/m).
     backend : str, optional
+    global_clipnorm, clipvalue : float > 0 or None, default None
+        Gradient clipping (Keras' names; see :class:`~fastdl.optim.base.Optimizer`): scale the
+        gradient so its global L2 norm is at most ``global_clipnorm`` (PyTorch's
+        ``clip_grad_norm_``), then clamp each element to ``[-clipvalue, clipvalue]``
+        (``clip_grad_value_``); the L2 / weight-decay terms are added after clipping.
 
     Conventions of peers
     --------------------
@@ -104,8 +115,8 @@ class Momentum(Optimizer):
     weight_decay = Hyper(check_nonnegative)
 
     def __init__(self, lr=0.01, beta=0.9, nesterov=False, form="ewa", weight_decay=0.0,
-                 backend=None):
-        super().__init__(lr, backend)
+                 backend=None, global_clipnorm=None, clipvalue=None):
+        super().__init__(lr, backend, global_clipnorm, clipvalue)
         self.beta = beta
         self.nesterov = nesterov
         self.form = form

@@ -3,6 +3,7 @@ from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler
 from .checkpoint import ModelCheckpoint
 from .loop import DivergenceError
 from .progress import ProgressBar
+from .monitor import GradientMonitor
 
 __all__ = ["Callback", "History", "DivergenceError", "LearningRateScheduler", "ModelCheckpoint",
-           "ProgressBar", "EarlyStopping"]
+           "ProgressBar", "EarlyStopping", "GradientMonitor"]

@@ -1,10 +1,11 @@
 """Callbacks: hooks called by ``fit`` (Keras-style names).
 
-    on_train_begin(logs)  on_epoch_begin(epoch, logs)  on_batch_end(batch, logs)
-    on_epoch_end(epoch, logs)  on_train_end(logs)
+    on_train_begin(logs)  on_epoch_begin(epoch, logs)  on_batch_begin(batch, logs)
+    on_batch_end(batch, logs)  on_epoch_end(epoch, logs)  on_train_end(logs)
 
-A callback stops training by setting ``model.stop_training = True``. ``on_batch_end`` is only
-called when a callback overrides it; the fused whole-epoch fast path is then not used (it has no
+A callback stops training by setting ``model.stop_training = True``. ``on_batch_begin`` (before
+the batch's forward pass) and ``on_batch_end`` (after its update) are only called when a
+callback overrides one of them; the fused whole-epoch fast path is then not used (it has no
 per-batch hook).
 """
 
@@ -29,12 +30,16 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None):
         pass
 
+    def on_batch_begin(self, batch, logs=None):
+        pass
+
     def on_batch_end(self, batch, logs=None):
         pass
 
     @classmethod
     def wants_batches(cls):
-        return cls.on_batch_end is not Callback.on_batch_end
+        return (cls.on_batch_end is not Callback.on_batch_end
+                or cls.on_batch_begin is not Callback.on_batch_begin)
 
 
 class History(Callback):
@@ -56,10 +61,15 @@ class History(Callback):
     def __getitem__(self, key):
         return self.history[key]
 
-    def plot(self, path, metric=None, title=None):
+    def plot(self, path, metric=None, title=None, per_layer=None):
         """Write a PNG at ``path``: train vs dev cost per epoch, and beside it the metric
-        (``metric``, default "accuracy" when recorded). Needs matplotlib: ``pip install
-        "fastdl[plot]"``. Returns ``path``."""
+        (``metric``, default "accuracy" when recorded). ``per_layer="grad_norm"`` (any
+        statistic of ``fd.GradientMonitor``) instead draws that statistic per layer: one curve
+        per layer over the epochs, and beside it the last epoch's values against depth (log
+        scale for norms). Needs matplotlib: ``pip install "fastdl[plot]"``. Returns ``path``."""
+        if per_layer is not None:
+            from .plot import plot_per_layer
+            return plot_per_layer(self, path, per_layer, title=title)
         from .plot import plot_history
         return plot_history(self, path, metric=metric, title=title)
 
@@ -192,3 +202,7 @@ class EarlyStopping(Callback):
         return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
                 f"min_delta={self.min_delta}, mode={self.mode!r}, "
                 f"restore_best_weights={self.restore_best_weights})")
+
+
+# fd.callbacks.GradientMonitor (defined in monitor.py, which imports Callback from here)
+from .monitor import GradientMonitor  # noqa: E402,F401

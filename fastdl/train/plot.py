@@ -67,3 +67,40 @@ def plot_history(history, path, metric=None, title=None):
         ax.set_title(metric)
         ax.legend()
     return save_png(fig, path)
+
+
+def _layer_series(h, stat):
+    """{layer: values} of the History keys ``"<stat>/<layer>"`` in recording order."""
+    prefix = stat + "/"
+    return {k[len(prefix):]: v for k, v in h.items() if k.startswith(prefix)}
+
+
+def plot_per_layer(history, path, stat="grad_norm", title=None):
+    """``History.plot(path, per_layer=stat)``: a GradientMonitor statistic per layer."""
+    h = history.history
+    series = _layer_series(h, stat) if isinstance(stat, str) else {}
+    if not series:
+        stats = sorted({k.split("/", 1)[0] for k in h if "/" in k})
+        raise ValueError(f"per_layer={stat!r} was not recorded; expected one of {stats} "
+                         "(recorded by fd.GradientMonitor)" if stats else
+                         f"per_layer={stat!r}: the History holds no per-layer series; train "
+                         "with callbacks=[fd.GradientMonitor()]")
+    log = stat.endswith("norm") or stat.endswith("ratio")
+    fig, (ax, ax2) = new_figure(2, what="History.plot")
+    for name, vals in series.items():
+        ax.plot(range(1, len(vals) + 1), vals, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(stat)
+    ax.set_title(title or f"{stat} per layer")
+    if len(series) <= 12:
+        ax.legend(fontsize="small")
+    names = list(series)
+    last = [series[n][-1] for n in names]
+    ax2.plot(range(1, len(names) + 1), last, marker="o")
+    ax2.set_xlabel("layer (input -> output)")
+    ax2.set_ylabel(stat)
+    ax2.set_title(f"{stat} by depth, last epoch")
+    if log:
+        for a in (ax, ax2):
+            a.set_yscale("log")
+    return save_png(fig, path)

@@ -332,6 +332,25 @@ def case_sum_squares(rng, dtype):
             assert_close(out, ref, dtype)
 
 
+def case_clip_grads(rng, dtype):
+    # (max_norm, clip_value): norm only (active and not), value only, both, neither
+    for max_norm, clip_value in ((1.0, np.inf), (1e6, np.inf), (np.inf, 0.5), (2.0, 0.3),
+                                 (np.inf, np.inf)):
+        for n in (1, 11, 37):
+            g = hostile(rng, n, dtype)
+            g[0] = np.nan if n == 37 else g[0]          # NaN passes through
+            sq = np.zeros(1)
+            R.sum_squares(sq, g)
+            ref = np.zeros(n, dtype)
+            R.clip_grads(ref, g, sq, max_norm, clip_value)
+            out = poisoned(n, dtype)
+            g_dev = dev(g)
+            K.clip_grads(out, g_dev, dev(sq), max_norm, clip_value)
+            assert_close(out, ref, dtype)
+            np.testing.assert_array_equal(np.isnan(out.copy_to_host()), np.isnan(ref))
+            assert_close(g_dev, g, dtype, rtol=0)  # grads are never modified
+
+
 # --- dropout ----------------------------------------------------------------------------------
 DROPOUT_DRAWS = ((3, 5, 0, 0.8), (2**40 + 7, 123456789, 3, 0.5), (0, 0, 0, 1.0), (9, 2, 1, 0.1))
 

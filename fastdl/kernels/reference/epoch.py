@@ -23,6 +23,9 @@ Arguments (outputs first):
     opt_kind, hyper       optimizer code (fastdl.kernels.OPTIMIZERS) and its float64
                           hyperparameters (see ``optimizer_update``)
     step                  optimizer steps taken before this epoch (Adam's bias correction)
+
+No gradient clipping here: a clipping optimizer's ``fused_spec()`` is None, so ``fit`` takes the
+step path (``Optimizer.step`` clips with ``clipping.clip_grads`` before its update kernel).
 """
 
 import numpy as np

@@ -208,19 +208,31 @@ def _check_params(model, arrays, path):
 
 def _optimizer_from(arrays, path, optimizer=None):
     """The saved optimizer state loaded into ``optimizer`` (or into a new one of the saved
-    class); None when the file holds no optimizer."""
+    class); None when the file holds no optimizer.
+
+    A given ``optimizer`` keeps its own hyperparameters (lr, betas, ...): only the state rows and
+    the step counter come from the file. That is how a paused run is resumed with a new learning
+    rate (``fit(..., optimizer=Adam(lr=1e-4), resume_from=ckpt)``, ``fastdl train --resume
+    --lr``); ``load_state_dict`` alone would put the saved lr back, as PyTorch's does. With
+    ``optimizer=None`` the saved hyperparameters are used."""
     from . import optim
     d = _group(arrays, "optimizer/")
     if not d:
         return optimizer
     name = str(d.get("optimizer", ""))
     try:
+        mine = {}
         if optimizer is None:
             cls = getattr(optim, name, None)
             if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
                 raise ValueError(f"optimizer class {name!r} is not in fastdl.optim")
             optimizer = cls(**{h: d[h].item() for h in cls.hyperparameters})
+        else:
+            mine = {h: getattr(optimizer, h) for h in (*getattr(optimizer, "hyperparameters", ()),
+                                                       *getattr(optimizer, "clip_options", ()))}
         optimizer.load_state_dict(d)
+        for h, v in mine.items():      # the caller's explicit settings win over the file's
+            setattr(optimizer, h, v)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{path!r}: the saved optimizer state cannot be restored: {e}") \
             from None

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import sqlite3
 
 import numpy as np
@@ -57,6 +58,43 @@ def moons_objective(config):
     h = model.fit(Xt, yt, optimizer=fd.optim.Adam(lr=config["lr"], beta1=config["beta1"]),
                   epochs=3, batch_size=32, validation_data=(Xd, yd), verbose=0)
     return h.history["val_accuracy"][-1]
+
+
+def asha_objective(config, trial):
+    """9 epochs; the score at every step is monotone in q, so rungs rank trials by q."""
+    import time as _time
+    for step in range(1, 10):
+        if config.get("sleep"):
+            _time.sleep(config["sleep"])
+        trial.report(config["q"] * step / 9, step=step)
+        if trial.should_prune():
+            return None
+    return config["q"]
+
+
+def pruned_by_raising(config, trial):
+    from fastdl.tune import TrialPruned
+    trial.report(config["q"], step=1)
+    if trial.should_prune():
+        raise TrialPruned()
+    return config["q"] + 1.0
+
+
+def moons_report_objective(config, trial):
+    import fastdl as fd
+    X, y = fd.data.make_moons(200, noise=0.2, seed=0)
+    s = fd.data.split(X, y, ratios=(0.7, 0.3), seed=0)
+    (Xt, yt), (Xd, yd) = s.train, s.dev
+    model = fd.Sequential([fd.Dense(8, activation="relu"), fd.Dense(1, activation="sigmoid")],
+                          input_dim=2, loss="binary_crossentropy", seed=0)
+    h = model.fit(Xt, yt, optimizer=fd.optim.SGD(lr=config["lr"]), epochs=9, batch_size=32,
+                  validation_data=(Xd, yd), verbose=0,
+                  callbacks=[fd.tune.ReportCallback(trial, monitor="val_loss")])
+    return h.history["val_loss"][-1]
+
+
+def _dask_record(board, rung, idx, score):
+    return board.record(rung, idx, score)
 
 
 # ---------------------------------------------------------------- scales
@@ -247,8 +285,26 @@ def test_dask_local_cluster_search(tmp_path):
         r = random_search(two_dim_objective, sp, 6, seed=7, executor=client,
                           storage=tmp_path / "dask.sqlite")
         f = random_search(flaky_objective, {"lr": log_uniform(1e-4, 1)}, 12, seed=0, executor=client)
+        # ASHA on the cluster: the rungs live on the scheduler (a Variable under a Lock) ...
+        from fastdl.tune import ASHA
+        from fastdl.tune.pruning import DaskBoard
+        a = random_search(asha_objective, {"q": uniform(0, 1)}, 8, seed=3, executor=client,
+                          pruner=ASHA(1, 3, max_resource=9))
+        # ... and every worker process sees the scores the others entered
+        board = DaskBoard()
+        board.setup(client)
+        workers = sorted(client.scheduler_info()["workers"])
+        sizes = [len(client.submit(_dask_record, board, 1, i, 0.1 * i, workers=[workers[i % 2]],
+                                   pure=False).result()) for i in range(4)]
+        board.teardown(client)
     assert [t["score"] for t in r.trials] == [t["score"] for t in serial.trials]
     assert any(t["status"] == "failed" and "diverged" in t["error"] for t in f.trials)
+    assert len(workers) == 2 and sizes == [1, 2, 3, 4]
+    assert a.pruned_trials and a.ok_trials and len(a.trials) == 8
+    assert all(len(t["reports"]) in (1, 3) and t["score"] == t["reports"][-1][1]
+               for t in a.pruned_trials)
+    assert all(len(t["reports"]) == 9 for t in a.ok_trials)
+    assert max(t["config"]["q"] for t in a.trials) == a.best["config"]["q"]
 
 
 # ---------------------------------------------------------------- storage
@@ -380,3 +436,217 @@ def test_tiny_fastdl_training_through_process_pool():
     assert all(t["status"] == "ok" for t in r.trials), [t["error"] for t in r.trials]
     assert all(0.0 <= t["score"] <= 1.0 for t in r.trials)
     assert r.best["score"] > 0.5
+
+
+# ---------------------------------------------------------------- per-epoch reports and ASHA
+
+
+def replay_asha(entries, eta, mode="max"):
+    """The ASHA rule restated: entries (rung, idx, score) in arrival order -> {(rung, idx): kept}.
+    Kept iff the score ranks within the top max(1, n // eta) of the n scores at the rung so far."""
+    at, kept = {}, {}
+    for rung, idx, score in entries:
+        at.setdefault(rung, []).append(score)
+        ranked = sorted(at[rung], reverse=(mode == "max"))
+        cut = ranked[max(1, len(ranked) // eta) - 1]
+        kept[(rung, idx)] = score >= cut if mode == "max" else score <= cut
+    return kept
+
+
+def check_decisions(result, kept, rungs):
+    """Each trial's status follows the replayed decisions: pruned at its first rejected rung,
+    with that rung's score as its score, else finished."""
+    for t in result.trials:
+        steps = [s for s, _ in t["reports"]]
+        assert steps == list(range(1, len(steps) + 1))
+        rejected = [r for r in rungs if (r, t["index"]) in kept and not kept[(r, t["index"])]]
+        if rejected:
+            assert t["status"] == "pruned" and steps[-1] == rejected[0], t
+            assert t["score"] == t["reports"][-1][1]
+        else:
+            assert t["status"] == "ok", t
+
+
+def rung_rows(db):
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT rung, idx, score FROM rungs ORDER BY rowid").fetchall()
+    con.close()
+    return rows
+
+
+def test_asha_rule_and_rungs():
+    from fastdl.tune import ASHA
+    a = ASHA(min_resource=1, eta=3)
+    assert a.rungs_passed(0, 1) == [1] and a.rungs_passed(1, 2) == []
+    assert a.rungs_passed(2, 27) == [3, 9, 27] and a.rungs_passed(0, 0) == []
+    assert ASHA(2, 2, max_resource=16).rungs_passed(0, 100) == [2, 4, 8]
+    assert a.keep(0.5, [0.5], "max")                          # alone at the rung: continues
+    assert not a.keep(0.4, [0.5, 0.4], "max")                 # fewer than eta: only the best
+    assert a.keep(0.6, [0.5, 0.4, 0.6], "max")
+    six = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]                      # top 6 // 3 = 2 continue
+    assert a.keep(0.8, six, "max") and not a.keep(0.7, six, "max")
+    assert a.keep(0.5, six, "min") and not a.keep(0.6, six, "min")
+    assert a.keep(0.8, [0.8, 0.8, 0.8], "max")                # ties are kept
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"min_resource": 0}, "min_resource=0"),
+    ({"eta": 1}, "eta=1"),
+    ({"eta": 2.5}, "eta=2.5"),
+    ({"min_resource": 3, "max_resource": 3}, "max_resource=3"),
+])
+def test_bad_asha(kwargs, words):
+    from fastdl.tune import ASHA
+    with pytest.raises(ValueError, match=re.escape(words)):
+        ASHA(**kwargs)
+
+
+def test_bad_pruner_and_reports():
+    from fastdl.tune import ReportCallback, Trial
+    with pytest.raises(TypeError, match="pruner='hyperband'"):
+        random_search(lr_objective, {"lr": log_uniform(1e-4, 1)}, 2, executor="serial",
+                      pruner="hyperband")
+    t = Trial(0, 0, {})
+    with pytest.raises(ValueError, match="score=nan"):
+        t.report(float("nan"))
+    t.report(0.5, step=2)
+    with pytest.raises(ValueError, match="step=2 is invalid"):
+        t.report(0.6, step=2)
+    with pytest.raises(TypeError, match="step=1.5"):
+        t.report(0.6, step=1.5)
+    assert t.reports == [(2, 0.5)] and not t.should_prune()
+    with pytest.raises(TypeError, match="trial=3"):
+        ReportCallback(3)
+    with pytest.raises(ValueError, match="contradicts the search's mode='max'"):
+        ReportCallback(t, monitor="val_loss")
+
+
+def test_reports_are_stored_and_asha_prunes_serially(tmp_path):
+    from fastdl.tune import ASHA
+    db = tmp_path / "asha.sqlite"
+    pruner = ASHA(min_resource=1, eta=3, max_resource=9)        # rungs at epochs 1 and 3
+    r = random_search(asha_objective, {"q": uniform(0, 1)}, 15, seed=0, executor="serial",
+                      storage=db, pruner=pruner)
+    # the decisions, replayed from the trials in the order they ran
+    entries = []
+    for t in r.trials:
+        for rung in (1, 3):
+            if len(t["reports"]) >= rung:
+                entries.append((rung, t["index"], t["config"]["q"] * rung / 9))
+    check_decisions(r, replay_asha(entries, 3), (1, 3))
+    pruned, ok = r.pruned_trials, r.ok_trials
+    assert pruned and ok and len(pruned) + len(ok) == 15
+    assert {len(t["reports"]) for t in pruned} <= {1, 3}
+    assert all(len(t["reports"]) == 9 and t["score"] == t["config"]["q"] for t in ok)
+    assert r.best["config"]["q"] == max(t["config"]["q"] for t in ok)
+    assert max(t["config"]["q"] for t in r.trials) == r.best["config"]["q"]   # never pruned
+    assert "pruned" in repr(r)
+    # stored: statuses, per-epoch reports and rung scores; a rerun runs nothing again
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM trials WHERE status='pruned'").fetchone()[0] == \
+        len(pruned)
+    n_reports = con.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
+    con.close()
+    assert n_reports == sum(len(t["reports"]) for t in r.trials)
+    assert sorted(rung_rows(db)) == sorted(entries)
+    again = random_search(lambda c, t: 1 / 0, {"q": uniform(0, 1)}, 15, seed=0,
+                          executor="serial", storage=db, pruner=pruner)
+    assert [(t["status"], t["score"], t["reports"]) for t in again.trials] == \
+        [(t["status"], t["score"], [tuple(x) for x in t["reports"]]) for t in r.trials]
+
+
+def test_trial_pruned_exception_and_reports_without_pruner():
+    r = random_search(pruned_by_raising, {"q": uniform(0, 1)}, 8, seed=1, executor="serial",
+                      pruner="asha")
+    assert r.pruned_trials and all(t["score"] == t["config"]["q"] for t in r.pruned_trials)
+    assert all(t["score"] == t["config"]["q"] + 1.0 for t in r.ok_trials)
+    # without a pruner nothing stops, reports are still recorded, None returns the last one
+    r = random_search(asha_objective, {"q": uniform(0, 1)}, 4, seed=1, executor="serial")
+    assert all(t["status"] == "ok" and len(t["reports"]) == 9 for t in r.trials)
+
+
+def test_asha_shares_rungs_across_pool_workers(tmp_path):
+    from fastdl.tune import ASHA
+    db = tmp_path / "pool.sqlite"
+    r = random_search(asha_objective, {"q": uniform(0, 1), "sleep": 0.01}, 10, seed=2,
+                      n_workers=2, storage=db, pruner=ASHA(1, 3, max_resource=9))
+    rows = rung_rows(db)                     # written by both workers, in arrival order
+    assert len({i for _, i, _ in rows}) == 10
+    check_decisions(r, replay_asha(rows, 3), (1, 3))
+    assert r.pruned_trials and r.ok_trials
+    assert max(t["config"]["q"] for t in r.trials) == r.best["config"]["q"]
+
+
+def test_asha_with_a_thread_pool_and_no_storage(tmp_path):
+    import concurrent.futures as cf
+    import glob
+    import tempfile
+    from fastdl.tune import ASHA
+    db = tmp_path / "threads.sqlite"
+    with cf.ThreadPoolExecutor(2) as ex:
+        r = random_search(asha_objective, {"q": uniform(0, 1), "sleep": 0.002}, 9, seed=4,
+                          executor=ex, storage=db, pruner=ASHA(1, 3, max_resource=9))
+    check_decisions(r, replay_asha(rung_rows(db), 3), (1, 3))
+    assert r.pruned_trials and r.ok_trials
+    # without storage the rungs go to a temporary file, removed at the end
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "fastdl-asha-*")))
+    r = random_search(asha_objective, {"q": uniform(0, 1)}, 9, seed=4, executor="serial",
+                      pruner="asha")
+    assert r.pruned_trials
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "fastdl-asha-*"))) <= before
+
+
+def test_asha_resume_keeps_the_rungs(tmp_path):
+    from fastdl.tune import ASHA
+    from fastdl.tune.search import _Pruning
+    db = tmp_path / "resume.sqlite"
+    sp, pruner = {"q": uniform(0, 1)}, ASHA(1, 3, max_resource=9)
+    first = random_search(asha_objective, sp, 6, seed=5, executor="serial", storage=db,
+                          pruner=pruner)
+    full = random_search(asha_objective, sp, 14, seed=5, n_workers=2, storage=db, pruner=pruner)
+    assert [t["status"] for t in full.trials[:6]] == [t["status"] for t in first.trials]
+    rows = rung_rows(db)                     # the first 6 trials' rungs come first
+    n_first = sum((len(t["reports"]) >= 1) + (len(t["reports"]) >= 3) for t in first.trials)
+    assert {i for _, i, _ in rows[:n_first]} == set(range(6))
+    check_decisions(full, replay_asha(rows, 3), (1, 3))
+    # a board without the storage file (Dask, or a temporary file) is seeded from the stored
+    # reports before new trials start
+    p = _Pruning(pruner, "serial", None, "k")
+    try:
+        p.seed(0, {t["index"]: t for t in first.trials})
+        board = p.board.for_round(0)
+        want = sorted(t["config"]["q"] / 9 for t in first.trials)
+        assert sorted(board.scores(1)) == pytest.approx(want)
+        assert len(board.scores(3)) == sum(len(t["reports"]) >= 3 for t in first.trials)
+        board.close()
+    finally:
+        p.close()
+
+
+def test_report_callback_in_fit_through_the_pool(tmp_path):
+    from fastdl.tune import ASHA
+    db = tmp_path / "fit.sqlite"
+    r = random_search(moons_report_objective, {"lr": log_uniform(1e-3, 3)}, 6, seed=0,
+                      n_workers=2, storage=db, mode="min", pruner=ASHA(1, 3, max_resource=9))
+    assert all(t["status"] in ("ok", "pruned") for t in r.trials), [t["error"] for t in r.trials]
+    check_decisions(r, replay_asha(rung_rows(db), 3, mode="min"), (1, 3))
+    for t in r.trials:                       # one report per epoch, the fit's val_loss
+        n = len(t["reports"])
+        assert n == 9 if t["status"] == "ok" else n in (1, 3)
+        assert t["score"] == pytest.approx(t["reports"][-1][1])
+
+
+def test_more_bad_search_input():
+    import concurrent.futures as cf
+    import multiprocessing
+    sp = {"lr": log_uniform(1e-4, 1)}
+    for bad in (True, 2.5, -1):
+        with pytest.raises(ValueError, match=re.escape(f"n_trials={bad!r}")):
+            random_search(lr_objective, sp, bad, executor="serial")
+    with pytest.raises(ValueError, match="n_trials=0"):
+        coarse_to_fine(lr_objective, sp, 0, executor="serial")
+    with pytest.raises(ValueError, match="rounds=0"):
+        coarse_to_fine(lr_objective, sp, 2, rounds=0, executor="serial")
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+        with pytest.raises(TypeError, match="cannot be sent to worker processes"):
+            random_search(lambda c: 0.0, sp, 2, executor=ex)

@@ -9,6 +9,7 @@
 from . import config  # noqa: F401  (sets OMP_WAIT_POLICY before numba starts)
 from . import data, optim
 from . import tune
+from . import distributed  # noqa: F401  (imports no MPI until used)
 from .backend import get_backend, set_backend, set_num_threads
 from .diagnose import Diagnosis, diagnose
 from .gradcheck import GradcheckResult, gradcheck
@@ -20,6 +21,7 @@ from .io import load
 from .optim import EWA, ewa
 from .train import Callback, DivergenceError, History
 from .train import LearningRateScheduler, ModelCheckpoint
+from .train import GradientMonitor, callbacks  # fd.callbacks.GradientMonitor too
 
 __version__ = "0.1.0"
 
@@ -28,4 +30,5 @@ __all__ = ["Sequential", "Dense", "Activation", "Layer", "optim", "data", "gradc
            "History", "DivergenceError", "config"]
 __all__ += ["load", "ModelCheckpoint", "LearningRateScheduler", "EWA", "ewa"]
 __all__ += ["nn", "Dropout", "BatchNorm", "Standardizer", "Augment", "EarlyStopping"]
-__all__ += ["tune"]
+__all__ += ["tune", "distributed"]
+__all__ += ["GradientMonitor", "callbacks"]

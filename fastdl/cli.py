@@ -116,7 +116,9 @@ def _parser():
     t.add_argument("--activation", default="relu", choices=ACTIVATIONS)
     t.add_argument("--init", default=None, help="he, lecun, xavier, zeros, normal")
     t.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZER_NAMES))
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default per optimizer)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default per optimizer; with --resume: the checkpoint's "
+                        "unless given, so --resume --lr X changes it)")
     t.add_argument("--schedule", default="none", choices=SCHEDULES,
                    help="learning-rate decay over epochs (course week 2)")
     t.add_argument("--decay-rate", type=float, default=1.0,
@@ -146,8 +148,13 @@ def _parser():
     t.add_argument("--output", "-o", default=None, help="save the trained model (.npz)")
     t.add_argument("--checkpoint", default=None, help="save a checkpoint (.npz) every epoch")
     t.add_argument("--resume", action="store_true",
-                   help="continue from --checkpoint when it exists")
+                   help="continue from --checkpoint when it exists (after Ctrl-C or a crash); "
+                        "one continuous history, --epochs counts the whole run")
     t.add_argument("--plot", default=None, help="save learning curves (.png; needs matplotlib)")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel training under mpiexec (pip install 'fastdl[mpi]'): "
+                        "each rank takes its slice of every --batch-size global batch; rank 0 "
+                        "prints and writes files (docs/distributed.md)")
     t.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
                    help="0 silent, 1 progress bar on a terminal (default), 2 a line per epoch")
 
@@ -426,6 +433,13 @@ def _stream_split(X, y, ratios):
 
 
 def cmd_train(a):
+    if getattr(a, "distributed", False) and not getattr(a, "_quiet", False):
+        import fastdl.distributed as dist     # every rank trains; ranks > 0 print nothing
+        if dist.rank() != 0:
+            import contextlib
+            a._quiet = True
+            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+                return cmd_train(a)
     import fastdl as fd
     from . import data
     if a.epochs < 0:
@@ -456,18 +470,24 @@ def cmd_train(a):
     model.summary()
     opt = _make_optimizer(a.optimizer, a.lr)
     schedule = _schedule(a, opt.lr)
+    resume = a.checkpoint if a.resume and os.path.exists(a.checkpoint) else None
+    if resume:
+        opt = _resume_optimizer(resume, opt, a.lr, schedule)
     where = "streamed from disk" if stream else "in memory"
     print(f"training on {name}: {train[0].shape[0]:,} train ({where}) / {dev[0].shape[0]:,} dev "
           f"/ {test[0].shape[0]:,} test examples, optimizer {opt!r}"
           + (f", lr schedule {a.schedule}" if schedule else ""))
     callbacks = [fd.ModelCheckpoint(a.checkpoint, monitor="loss")] if a.checkpoint else []
-    resume = a.checkpoint if a.resume and os.path.exists(a.checkpoint) else None
     t0 = time.perf_counter()
-    history = model.fit(train[0], train[1], optimizer=opt, epochs=a.epochs,
-                        batch_size=a.batch_size, l2=a.l2,
-                        validation_data=dev if dev[0].shape[0] else None,
-                        callbacks=callbacks, verbose=a.verbose, lr_schedule=schedule,
-                        resume_from=resume)
+    try:
+        history = model.fit(train[0], train[1], optimizer=opt, epochs=a.epochs,
+                            batch_size=a.batch_size, l2=a.l2,
+                            validation_data=dev if dev[0].shape[0] else None,
+                            callbacks=callbacks, verbose=a.verbose, lr_schedule=schedule,
+                            resume_from=resume, distributed=getattr(a, "distributed", False))
+    except KeyboardInterrupt:
+        _print_paused(a, model)
+        return 130          # the shell's status for SIGINT
     dt = time.perf_counter() - t0
     print(f"\ntrained {len(history.epoch)} epochs in {dt:.2f}s"
           + (f" (resumed from {resume})" if resume else ""))
@@ -479,13 +499,51 @@ def cmd_train(a):
     if "dev" in results and "accuracy" in results["dev"]:
         print("\n" + str(fd.diagnose(1.0 - results["train"]["accuracy"],
                                      1.0 - results["dev"]["accuracy"])))
-    if a.output:
+    if a.output and not getattr(a, "_quiet", False):      # rank 0 only when distributed
         model.save(a.output)
         print(f"\nsaved the model to {a.output}")
-    if a.plot:
+    if a.plot and not getattr(a, "_quiet", False):
         history.plot(a.plot, title=f"{name}")
         print(f"saved learning curves to {a.plot}")
     return 0
+
+
+def _resume_optimizer(path, opt, lr, schedule):
+    """The optimizer to continue the run in checkpoint ``path`` with (panda: pause, change,
+    resume). ``--lr`` given: ``opt`` (its lr wins over the checkpoint's; the saved moments and
+    step counter are loaded into it by fit). No ``--lr`` and no schedule: the checkpoint's own
+    optimizer, so its learning rate carries on. A schedule sets the lr every epoch from ``--lr``
+    (or the optimizer's default), as in the first run."""
+    from .io import load
+    ck = load(path)
+    saved, epochs = ck.optimizer, ck.epochs_trained
+    if saved is None or type(saved) is not type(opt):
+        return opt                        # fit explains a class mismatch
+    if lr is None and schedule is None:
+        print(f"resuming {path} after epoch {epochs} with its optimizer {saved!r}")
+        return saved
+    if lr is not None and lr != saved.lr:
+        print(f"resuming {path} after epoch {epochs}: lr {saved.lr:g} -> {opt.lr:g} (--lr)")
+    return opt
+
+
+def _print_paused(a, model):
+    print(f"\n\ninterrupted during epoch {model.epochs_trained + 1}", file=sys.stderr)
+    if not a.checkpoint:
+        print("no --checkpoint was given, so nothing was saved; next time pass --checkpoint "
+              "PATH to be able to resume", file=sys.stderr)
+        return
+    if not os.path.exists(a.checkpoint):
+        print(f"no epoch finished, so {a.checkpoint} was not written", file=sys.stderr)
+        return
+    from .io import load
+    # read from the file, not the model: Ctrl-C during a save leaves the previous checkpoint
+    saved = load(a.checkpoint).epochs_trained
+    print(f"paused: {a.checkpoint} holds the model after epoch {saved}.\n"
+          "resume with the same command plus --resume, e.g. to lower the learning rate:\n"
+          f"  fastdl train ... --checkpoint {a.checkpoint} --resume --lr NEW_LR --epochs "
+          f"{a.epochs}\n(--epochs counts the whole run; raise it to train longer)",
+          file=sys.stderr)
 
 
 def cmd_evaluate(a):

@@ -82,6 +82,11 @@ class BatchNorm(Layer):
     running_var : "biased" (default) or "unbiased"
         Which batch variance the running variance averages: the biased one used to normalize
         in training (course), or the unbiased one (times m/(m-1)), as PyTorch stores it.
+    sync : bool
+        In a distributed ``fit`` (``fastdl.distributed``), normalize with the statistics of
+        the whole global batch, allreduced over the ranks (PyTorch's ``SyncBatchNorm``; numpy
+        and cpu backends). Default False: each rank uses its shard's statistics, as PyTorch
+        DDP does. Without a distributed fit the two are the same layer.
 
     Training mode (``fit``, ``train_on_batch``, ``loss_and_grads``) normalizes with the batch's
     statistics, which needs at least 2 examples per batch, and updates the running statistics;
@@ -94,8 +99,12 @@ class BatchNorm(Layer):
     #: The model folds a following Activation into this layer's kernels (as into a Dense).
     fuses_activation = True
 
-    def __init__(self, momentum=0.9, eps=1e-5, running_var="biased"):
+    def __init__(self, momentum=0.9, eps=1e-5, running_var="biased", sync=False):
         self.momentum = check_momentum(momentum)
+        if not isinstance(sync, (bool, np.bool_)):
+            raise TypeError(f"sync={sync!r} is invalid; expected True or False")
+        self.sync = bool(sync)
+        self._model = None
         self.eps = _real("eps", eps)
         if self.eps <= 0:
             raise ValueError(f"eps={eps!r} is invalid; expected a number > 0 (it keeps "
@@ -149,6 +158,12 @@ class BatchNorm(Layer):
             host = [np.zeros(n, dt), np.ones(n, dt)]
         self.running_mean, self.running_var = (backend.asarray(h) for h in host)
 
+    def attach(self, model):
+        self._model = model     # a synchronized layer reads model._dist (fastdl.distributed)
+
+    def _dist(self):
+        return getattr(self._model, "_dist", None) if self.sync else None
+
     def make_workspace(self, m, dtype):
         bk, n = self._bk, self.output_dim
         return SimpleNamespace(A=bk.empty((m, n), dtype), dX=bk.empty((m, n), dtype),
@@ -169,6 +184,10 @@ class BatchNorm(Layer):
                 "mini-batch has 1 example when the number of examples % batch_size == 1: "
                 "choose another batch_size, or fit(..., drop_last=True)")
         momentum = 1.0 if self.deterministic else self.momentum
+        dist = self._dist()
+        if dist is not None:        # statistics of the global batch (all ranks)
+            from ..distributed.sync_batchnorm import forward_train
+            return forward_train(self, X, ws, dist, momentum)
         k.batchnorm_forward_train(ws.A, ws.mean, ws.inv_std, self.running_mean,
                                   self.running_var, X, self.gamma, self.beta, momentum,
                                   self.eps, self._unbiased, self.runtime_activation,
@@ -178,6 +197,10 @@ class BatchNorm(Layer):
 
     def backward(self, dA, ws, need_dX):
         # dA (a workspace of the next layer) is overwritten with dz = dA * g'(A)
+        dist = self._dist()
+        if dist is not None:
+            from ..distributed.sync_batchnorm import backward
+            return backward(self, dA, ws, need_dX, dist)
         dX = ws.dX if need_dX else self._no_dX
         self._bk.k.batchnorm_backward(dX, self.dgamma, self.dbeta, dA, ws.A, ws.X, ws.mean,
                                       ws.inv_std, self.gamma, self.runtime_activation,
@@ -202,11 +225,15 @@ class BatchNorm(Layer):
             arr[...] = value
 
     def describe(self):
-        return f"BatchNorm(momentum={self.momentum:g}, eps={self.eps:g})"
+        return (f"BatchNorm(momentum={self.momentum:g}, eps={self.eps:g}"
+                + (", sync=True)" if self.sync else ")"))
 
     def get_config(self):
-        return {"type": "BatchNorm", "momentum": self.momentum, "eps": self.eps,
-                "running_var": self.running_var_kind}
+        cfg = {"type": "BatchNorm", "momentum": self.momentum, "eps": self.eps,
+               "running_var": self.running_var_kind}
+        if self.sync:           # only when set: files of unsynchronized models are unchanged
+            cfg["sync"] = True
+        return cfg
 
 
 LAYER_TYPES["BatchNorm"] = BatchNorm

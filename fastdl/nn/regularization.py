@@ -10,6 +10,10 @@ Masks are a pure function of (model seed, model step, layer index, element index
 number of updates the model has taken (``fit`` and ``train_on_batch`` advance it), so a run
 resumed from a checkpoint that stores ``steps_trained`` draws the same masks as an uninterrupted
 one, and every backend draws the same bits. The backward pass recomputes the mask.
+
+In a distributed ``fit`` (``fastdl.distributed``) the rank enters the hash: rank r > 0 uses the
+seed ``mix(seed, r)`` (``DataParallel.mask_seed``), so the ranks' masks differ; rank 0 keeps
+the model seed, so a one-process run is unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ def check_keep_prob(keep_prob):
         raise ValueError(f"keep_prob={keep_prob!r} is invalid; expected a number in (0, 1] "
                          "(the probability of keeping a unit; 1 disables dropout)")
     return float(keep_prob)
+
+
+def _mask_seed(model):
+    """The seed of this process's masks: the model's, mixed with the rank when distributed."""
+    dist = getattr(model, "_dist", None)
+    return model.seed if dist is None else dist.mask_seed(model.seed)
 
 
 class Dropout(Layer):
@@ -63,14 +73,15 @@ class Dropout(Layer):
             return X
         model = self._model
         ws.step = model.steps_trained
-        self._bk.k.dropout_forward(ws.A, X, model.seed, ws.step, self._index, self.keep_prob)
+        ws.seed = _mask_seed(model)
+        self._bk.k.dropout_forward(ws.A, X, ws.seed, ws.step, self._index, self.keep_prob)
         return ws.A
 
     def backward(self, dA, ws, need_dX):
         if not need_dX:
             return None
         if ws.step >= 0:            # in place: dA is a workspace of the next layer
-            self._bk.k.dropout_backward(dA, dA, self._model.seed, ws.step, self._index,
+            self._bk.k.dropout_backward(dA, dA, ws.seed, ws.step, self._index,
                                         self.keep_prob)
         return dA
 

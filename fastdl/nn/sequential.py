@@ -308,7 +308,7 @@ class Sequential:
 
     def fit(self, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
             callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
-            resume_from=None, augment=None):
+            resume_from=None, augment=None, distributed=False):
         """Mini-batch training; returns a :class:`~fastdl.train.History`.
 
         Batches are reshuffled every epoch from ``seed`` (a pure function of seed and epoch),
@@ -326,15 +326,27 @@ class Sequential:
         ``resume_from``: a checkpoint (``model.save``/``ModelCheckpoint``) of this run; training
         continues from it (weights, optimizer state, counters, seed) up to the run's
         ``epochs`` and ends with the parameters an uninterrupted run would have.
+        ``resume_from=model.history`` continues in memory and appends to that same History
+        (the panda workflow, docs/tuning.md). On any resume ``epochs`` counts the whole run
+        (Keras's ``epochs`` with ``initial_epoch``); an optimizer passed keeps its own settings
+        (lr, betas, clipping) and takes only its moments and step counter from the run, so a
+        changed learning rate wins; ``optimizer=None`` continues with the run's optimizer.
+        Ctrl-C (KeyboardInterrupt) rewinds the model to the end of the last completed epoch
+        (parameters, optimizer state, counters; not batch-norm running statistics) and
+        re-raises, so the model, ``model.history`` and the last checkpoint agree.
         ``augment``: an ``fd.Augment`` applied to every training mini-batch (never to
         validation data), drawn from (seed, epoch, batch).
         With ``model.standardizer`` set, an unfitted standardizer is fitted on this ``X``.
+        ``distributed``: True (or ``fd.distributed.DataParallel(...)``) under ``mpiexec``:
+        data-parallel training, each rank takes its slice of every global batch of
+        ``batch_size`` rows and one gradient allreduce per step gives every rank the
+        one-process update (``fastdl/distributed``, ``docs/distributed.md``).
         """
         from ..train.loop import fit
         return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                    shuffle=shuffle, lr_schedule=lr_schedule, drop_last=drop_last,
-                   resume_from=resume_from, augment=augment)
+                   resume_from=resume_from, augment=augment, distributed=distributed)
 
     # ---------------------------------------------------------------- inference API
     def _outputs(self, Xc):

@@ -28,7 +28,8 @@ class ModelCheckpoint(Callback):
 
     The file holds what ``fit(..., resume_from=path)`` needs to continue the run exactly:
     parameters, optimizer state, step and epoch counters, the seed, the History so far.
-    ``last_path`` is the file written last (None before the first save).
+    ``last_path`` is the file written last (None before the first save). In a distributed
+    ``fit`` only rank 0 writes (the file holds nothing rank-specific).
     """
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, every_n_epochs=1,
@@ -77,7 +78,9 @@ class ModelCheckpoint(Callback):
         except (KeyError, ValueError, IndexError) as e:
             raise ValueError(f"ModelCheckpoint path={self.path!r} cannot be formatted from "
                              f"epoch and the logs {sorted(logs)}: {e}") from None
-        self.model.save(path)
+        dist = getattr(self.model, "_dist", None)   # fastdl.distributed: rank 0 writes
+        if dist is None or dist.rank == 0:
+            self.model.save(path)
         self.last_path = path
-        if self.verbose:
+        if self.verbose and (dist is None or dist.rank == 0):
             print(f"Epoch {epoch + 1}: saved the model to {path}")

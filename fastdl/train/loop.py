@@ -67,6 +67,8 @@ def _fused_layout(model, optimizer, wants_batches):
     bk = model._bk
     if not (bk.fused_epoch and model._dense_only) or wants_batches:
         return None
+    if getattr(model, "_dist", None) is not None:   # distributed: an allreduce every step
+        return None
     # On the host the fused kernel pays only for tiny nets; a device backend's train_epoch picks
     # its one-block kernel or per-batch launches itself, without the step path's per-batch Python.
     if not bk.on_device and \
@@ -77,7 +79,7 @@ def _fused_layout(model, optimizer, wants_batches):
         return None
     optimizer.prepare(model.params.size, model.dtype, bk)
     spec = optimizer.fused_spec()
-    if spec is None:
+    if spec is None:                 # e.g. a clipping optimizer: the fused kernels do not clip
         return None
     p = model.params
     layout = np.array([[p.offset(op._index, "W"),
@@ -169,12 +171,20 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     losses = bk.zeros((nb,), np.float64)
     sqs = bk.zeros((nb,), np.float64)
     cost = None
+    # fastdl.distributed: ws holds this rank's rows of the global batch b of mb rows (maybe
+    # none: ws.m == 0); dist.reduce makes p.grad and losses[b] the global batch's
+    dist = getattr(model, "_dist", None)
     batches = source.batches(model, model.seed, epoch, bs, shuffle, drop_last)
     try:
         for b, ws, mb in batches:
-            if prepare is not None:
+            for cb in batch_cbs:         # before the forward pass (the parameters are unchanged)
+                cb.on_batch_begin(b, {"size": mb})
+            if prepare is not None and ws.m:
                 prepare(ws.Xb, epoch, b)
-            model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1])
+            if ws.m:
+                model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1])
+            if dist is not None:
+                dist.reduce(model, ws, mb, losses[b:b + 1], sqs[b:b + 1], l2)
             if check_each:
                 cost = float(losses[b]) + (l2 / (2.0 * mb) * float(sqs[b]) if l2 else 0.0)
                 if not np.isfinite(cost):
@@ -223,24 +233,81 @@ def _batch_hook(model, source, augment):
 
 def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
         callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
-        resume_from=None, augment=None):
+        resume_from=None, augment=None, distributed=False, _dp=None):
+    if distributed and _dp is None:     # one rank of a data-parallel job: fastdl/distributed
+        from ..distributed.trainer import run_distributed
+        return run_distributed(fit, model, distributed, X, y, optimizer=optimizer,
+                               epochs=epochs, batch_size=batch_size, l2=l2,
+                               validation_data=validation_data, callbacks=callbacks,
+                               verbose=verbose, shuffle=shuffle, lr_schedule=lr_schedule,
+                               drop_last=drop_last, resume_from=resume_from, augment=augment)
     from ..optim import SGD
     if augment is not None:
         _check_augment(model, augment)
     resumed = None
-    if resume_from is not None:      # weights, counters, seed, optimizer state, standardizer,
+    if isinstance(resume_from, History):    # this model's own run, continued in memory (panda)
+        optimizer, resumed = _resume_in_memory(model, resume_from, optimizer)
+    elif resume_from is not None:    # weights, counters, seed, optimizer state, standardizer,
         from ..io import resume_into  # history: first, so the inputs see the saved standardizer
         optimizer, resumed = resume_into(model, resume_from, optimizer)
-    if model.standardizer is not None:      # fitted on the training inputs only, once
+    if _dp is not None:                     # rank 0 fits it, every rank gets rank 0's
+        _dp.fit_standardizer(model, X)
+    elif model.standardizer is not None:    # fitted on the training inputs only, once
         model.standardizer._fit_for(model, X)
     source, val, callbacks = _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2,
                                              validation_data, callbacks, verbose, lr_schedule)
+    if _dp is not None:     # agree on the run, broadcast rank 0's model, shard the batches
+        source = _dp.setup(model, source, epochs, batch_size, float(l2), shuffle, drop_last)
+    model._epoch_start = None
     try:
         return _fit(model, source, optimizer, epochs, batch_size, float(l2), val, callbacks,
                     verbose, shuffle, lr_schedule, bool(drop_last), resumed, SGD,
                     augment=augment)
+    except KeyboardInterrupt:
+        _rewind_interrupted_epoch(model)
+        raise
     finally:
         source.close()
+
+
+def _rewind_interrupted_epoch(model):
+    """Ctrl-C (KeyboardInterrupt) in the middle of an epoch: put the parameters, optimizer
+    state and step counter back to the end of the last completed epoch, which is what the last
+    ModelCheckpoint holds and what ``model.history`` ends with, so ``fit(...,
+    resume_from=model.history)`` (or the checkpoint) continues from a consistent state.
+    BatchNorm running statistics are not rewound (they are an average, not a parameter)."""
+    pending = getattr(model, "_epoch_start", None)
+    model._epoch_start = None
+    if pending is not None and pending[0] == model.epochs_trained:
+        pending[1].restore(model, model.optimizer)
+
+
+def _resume_in_memory(model, history, optimizer):
+    """``fit(..., resume_from=model.history)``: continue the run of this model object (after a
+    Ctrl-C, or to train longer after changing the learning rate), appending to the same History.
+    A new optimizer object of the same class takes over the old one's state (its own
+    hyperparameters kept, as on resume from a checkpoint); None keeps ``model.optimizer``."""
+    if history is not getattr(model, "history", None):
+        raise ValueError(f"resume_from={history!r} is not this model's current run; pass "
+                         "model.history (the History of this model's last fit) or a checkpoint "
+                         "path")
+    done = history.epoch[-1] + 1 if history.epoch else model._fit_start_epoch
+    if done != model.epochs_trained:
+        raise ValueError(f"resume_from=model.history ends after epoch {done} but the model has "
+                         f"trained {model.epochs_trained} epochs; it was changed since")
+    old = getattr(model, "optimizer", None)
+    if optimizer is None:
+        optimizer = old
+    elif old is not None and optimizer is not old:
+        if type(optimizer) is not type(old):
+            raise ValueError(f"resume_from=model.history: the run used a {type(old).__name__} "
+                             f"optimizer but fit was given {optimizer!r}; pass a "
+                             f"{type(old).__name__} (or optimizer=None to keep the run's)")
+        mine = {h: getattr(optimizer, h) for h in getattr(optimizer, "hyperparameters", ())}
+        optimizer.load_state_dict(old.state_dict())
+        for h, v in mine.items():        # the caller's explicit settings win
+            setattr(optimizer, h, v)
+    return optimizer, {"object": history, "fit_start_epoch": model._fit_start_epoch}
 
 
 def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbose, shuffle,
@@ -254,7 +321,10 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
     n_used = int(sizes.sum())
     history = History()
     run_start = model.epochs_trained
-    if resumed is not None:
+    if resumed is not None and "object" in resumed:     # resume_from=model.history
+        history = resumed["object"]
+        run_start = resumed["fit_start_epoch"]
+    elif resumed is not None:
         history.epoch = list(resumed["epoch"])
         history.history = {k: list(v) for k, v in resumed["history"].items()}
         run_start = resumed["fit_start_epoch"]
@@ -274,6 +344,10 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
     prepare = _batch_hook(model, source, augment)
     if prepare is None and not source.streaming and not (drop_last and m % bs):
         plan = _fused_layout(model, optimizer, bool(batch_cbs))
+    dist = getattr(model, "_dist", None)
+    if dist is not None:        # only rank 0 prints; ranks > 0 augment with their own draws
+        verbose = verbose if dist.rank == 0 else 0
+        prepare = dist.wrap_prepare(prepare)
     progress = make_progress(verbose)
     model.stop_training = False
     for cb in cbs:
@@ -289,6 +363,7 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
         if progress is not None:
             progress.on_epoch_begin(e, sizes)
         start = _EpochStart(model, optimizer)
+        model._epoch_start = (e, start)     # what a Ctrl-C rewinds to (see fit)
         snapshot = start.params
         t0 = time.perf_counter()
         costs = None
@@ -308,12 +383,15 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
                 _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, e,
                            snapshot, True, prepare=prepare)
         bk.synchronize()
+        if dist is not None:    # rank 0's batch-norm running statistics, for validation
+            dist.end_epoch(model)
         elapsed = time.perf_counter() - t0
         logs = {"loss": float(np.dot(costs, sizes) / n_used), "lr": float(optimizer.lr)}
         if val is not None:
             ev = model.evaluate(*val)
             logs.update({f"val_{k}": v for k, v in ev.items()})
         model.epochs_trained += 1
+        model._epoch_start = None
         for cb in cbs:
             cb.on_epoch_end(e, logs)
         if progress is not None:

@@ -1,0 +1,478 @@
+"""``MLPClassifier`` and ``MLPRegressor``: scikit-learn's estimators, trained by fastdl.
+
+The training semantics are those of ``sklearn.neural_network`` (scikit-learn 1.9,
+``_multilayer_perceptron.py``), reimplemented on fastdl's public pieces: a ``fd.Sequential``
+(``model_``), ``fd.optim`` optimizers, ``Sequential.fit`` with a callback doing scikit-learn's
+per-iteration bookkeeping (``_solvers.StochasticEpochs``), ``fd.data.split`` for the
+early-stopping split, and SciPy's L-BFGS-B on the flat loss and gradient.
+
+Reference: scikit-learn User Guide, "Neural network models (supervised)", section 1.17, and
+Kingma & Ba (2015) for Adam, Glorot & Bengio (2010) for the initialization.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from ..data.split import split
+from ..optim import SGD, Adam, Momentum
+from ..train.loop import DivergenceError
+from ._network import (build_model, export_coefs, init_sklearn, make_optimizer, model_from_state,
+                       model_state)
+from ._params import check_params, keep_probs
+from ._solvers import GradScale, StochasticEpochs, fit_lbfgs
+
+_STOCHASTIC = ("sgd", "adam")
+_OPTIMIZERS = {"SGD": SGD, "Momentum": Momentum, "Adam": Adam}
+_NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
+               "values and need to be preprocessed (e.g. StandardScaler), or lower "
+               "learning_rate_init.")
+
+
+class _BaseMLP(BaseEstimator):
+    """Shared machinery; see :class:`MLPClassifier` for the parameters."""
+
+    _regression = False
+
+    def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+                 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
+                 warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
+                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, keep_prob, batchnorm,
+                 backend, dtype):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.keep_prob = keep_prob
+        self.batchnorm = batchnorm
+        self.backend = backend
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y):
+        """Fit the network to ``X`` (n_samples, n_features) and ``y``; returns self.
+
+        Stochastic solvers run up to ``max_iter`` epochs (scikit-learn's "iterations") and stop
+        early after ``n_iter_no_change`` epochs without an improvement of ``tol``; ``lbfgs`` runs
+        full-batch L-BFGS-B. With ``warm_start=True`` a fitted network continues from its
+        weights (a new optimizer, as scikit-learn)."""
+        return self._fit(X, y, incremental=False)
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC:
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers; "
+                                 f"solver={self.solver!r} is not stochastic")
+        return True
+
+    def _fit(self, X, y, incremental):
+        sizes = check_params(self)
+        first = not hasattr(self, "model_") or (not self.warm_start and not incremental)
+        X, y, Y = self._validate_input(X, y, incremental, reset=first)
+        if self.batchnorm and (X.shape[0] < 2 or (self.solver in _STOCHASTIC
+                                                 and self.batch_size != "auto"
+                                                 and self.batch_size < 2)):
+            raise ValueError(f"batchnorm=True needs at least 2 samples per batch to compute "
+                             f"batch statistics; got n_samples={X.shape[0]} (1 sample is too "
+                             f"few), batch_size={self.batch_size!r}")
+        rng = check_random_state(self.random_state)
+        if first:
+            self._initialize(X, Y, sizes, rng)
+        else:
+            self._check_same_network(sizes, Y)
+        self._scale = GradScale(self._regression, self.n_outputs_, self.alpha)
+        model = self.model_
+        X = np.ascontiguousarray(X, dtype=model.dtype)
+        Y = np.ascontiguousarray(Y, dtype=model.dtype)
+        if self.solver in _STOCHASTIC:
+            self._fit_stochastic(X, y, Y, incremental, rng)
+        else:
+            try:
+                self.n_iter_, self.loss_ = fit_lbfgs(self, model, X, Y)
+            except DivergenceError as e:
+                raise ValueError(_NON_FINITE) from e
+        self.coefs_, self.intercepts_ = export_coefs(model)
+        if not all(np.isfinite(a).all() for a in self.coefs_ + self.intercepts_):
+            raise ValueError(_NON_FINITE)
+        return self
+
+    def _architecture(self, sizes):
+        return (list(sizes), self.activation, bool(self.batchnorm),
+                keep_probs(self.keep_prob, len(sizes)), self.backend, self.dtype)
+
+    def _check_same_network(self, sizes, Y):
+        """warm_start / partial_fit continue the fitted network: its shape must not change."""
+        if Y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {Y.shape[1]} output(s); the fitted network has "
+                             f"n_outputs_={self.n_outputs_} (fit anew with warm_start=False)")
+        names = ("hidden_layer_sizes", "activation", "batchnorm", "keep_prob", "backend",
+                 "dtype")
+        for name, now, then in zip(names, self._architecture(sizes), self._fitted_architecture):
+            if now != then:
+                raise ValueError(f"{name}={getattr(self, name)!r} differs from the fitted "
+                                 f"network's ({then!r}); warm_start and partial_fit continue "
+                                 "that network: fit anew with warm_start=False to change it")
+
+    def _initialize(self, X, Y, sizes, rng):
+        """A new network with scikit-learn's initial weights (same ``random_state``, same
+        weights) and fresh training state."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(sizes) + 2
+        self.out_activation_ = self._out_activation()
+        dtype = X.dtype if self.dtype == "auto" else np.dtype(self.dtype)
+        self._fitted_architecture = self._architecture(sizes)
+        self.model_ = build_model(sizes, X.shape[1], self.n_outputs_, self.activation,
+                                  self.out_activation_, keep_probs(self.keep_prob, len(sizes)),
+                                  self.batchnorm, dtype, 0, self.backend)
+        init_sklearn(self.model_, self.activation, rng)
+        # dropout masks and shuffles: fastdl's counter-based streams from one seed
+        self.model_.seed = int(rng.randint(np.iinfo(np.int32).max))
+        if hasattr(self, "_optimizer"):
+            del self._optimizer
+        if self.solver in _STOCHASTIC:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            self._best_weights = self.model_.get_weights()
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _fit_stochastic(self, X, y, Y, incremental, rng):
+        scale = self._scale
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._lr = float(self.learning_rate_init)
+            adam = self.solver == "adam"
+            self._optimizer = make_optimizer(
+                self.solver, self._lr if adam else self._lr / scale.c, self.momentum,
+                self.nesterovs_momentum, self.beta_1, self.beta_2, self.epsilon * scale.c,
+                self.backend)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        val = None
+        if self.early_stopping:
+            X, Y, val = self._validation_split(X, y, Y, rng)
+        n = X.shape[0]
+        if self.batch_size == "auto":
+            bs = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped", stacklevel=3)
+            bs = min(int(self.batch_size), n)
+        # BatchNorm needs >= 2 rows per training batch: skip a last batch of one row
+        drop_last = bool(self.batchnorm and n > 1 and n % bs == 1)
+        n_batches = n // bs if drop_last else -(-n // bs)
+        cb = StochasticEpochs(self, self._optimizer, n, n_batches, val)
+        self.n_iter_ = 0
+        try:
+            self.model_.fit(X, Y, optimizer=self._optimizer, epochs=1 if incremental else
+                            self.max_iter, batch_size=bs, l2=scale.l2, callbacks=[cb],
+                            verbose=0, shuffle=self.shuffle, drop_last=drop_last)
+        except DivergenceError as e:
+            raise ValueError(_NON_FINITE) from e
+        if not cb.converged and not incremental and self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                          "and the optimization hasn't converged yet.", ConvergenceWarning,
+                          stacklevel=3)
+        if self.early_stopping:
+            self.model_.set_weights(self._best_weights)
+
+    def _validation_split(self, X, y, Y, rng):
+        """Hold out ``ceil(validation_fraction * n)`` rows (scikit-learn's test_size rounding),
+        stratified by class for single-label classification, drawn from ``random_state``."""
+        n = X.shape[0]
+        n_val = math.ceil(self.validation_fraction * n)
+        if n_val < 2 or n - n_val < 1:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             f"or the size of your dataset (n_samples={n}, "
+                             f"validation_fraction={self.validation_fraction}).")
+        stratify = not self._regression and np.ndim(y) == 1
+        labels = np.searchsorted(self.classes_, y) if stratify else np.zeros(n)
+        parts = split(np.arange(n).reshape(-1, 1), labels, counts=(n - n_val, n_val),
+                      stratify=stratify, seed=int(rng.randint(np.iinfo(np.int32).max)))
+        tr, va = parts.train[0][:, 0], parts.dev[0][:, 0]
+        return X[tr], Y[tr], (X[va], y[va])
+
+    # ------------------------------------------------------------------ inference
+    def _outputs(self, X, check_input=True):
+        """The network's outputs (probabilities, or values for regression), (n, n_outputs_)."""
+        if check_input:
+            check_is_fitted(self)
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        return self.model_.predict_proba(np.ascontiguousarray(X, dtype=self.model_.dtype))
+
+    def _score_validated(self, X, y):
+        pred = self._predict(X, check_input=False)
+        if np.issubdtype(pred.dtype, np.floating) and not np.isfinite(pred).all():
+            return np.nan
+        return (r2_score if self._regression else accuracy_score)(y, pred)
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self):
+        """Pickle without Numba/device objects: the network as config + weights + counters, the
+        optimizer as its state_dict (both plain NumPy)."""
+        state = dict(super().__getstate__())
+        if "model_" in state:
+            state["model_"] = model_state(state["model_"])
+        if "_optimizer" in state:
+            opt = state["_optimizer"]
+            state["_optimizer"] = (type(opt).__name__, opt.state_dict())
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        if "model_" in state:
+            state["model_"] = model_from_state(state["model_"])
+        if "_optimizer" in state:
+            name, d = state["_optimizer"]
+            opt = _OPTIMIZERS[name](backend=state.get("backend"))
+            opt.load_state_dict(d)
+            state["_optimizer"] = opt
+        super().__setstate__(state)
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier: ``sklearn.neural_network.MLPClassifier`` trained by
+    fastdl (change the import, keep the code).
+
+    Minimizes the cross-entropy (log-loss) of a softmax output (multiclass), or of one logistic
+    unit per label (binary, multilabel), plus ``alpha/(2 m) * sum ||W||^2`` per batch of m rows
+    (scikit-learn's scaling; it is fastdl's ``l2=alpha``).
+
+    Parameters (scikit-learn's names, defaults and meaning)
+    ----------
+    hidden_layer_sizes : int or sequence of int, default (100,)
+    activation : {"identity", "logistic", "tanh", "relu"}, default "relu"
+        Hidden-layer activation (fastdl's "linear", "sigmoid", "tanh", "relu").
+    solver : {"lbfgs", "sgd", "adam"}, default "adam"
+        "lbfgs" runs SciPy's L-BFGS-B (needs scipy).
+    alpha : float >= 0, default 1e-4
+    batch_size : int or "auto", default "auto" (``min(200, n_samples)``)
+    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant" (sgd only):
+        invscaling ``lr = learning_rate_init / (t_ + 1) ** power_t`` after each epoch;
+        adaptive divides lr by 5 whenever ``n_iter_no_change`` epochs fail to improve by tol
+        (stops once lr <= 1e-6).
+    learning_rate_init : float > 0, default 1e-3
+    power_t : float >= 0, default 0.5
+    max_iter : int >= 1, default 200 (epochs for sgd/adam, iterations for lbfgs)
+    shuffle : bool, default True
+    random_state : None, int or RandomState
+        Initial weights (drawn exactly as scikit-learn draws them), shuffles, dropout masks and
+        the early-stopping split.
+    tol : float >= 0, default 1e-4
+    verbose : bool or int, default False
+    warm_start : bool, default False
+    momentum : float in [0, 1), default 0.9 (sgd)
+    nesterovs_momentum : bool, default True (sgd)
+    early_stopping : bool, default False
+    validation_fraction : float in [0, 1), default 0.1
+    beta_1, beta_2 : float in [0, 1), defaults 0.9, 0.999 (adam)
+    epsilon : float > 0, default 1e-8 (adam)
+    n_iter_no_change : int >= 1 or np.inf, default 10
+    max_fun : int >= 1, default 15000 (lbfgs)
+
+    fastdl extras
+    -------------
+    keep_prob : float or sequence of float in (0, 1], default 1.0
+        Dropout keep probability after each hidden layer (one number for all, or one per
+        layer); 1 disables dropout.
+    batchnorm : bool, default False
+        BatchNorm between each hidden Dense and its activation.
+    backend : None, "cpu", "numpy" or "cuda", default None (fastdl's default backend)
+    dtype : "auto", "float32" or "float64", default "auto"
+        "auto" computes in the input's precision as scikit-learn does (float32 input stays
+        float32, anything else float64); "float32" is faster on float64 input.
+
+    Attributes
+    ----------
+    classes_, loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_, t_,
+    coefs_ (list of (fan_in, fan_out) arrays), intercepts_, n_features_in_, feature_names_in_,
+    n_iter_, n_layers_, n_outputs_, out_activation_: as scikit-learn.
+    model_ : fastdl.Sequential
+        The trained network (``coefs_``/``intercepts_`` are copies of its weights).
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 keep_prob=1.0, batchnorm=False, backend=None, dtype="auto"):
+        super().__init__(hidden_layer_sizes, activation, solver, alpha, batch_size,
+                         learning_rate, learning_rate_init, power_t, max_iter, shuffle,
+                         random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
+                         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
+                         n_iter_no_change, max_fun, keep_prob, batchnorm, backend, dtype)
+
+    def _out_activation(self):
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
+                             reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start and not incremental:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same "
+                                     f"classes as in the previous call to fit. Previously got "
+                                     f"{self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        Y = self._label_binarizer.transform(y)
+        return X, y, Y
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y). ``classes`` (all labels of the whole data set) is required on
+        the first call and must not change later; y need not contain every class."""
+        first = not hasattr(self, "classes_")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if classes is not None:
+            classes = unique_labels(classes)
+            if not first and not np.array_equal(classes, self.classes_):
+                raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
+                                 f"partial_fit, was: {self.classes_!r}")
+        if first:
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+            self.classes_ = self._label_binarizer.classes_
+        return self._fit(X, y, incremental=True)
+
+    def _predict(self, X, check_input=True):
+        out = self._outputs(X, check_input)
+        if self.n_outputs_ == 1:
+            out = out.ravel()
+        return self._label_binarizer.inverse_transform(out)
+
+    def predict(self, X):
+        """Class labels (n_samples,), or a label indicator matrix for multilabel targets."""
+        return self._predict(X)
+
+    def predict_proba(self, X):
+        """Probabilities (n_samples, n_classes) in the order of ``classes_`` (multilabel: one
+        independent probability per label)."""
+        out = self._outputs(X)
+        if self.n_outputs_ == 1:
+            p = out.ravel()
+            return np.vstack([1 - p, p]).T
+        return out
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``."""
+        p = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(p, out=p)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor: ``sklearn.neural_network.MLPRegressor`` trained by
+    fastdl.
+
+    Minimizes scikit-learn's half squared error ``(1/(2 m k)) sum (y_hat - y)^2`` plus
+    ``alpha/(2 m) * sum ||W||^2`` per batch (identity output), with scikit-learn's gradient
+    scaling (see ``fastdl/sklearn/_solvers.py``). Parameters, extras and attributes: as
+    :class:`MLPClassifier` (no ``classes_``), plus
+
+    loss : "squared_error", default "squared_error"
+        scikit-learn's other choice, "poisson", is not available (fastdl has no Poisson
+        loss kernel) and raises ValueError.
+    """
+
+    _regression = True
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 keep_prob=1.0, batchnorm=False, backend=None, dtype="auto"):
+        self.loss = loss
+        super().__init__(hidden_layer_sizes, activation, solver, alpha, batch_size,
+                         learning_rate, learning_rate_init, power_t, max_iter, shuffle,
+                         random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
+                         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
+                         n_iter_no_change, max_fun, keep_prob, batchnorm, backend, dtype)
+
+    def _out_activation(self):
+        return "identity"
+
+    def _validate_input(self, X, y, incremental, reset):
+        if self.loss != "squared_error":
+            if self.loss == "poisson":
+                raise ValueError("loss='poisson' is not supported by fastdl.sklearn (fastdl has "
+                                 "no Poisson loss kernel); expected loss='squared_error', or "
+                                 "use sklearn.neural_network.MLPRegressor")
+            raise ValueError(f"loss={self.loss!r} is invalid; expected 'squared_error'")
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y, y.reshape(y.shape[0], -1)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y):
+        """One epoch over (X, y), continuing from the current weights and optimizer state."""
+        return self._fit(X, y, incremental=True)
+
+    def _predict(self, X, check_input=True):
+        out = self._outputs(X, check_input)
+        return out.ravel() if out.shape[1] == 1 else out
+
+    def predict(self, X):
+        """Predicted values (n_samples,) or (n_samples, n_outputs)."""
+        return self._predict(X)

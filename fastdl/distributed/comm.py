@@ -8,11 +8,16 @@ the collective, the step and the timeout, after which ``fit`` aborts the whole j
 (``MPI_Abort``), so no rank is left waiting.
 
 Polling ``Test`` is also what drives MPICH's progress engine for a non-blocking collective, so
-the loop spins for the first half millisecond (once both ranks are in it, the 0.94 MB gradient
-of the 784-256-128-10 net is reduced in 0.1-0.5 ms) and then sleeps 0.2 ms between tests, to
-leave the core to the other ranks while one of them is late (compilation on the first step,
-a rank descheduled by other load). Spinning 5 ms instead cost about a quarter of the 2-rank
-CPU-time efficiency on the loaded dev machine (one noisy measurement each).
+the loop spins for the first 20 ms (once both ranks are in it, the 0.94 MB gradient of the
+784-256-128-10 net is reduced in 0.1-0.2 ms) and only then sleeps 0.2 ms between tests, to
+leave the core to the other ranks while one of them is far behind (compilation on the first
+step, a rank descheduled by other load). The spin must outlast the ranks' step-to-step jitter:
+a rank that went to sleep holds the collective up until it wakes, every step. Measured on the
+quiet 2-core dev box (2 ranks x 1 thread vs 1 rank, 784-256-128-10, Adam, batch 1024, median of
+3 rounds, benchmarks/distributed_check.py): spinning 0.5 ms gave 1.37-1.63x, 2 ms 1.50x,
+20 ms 1.74x. Blocking MPI calls busy-poll the same way (MPICH's default). On a loaded machine
+the spin costs CPU time other processes could use (the previous 0.5 ms setting was chosen
+under such load).
 
 ``mpi4py`` is an optional dependency (``pip install "fastdl[mpi]"``): it is imported only here,
 only when a distributed ``fit`` starts.
@@ -29,7 +34,7 @@ import numpy as np
 #: Generous because the first step of a run includes JIT compilation on every rank.
 DEFAULT_TIMEOUT = 300.0
 #: Seconds a wait spins on ``Test`` before it starts sleeping between tests.
-_SPIN_SECONDS = 0.0005
+_SPIN_SECONDS = 0.02
 _SLEEP_SECONDS = 0.0002
 
 

@@ -408,41 +408,15 @@ class StreamSource:
     def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False):
         if self._buffers is None:
             self._allocate()
-        bk = self.backend
-        on_device = bk.on_device
-        gather = (lambda out, X, idx: np.take(X, idx, axis=0, out=out)) if on_device \
-            else bk.k.gather_rows
         blocks = stream_blocks(seed, epoch, self.n_blocks, shuffle)
         groups = _groups(self.m, self.block_rows, self.buffer_blocks, blocks)
         prefetch = _Prefetch(self, groups, seed, epoch, shuffle)
+        reader = ChunkReader(prefetch, self.backend, self._staging)
         bs = min(int(batch_size), self.m)
-        cur, pos = None, 0
         try:
             for b, mb in enumerate(batch_sizes(self.m, bs, drop_last).tolist()):
                 ws = model._workspace(mb)
-                if on_device:
-                    st = self._staging.get(mb)
-                    if st is None:
-                        st = self._staging[mb] = (np.empty((mb, model.input_dim), model.dtype),
-                                                  np.empty((mb, model.output_dim), model.dtype))
-                    dX, dY = st
-                else:
-                    dX, dY = ws.Xb, ws.Yb
-                filled = 0
-                while filled < mb:
-                    if cur is None or pos == cur.rows:
-                        if cur is not None:
-                            prefetch.release(cur)
-                        cur, pos = prefetch.next(), 0
-                    take = min(mb - filled, cur.rows - pos)
-                    idx = cur.perm[pos:pos + take]
-                    gather(dX[filled:filled + take], cur.X, idx)
-                    gather(dY[filled:filled + take], cur.Y, idx)
-                    filled += take
-                    pos += take
-                if on_device:
-                    ws.Xb.copy_to_device(dX)
-                    ws.Yb.copy_to_device(dY)
+                reader.fill(model, ws, mb)
                 yield b, ws, mb
         finally:
             prefetch.close()
@@ -455,6 +429,52 @@ class StreamSource:
     def __repr__(self):
         return (f"StreamSource({self.xr.what}, m={self.m}, block_rows={self.block_rows}, "
                 f"buffer_blocks={self.buffer_blocks})")
+
+
+class ChunkReader:
+    """Fills mini-batches, in order, from a prefetcher's chunks of shuffled rows.
+
+    ``prefetch.next()`` returns a host chunk with ``rows``, ``perm`` (the order to take its rows
+    in), ``X`` and ``Y``; ``prefetch.release(chunk)`` hands it back for refilling. A batch may
+    span two chunks. Shared by :class:`StreamSource` and ``fastdl.distributed``'s sharded
+    stream, which differ only in which rows their chunks hold. On a device backend the rows
+    are gathered into host staging buffers (one pair per batch size, kept in ``staging``) and
+    copied to the workspace in one transfer per array."""
+
+    def __init__(self, prefetch, backend, staging):
+        self.prefetch, self.staging = prefetch, staging
+        self.on_device = backend.on_device
+        self.gather = (lambda out, X, idx: np.take(X, idx, axis=0, out=out)) \
+            if self.on_device else backend.k.gather_rows
+        self.cur, self.pos = None, 0
+
+    def fill(self, model, ws, n):
+        """Put the next ``n`` rows into the workspace's ``Xb``/``Yb``."""
+        if self.on_device:
+            st = self.staging.get(n)
+            if st is None:
+                st = self.staging[n] = (np.empty((n, model.input_dim), model.dtype),
+                                        np.empty((n, model.output_dim), model.dtype))
+            dX, dY = st
+        else:
+            dX, dY = ws.Xb, ws.Yb
+        filled = 0
+        while filled < n:
+            cur = self.cur
+            if cur is None or self.pos == cur.rows:
+                if cur is not None:
+                    self.prefetch.release(cur)
+                cur, self.pos = self.prefetch.next(), 0
+                self.cur = cur
+            take = min(n - filled, cur.rows - self.pos)
+            idx = cur.perm[self.pos:self.pos + take]
+            self.gather(dX[filled:filled + take], cur.X, idx)
+            self.gather(dY[filled:filled + take], cur.Y, idx)
+            filled += take
+            self.pos += take
+        if self.on_device:
+            ws.Xb.copy_to_device(dX)
+            ws.Yb.copy_to_device(dY)
 
 
 def make_source(model, X, y):

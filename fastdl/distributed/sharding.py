@@ -34,7 +34,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..data.batches import batch_sizes
+from ..data.batches import ChunkReader, batch_sizes
 
 
 def shard_range(mb, size, rank):
@@ -204,41 +204,15 @@ class ShardedStreamSource:
         if self._buffers is None or self._cap < cap:
             self._allocate(cap)
         chunks = [rows[s:s + self._cap] for s in range(0, rows.shape[0], self._cap)]
-        bk = self.backend
-        on_device = bk.on_device
-        gather = (lambda out, X, idx: np.take(X, idx, axis=0, out=out)) if on_device \
-            else bk.k.gather_rows
         prefetch = _ChunkPrefetch(self, chunks)
-        cur, pos = None, 0
+        reader = ChunkReader(prefetch, self.backend, self._staging)
         try:
             for b, (mb, n) in enumerate(zip(sizes.tolist(), local.tolist())):
                 if n == 0:
                     yield b, _empty_workspace(), mb
                     continue
                 ws = model._workspace(n)
-                if on_device:
-                    st = self._staging.get(n)
-                    if st is None:
-                        st = self._staging[n] = (np.empty((n, model.input_dim), model.dtype),
-                                                 np.empty((n, model.output_dim), model.dtype))
-                    dX, dY = st
-                else:
-                    dX, dY = ws.Xb, ws.Yb
-                filled = 0
-                while filled < n:
-                    if cur is None or pos == cur.rows:
-                        if cur is not None:
-                            prefetch.release(cur)
-                        cur, pos = prefetch.next(), 0
-                    take = min(n - filled, cur.rows - pos)
-                    idx = cur.perm[pos:pos + take]
-                    gather(dX[filled:filled + take], cur.X, idx)
-                    gather(dY[filled:filled + take], cur.Y, idx)
-                    filled += take
-                    pos += take
-                if on_device:
-                    ws.Xb.copy_to_device(dX)
-                    ws.Yb.copy_to_device(dY)
+                reader.fill(model, ws, n)
                 yield b, ws, mb
         finally:
             prefetch.close()

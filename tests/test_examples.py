@@ -24,6 +24,8 @@ EXPECT = {
     "08_out_of_core.py": ["streamed (.npy paths)", "in memory (np.load)", "peak RSS"],
     "09_vanishing_exploding.py": ["tiny N(0, 0.01^2)  vanishing", "large N(0, 1)      exploding",
                                   "large + clipping   exploding", "LeCun              healthy"],
+    "10_sklearn_dropin.py": ["sklearn MLPClassifier", "fastdl + dropout", "fastdl + batchnorm",
+                             "GridSearchCV over alpha", "best alpha"],
 }
 
 

@@ -234,28 +234,33 @@ def stream_order(seed, epoch, m, block_rows, buffer_blocks, shuffle=True):
     return np.concatenate(parts)
 
 
-class _Prefetch:
-    """A background thread filling free shuffle buffers with the epoch's groups, in order."""
+class Prefetch:
+    """A background thread filling free host buffers, one job after another, in order.
 
-    def __init__(self, source, groups, seed, epoch, shuffle):
+    ``open_files()`` returns the file descriptors the thread reads with (closed when it ends);
+    ``fill(buf, job, fds)`` fills one buffer for one job. The consumer takes filled buffers
+    with :meth:`next` (an exception in the thread is raised there) and hands them back with
+    :meth:`release`. Used by :class:`StreamSource` (a job: a group of blocks) and by
+    ``fastdl.distributed``'s sharded stream (a job: a chunk of this rank's rows)."""
+
+    def __init__(self, buffers, open_files, jobs, fill, name="fastdl-prefetch"):
         self._free, self._ready = queue.Queue(), queue.Queue()
-        for buf in source._buffers:
+        for buf in buffers:
             self._free.put(buf)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fastdl-prefetch", daemon=True,
-                                        args=(source, groups, seed, epoch, shuffle))
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True,
+                                        args=(open_files, jobs, fill))
         self._thread.start()
 
-    def _run(self, source, groups, seed, epoch, shuffle):
+    def _run(self, open_files, jobs, fill):
         fds = []
         try:
-            fds = source._open()
-            for g, spans in groups:
+            fds = open_files()
+            for job in jobs:
                 buf = self._free.get()
                 if buf is None or self._stop.is_set():
                     return
-                source._fill(buf, spans, fds)
-                buf.perm = _buffer_permutation(seed, epoch, g, buf.rows, shuffle)
+                fill(buf, job, fds)
                 self._ready.put(buf)
         except BaseException as e:          # handed to the consumer, raised there
             self._ready.put(e)
@@ -410,7 +415,12 @@ class StreamSource:
             self._allocate()
         blocks = stream_blocks(seed, epoch, self.n_blocks, shuffle)
         groups = _groups(self.m, self.block_rows, self.buffer_blocks, blocks)
-        prefetch = _Prefetch(self, groups, seed, epoch, shuffle)
+
+        def fill(buf, job, fds):
+            g, spans = job
+            self._fill(buf, spans, fds)
+            buf.perm = _buffer_permutation(seed, epoch, g, buf.rows, shuffle)
+        prefetch = Prefetch(self._buffers, self._open, groups, fill)
         reader = ChunkReader(prefetch, self.backend, self._staging)
         bs = min(int(batch_size), self.m)
         try:

@@ -27,14 +27,11 @@ order of floating-point summation).
 
 from __future__ import annotations
 
-import os
-import queue
-import threading
 from types import SimpleNamespace
 
 import numpy as np
 
-from ..data.batches import ChunkReader, batch_sizes
+from ..data.batches import ChunkReader, Prefetch, batch_sizes
 
 
 def shard_range(mb, size, rank):
@@ -93,49 +90,6 @@ class ShardedArraySource:
 
     def close(self):
         self.inner.close()
-
-
-class _ChunkPrefetch:
-    """A background thread reading the rank's row chunks, in order, into free buffers."""
-
-    def __init__(self, source, chunks):
-        self._free, self._ready = queue.Queue(), queue.Queue()
-        for buf in source._buffers:
-            self._free.put(buf)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(source, chunks), daemon=True,
-                                        name="fastdl-shard-prefetch")
-        self._thread.start()
-
-    def _run(self, source, chunks):
-        fds = []
-        try:
-            fds = source.inner._open()
-            for rows in chunks:
-                buf = self._free.get()
-                if buf is None or self._stop.is_set():
-                    return
-                source._fill(buf, rows, fds)
-                self._ready.put(buf)
-        except BaseException as e:          # raised in the training thread
-            self._ready.put(e)
-        finally:
-            for fd in fds:
-                os.close(fd)
-
-    def next(self):
-        item = self._ready.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def release(self, buf):
-        self._free.put(buf)
-
-    def close(self):
-        self._stop.set()
-        self._free.put(None)
-        self._thread.join()
 
 
 class ShardedStreamSource:
@@ -204,7 +158,8 @@ class ShardedStreamSource:
         if self._buffers is None or self._cap < cap:
             self._allocate(cap)
         chunks = [rows[s:s + self._cap] for s in range(0, rows.shape[0], self._cap)]
-        prefetch = _ChunkPrefetch(self, chunks)
+        prefetch = Prefetch(self._buffers, self.inner._open, chunks, self._fill,
+                            name="fastdl-shard-prefetch")
         reader = ChunkReader(prefetch, self.backend, self._staging)
         try:
             for b, (mb, n) in enumerate(zip(sizes.tolist(), local.tolist())):

@@ -10,8 +10,9 @@ MNIST-shaped synthetic data (``_peers.mnist_like``). Variants:
 * ``plain``              ``fit`` with no callback (the peer every other row is compared with)
 * ``monitor``            ``callbacks=[GradientMonitor()]`` (default ``every=16``)
 * ``monitor every=1``    every batch sampled (the worst case; for information)
-* ``global_clipnorm``    ``Adam(global_clipnorm=1.0)`` (one sum_squares + one clip pass)
-* ``clipvalue``          ``Adam(clipvalue=0.01)`` (one clip pass)
+* ``global_clipnorm``    ``Adam(global_clipnorm=1.0)`` (one sum_squares, then the update
+                         kernel clips inline)
+* ``clipvalue``          ``Adam(clipvalue=0.01)`` (clipped inline by the update kernel)
 
 What each figure means: ``samples/s`` is training examples per second over one whole epoch of
 ``fit`` (shuffle, forward, loss, backward, Adam), median over rounds, compilation excluded by a

@@ -96,7 +96,8 @@ def _check_against_reference(p0, g):
     opt = fd.optim.Adam(lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS, backend="cpu")
     for step in (1, 2):
         opt.step(p_fd, g)
-        ref_optim.adam_update(p_ref, m, v, g, LR, BETA1, BETA2, EPS, step, 0.0, 0.0, 0.0, 0)
+        ref_optim.adam_update(p_ref, m, v, g, LR, BETA1, BETA2, EPS, step, 0.0, 0.0,
+                              ref_optim.NO_SUM_SQ, np.inf, np.inf, 0.0, 0)
     np.testing.assert_allclose(p_fd, p_ref, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(opt.state["m"], m, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(opt.state["v"], v, rtol=1e-6, atol=1e-12)

@@ -1,7 +1,9 @@
 """Gradient clipping (``global_clipnorm=`` / ``clipvalue=`` on every optimizer).
 
-* the clip kernel of every host backend against the reference (serial and parallel paths,
-  NaN handling; the cuda kernel is checked under the simulator in tests/cuda_sim);
+* clipping is fused into the update kernels (no clip kernel, no clipped-gradient buffer): the
+  cpu kernels against the reference with clipping are in tests/test_optim.py, the cuda ones
+  under the simulator in tests/cuda_sim; here the clipped gradient the update applies (serial
+  and parallel paths, NaN handling) and the optimizers' buffers;
 * the global norm after clipping is bounded exactly; L2 and weight decay come after clipping;
 * PyTorch parity: ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_`` before
   ``opt.step()`` on a fixed problem, against goldens recorded from torch 2.13
@@ -17,8 +19,8 @@ import pytest
 
 import fastdl as fd
 from fastdl import config
-from fastdl.kernels.cpu import clipping as cpu_clip
-from fastdl.kernels.reference import clipping as ref_clip
+from fastdl.kernels.cpu import optim as cpu_optim
+from fastdl.kernels.reference import optim as ref_optim
 from fastdl.kernels.reference.reductions import sum_squares as ref_sum_squares
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -147,7 +149,15 @@ GOLDEN = dict(np.load(GOLDEN_PATH, allow_pickle=False)) if os.path.exists(GOLDEN
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
-# --- the kernel ------------------------------------------------------------------------------
+# --- the clipped gradient inside the update kernels ------------------------------------------
+def clipped_by_update(k, g, sq, max_norm, clip_value):
+    """The gradient an update kernel applies after clipping: ``sgd_update`` with lr = 1 and no
+    decay on zero parameters writes exactly ``-clamp(g * coef, -c, c)``."""
+    p = np.zeros_like(g)
+    k.sgd_update(p, g, 1.0, 0.0, sq, max_norm, clip_value, 0.0, 0)
+    return -p
+
+
 def _kernel_case(rng, n, dtype, nan=False):
     """A gradient (a NaN in the middle when ``nan``) and its squared norm (float64)."""
     g = (10 * rng.standard_normal(n)).astype(dtype)
@@ -160,10 +170,10 @@ def _kernel_case(rng, n, dtype, nan=False):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("parallel", [False, True])
-def test_cpu_kernel_matches_reference(dtype, parallel, monkeypatch):
+def test_cpu_inline_clipping_matches_reference(dtype, parallel, monkeypatch):
     if parallel:
         monkeypatch.setattr(config, "PARALLEL_MIN_SIZE", 1)
-        monkeypatch.setattr(cpu_clip, "_BLOCK", 7)   # several blocks, a partial last one
+        monkeypatch.setattr(cpu_optim, "_BLOCK", 7)  # several blocks, a partial last one
     rng = np.random.default_rng(3)
     for n in (1, 7, 100):
         for max_norm, clip_value in [(1.0, np.inf), (1e9, np.inf), (np.inf, 2.0), (5.0, 1.5),
@@ -171,31 +181,44 @@ def test_cpu_kernel_matches_reference(dtype, parallel, monkeypatch):
             for nan in (False, True):
                 g, sq = _kernel_case(rng, n, dtype, nan)
                 g_copy = g.copy()
-                ref, out = np.full(n, -7, dtype), np.full(n, -7, dtype)
-                ref_clip.clip_grads(ref, g, sq, max_norm, clip_value)
-                cpu_clip.clip_grads(out, g, sq, max_norm, clip_value)
+                ref = clipped_by_update(ref_optim, g, sq, max_norm, clip_value)
+                out = clipped_by_update(cpu_optim, g, sq, max_norm, clip_value)
                 np.testing.assert_allclose(out, ref, rtol=RTOL[dtype], atol=0)
                 np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
                 np.testing.assert_array_equal(g, g_copy)        # grads never modified
+                if not nan and np.isinf(max_norm):              # value clip (or none): exact
+                    np.testing.assert_array_equal(out, np.clip(g, -clip_value, clip_value))
 
 
-def test_kernel_semantics():
+def test_inline_clipping_semantics():
     g = np.array([3.0, -4.0, 0.5])                              # norm 5
     sq = np.array([25.0])
-    out = np.empty(3)
-    for k in (ref_clip, cpu_clip):
-        k.clip_grads(out, g, sq, 1.0, np.inf)                  # PyTorch: coef = 1/(5 + 1e-6)
-        np.testing.assert_allclose(out, g / (5.0 + 1e-6), rtol=1e-15)
-        k.clip_grads(out, g, sq, 10.0, np.inf)                 # inactive: exactly g
-        np.testing.assert_array_equal(out, g)
-        k.clip_grads(out, g, sq, np.inf, 1.0)                  # by value
-        np.testing.assert_array_equal(out, [1.0, -1.0, 0.5])
-        k.clip_grads(out, g, sq, 2.5, 0.3)                     # norm first, then value
-        np.testing.assert_allclose(out, [0.3, -0.3, 0.5 * 2.5 / (5 + 1e-6)], rtol=1e-15)
-        k.clip_grads(out, g, np.array([np.nan]), 1.0, np.inf)  # NaN norm: NaN (as PyTorch)
-        assert np.isnan(out).all()
-        k.clip_grads(out, np.array([np.nan, 9.0, -9.0]), sq, np.inf, 1.0)
-        np.testing.assert_array_equal(out, [np.nan, 1.0, -1.0])
+    for k in (ref_optim, cpu_optim):
+        def clip(*a):
+            return clipped_by_update(k, *a)
+        np.testing.assert_allclose(clip(g, sq, 1.0, np.inf), g / (5.0 + 1e-6), rtol=1e-15)
+        np.testing.assert_array_equal(clip(g, sq, 10.0, np.inf), g)   # inactive: exactly g
+        np.testing.assert_array_equal(clip(g, sq, np.inf, 1.0), [1.0, -1.0, 0.5])  # by value
+        np.testing.assert_allclose(clip(g, sq, 2.5, 0.3),             # norm first, then value
+                                   [0.3, -0.3, 0.5 * 2.5 / (5 + 1e-6)], rtol=1e-15)
+        assert np.isnan(clip(g, np.array([np.nan]), 1.0, np.inf)).all()  # NaN norm (PyTorch)
+        np.testing.assert_array_equal(clip(np.array([np.nan, 9.0, -9.0]), sq, np.inf, 1.0),
+                                      [np.nan, 1.0, -1.0])
+        # norm clipping off: sum_sq is not read (a poisoned value changes nothing)
+        np.testing.assert_array_equal(clip(g, np.array([np.nan]), np.inf, 1.0), [1.0, -1.0, 0.5])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_clipping_allocates_no_gradient_buffer(backend):
+    """The optimizer owns only its state and the (1,) float64 squared norm: the clipped
+    gradient never exists as a buffer (one fused pass)."""
+    n = 50
+    opt = fd.optim.Adam(lr=0.01, global_clipnorm=1.0, clipvalue=0.5, backend=backend)
+    p, g = np.ones(n), np.linspace(-30, 30, n)
+    opt.step(p, g)
+    owned = [a for a in vars(opt).values() if isinstance(a, np.ndarray)]
+    assert sorted(a.size for a in owned) == [1, 6, 2 * n]   # sum_sq, hyper, state (m, v)
+    assert opt.last_grad_norm == pytest.approx(np.linalg.norm(g), rel=1e-12)
 
 
 # --- the optimizers --------------------------------------------------------------------------
@@ -253,8 +276,7 @@ def test_clip_kernel_matches_pytorch_golden(i, dtype):
     max_norm, clip_value = CLIP_ONLY[i]
     sq = np.zeros(1)
     fd.get_backend("cpu").k.sum_squares(sq, g)
-    out = np.empty_like(g)
-    cpu_clip.clip_grads(out, g, sq, max_norm, clip_value)
+    out = clipped_by_update(cpu_optim, g, sq, max_norm, clip_value)
     np.testing.assert_allclose(out, GOLDEN[f"clip{i}/{dn}"], rtol=RTOL[dtype], atol=RTOL[dtype])
 
 

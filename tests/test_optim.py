@@ -229,30 +229,42 @@ def test_matches_course_formulas(kind, backend):
 
 
 # --------------------------------------------------------- cpu kernels vs reference ----
-def _kernel_args(name, rng, n, dtype, n_l2, flavour):
-    """(outputs to compare, full argument tuple) for optimizer kernel ``name``."""
+#: (max_norm, clip_value) of the inline gradient clipping; inf = off
+NO_CLIP = (np.inf, np.inf)
+CLIPS = [(1.0, np.inf), (1e9, np.inf), (np.inf, 0.5), (2.0, 0.3)]
+
+
+def _kernel_args(name, rng, n, dtype, n_l2, flavour, clip=NO_CLIP):
+    """(outputs to compare, full argument tuple) for optimizer kernel ``name``; ``clip`` is
+    (max_norm, clip_value), the squared norm is that of the gradient (gradients of scale 10 so
+    that the clipping bites)."""
     params = rng.standard_normal(n).astype(dtype)
-    grads = rng.standard_normal(n).astype(dtype)
+    grads = (rng.standard_normal(n) * (1 if clip == NO_CLIP else 10)).astype(dtype)
     if flavour == "zeros":
         grads[::2] = 0
     elif flavour == "nan":
         grads[n // 2] = np.nan
     sq = lambda: (rng.standard_normal(n) ** 2).astype(dtype)  # noqa: E731
     l2 = 0.03 if n_l2 else 0.0
+    # the squared norm as sum_squares writes it; a poisoned value when norm clipping is off
+    # (the kernels must not read it then)
+    norm_sq = np.array([np.dot(grads.astype(np.float64), grads.astype(np.float64))
+                        if np.isfinite(clip[0]) else -1.0])
+    c = (norm_sq, *clip)
     if name == "sgd_update":
-        return (params,), (params, grads, 0.1, 0.01, l2, n_l2)
+        return (params,), (params, grads, 0.1, 0.01, *c, l2, n_l2)
     if name == "momentum_update":
         v = rng.standard_normal(n).astype(dtype)
         nesterov = flavour != "nan"
         return (params, v), (params, v, grads, 0.1, 0.9, 0.9 if nesterov else 0.0, nesterov,
-                             0.01, l2, n_l2)
+                             0.01, *c, l2, n_l2)
     if name == "rmsprop_update":
         s = sq()
-        return (params, s), (params, s, grads, 0.01, 0.9, 1e-8, 0.01, l2, n_l2)
+        return (params, s), (params, s, grads, 0.01, 0.9, 1e-8, 0.01, *c, l2, n_l2)
     if name == "adam_update":
         m, v = rng.standard_normal(n).astype(dtype), sq()
-        return (params, m, v), (params, m, v, grads, 0.01, 0.9, 0.999, 1e-8, 7, 0.01, 0.02, l2,
-                                n_l2)
+        return (params, m, v), (params, m, v, grads, 0.01, 0.9, 0.999, 1e-8, 7, 0.01, 0.02, *c,
+                                l2, n_l2)
     raise KeyError(name)
 
 
@@ -260,15 +272,20 @@ KERNEL_NAMES = KERNELS["optim"]
 RTOL_KERNEL = {np.float32: 2e-6, np.float64: 1e-14}
 
 
-def _compare_kernel(name, n, dtype, n_l2, flavour="normal", seed=0):
-    out_ref, args_ref = _kernel_args(name, np.random.default_rng(seed), n, dtype, n_l2, flavour)
-    out_cpu, args_cpu = _kernel_args(name, np.random.default_rng(seed), n, dtype, n_l2, flavour)
+def _compare_kernel(name, n, dtype, n_l2, flavour="normal", seed=0, clip=NO_CLIP):
+    out_ref, args_ref = _kernel_args(name, np.random.default_rng(seed), n, dtype, n_l2, flavour,
+                                     clip)
+    out_cpu, args_cpu = _kernel_args(name, np.random.default_rng(seed), n, dtype, n_l2, flavour,
+                                     clip)
+    grads = args_cpu[len(out_cpu)]
+    grads_before = grads.copy()
     getattr(ref_optim, name)(*args_ref)
     getattr(cpu_optim, name)(*args_cpu)
+    np.testing.assert_array_equal(grads, grads_before)      # grads are never modified
     for a, b in zip(out_cpu, out_ref):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=RTOL_KERNEL[dtype], atol=RTOL_KERNEL[dtype],
-                                   err_msg=f"{name} n={n} n_l2={n_l2} {flavour}")
+                                   err_msg=f"{name} n={n} n_l2={n_l2} {flavour} clip={clip}")
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
 
 
@@ -303,22 +320,66 @@ def test_cpu_kernel_matches_reference_parallel(name, dtype, monkeypatch):
     _compare_kernel(name, 3 * block + 7, dtype, block - 1, "nan")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("clip", CLIPS, ids=["norm", "norm_inactive", "value", "both"])
+@pytest.mark.parametrize("name", KERNEL_NAMES)
+def test_cpu_kernel_clips_inline_as_the_reference(name, clip, dtype, monkeypatch):
+    """Inline clipping (serial and parallel paths, L2 prefix, NaN) equals the reference's."""
+    for n in (1, 7, 1000):
+        for n_l2 in (0, n // 2):
+            _compare_kernel(name, n, dtype, n_l2, clip=clip)
+        _compare_kernel(name, n, dtype, n // 3, "nan", clip=clip)
+    monkeypatch.setattr(config, "PARALLEL_MIN_SIZE", 1)
+    block = cpu_optim._BLOCK
+    _compare_kernel(name, 2 * block + 7, dtype, block + 3, clip=clip)
+
+
+def test_kernels_clip_as_pytorch_before_l2():
+    """sgd_update with lr = 1 on zero parameters returns -clipped gradient: PyTorch's
+    clip_grad_norm_ coefficient max_norm / (norm + 1e-6), then clip_grad_value_; inactive
+    clipping is exact; a NaN norm gives NaN everywhere; NaN entries pass the value clip."""
+    g = np.array([3.0, -4.0, 0.5])                              # norm 5
+    sq = np.array([25.0])
+    for k in (ref_optim, cpu_optim):
+        def step(grads, sum_sq, max_norm, clip_value):
+            p = np.zeros(len(grads))
+            k.sgd_update(p, grads, 1.0, 0.0, sum_sq, max_norm, clip_value, 0.0, 0)
+            return -p
+        np.testing.assert_allclose(step(g, sq, 1.0, np.inf), g / (5.0 + 1e-6), rtol=1e-15)
+        np.testing.assert_array_equal(step(g, sq, 10.0, np.inf), g)      # inactive: exact
+        np.testing.assert_array_equal(step(g, sq, np.inf, 1.0), [1.0, -1.0, 0.5])
+        np.testing.assert_allclose(step(g, sq, 2.5, 0.3), [0.3, -0.3, 0.5 * 2.5 / (5 + 1e-6)],
+                                   rtol=1e-15)                          # norm first, then value
+        assert np.isnan(step(g, np.array([np.nan]), 1.0, np.inf)).all()
+        np.testing.assert_array_equal(step(np.array([np.nan, 9.0, -9.0]), sq, np.inf, 1.0),
+                                      [np.nan, 1.0, -1.0])
+        # L2 and weight decay come after clipping: p = 1 on the weight prefix [0, 2)
+        p = np.ones(3)
+        k.sgd_update(p, g, 1.0, 0.1, sq, np.inf, 1.0, 0.2, 2)
+        np.testing.assert_allclose(p, 1 - (np.array([1.0, -1.0, 0.5]) + 0.1 + [0.2, 0.2, 0.0]),
+                                   rtol=1e-14)
+
+
 @settings(max_examples=40, deadline=None)
 @given(name=st.sampled_from(KERNEL_NAMES), n=st.integers(1, 300), seed=st.integers(0, 2**16),
-       dtype=st.sampled_from(DTYPES), frac=st.floats(0, 1))
-def test_cpu_kernels_fuzz(name, n, seed, dtype, frac):
-    _compare_kernel(name, n, dtype, int(frac * n), seed=seed)
+       dtype=st.sampled_from(DTYPES), frac=st.floats(0, 1),
+       clip=st.sampled_from([NO_CLIP] + CLIPS))
+def test_cpu_kernels_fuzz(name, n, seed, dtype, frac, clip):
+    _compare_kernel(name, n, dtype, int(frac * n), seed=seed, clip=clip)
 
 
 def test_cpu_kernels_keep_float32_in_the_loop():
-    """Scalars are cast before the loop: the loop is compiled for float32 scalars only."""
+    """Scalars are cast before the loop: the loops (plain and clipping) are compiled for
+    float32 scalars only."""
     import numba
     p, m, v, g = (np.ones(16, np.float32) for _ in range(4))
-    # a fresh (uncached) caller makes Numba type the loop's call and record its signature
-    numba.njit(error_model="numpy")(cpu_optim._adam_block.py_func)(
-        p, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0)
-    sigs = [s for s in cpu_optim._adam_loop.signatures if s[0].dtype.name == "float32"]
-    assert sigs and all(str(t) == "float32" for t in sigs[0][4:]), sigs
+    # a fresh (uncached) caller makes Numba type the loops' calls and record their signatures
+    block = numba.njit(error_model="numpy")(cpu_optim._adam_block.py_func)
+    block(p, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0, False, 1.0, np.inf)
+    block(p, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0, True, 0.5, 2.0)
+    for loop in (cpu_optim._adam_loop, cpu_optim._adam_clip_loop):
+        sigs = [s for s in loop.signatures if s[0].dtype.name == "float32"]
+        assert sigs and all(str(t) == "float32" for t in sigs[0][4:]), (loop, sigs)
 
 
 # ------------------------------------------------------------------- fused dispatch ----

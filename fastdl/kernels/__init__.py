@@ -9,6 +9,9 @@ Contract (see DESIGN.md): outputs first, the caller allocates every buffer, kern
 validate or draw random numbers. A buffer of size 0 passed for an optional output (``dX``, a
 bias) means "skip it".
 
+Gradient clipping has no kernel of its own: the optimizer updates (``optim``) clip inline, from
+the squared global norm that ``reductions.sum_squares`` writes (see ``reference/optim.py``).
+
 Activation codes (``activation`` arguments) are the integers in ``ACTIVATIONS``.
 Loss codes are the integers in ``LOSSES``.
 """
@@ -21,7 +24,6 @@ KERNELS = {
     "batching": ("gather_rows",),
     "epoch": ("train_epoch",),
     "reductions": ("sum_squares",),
-    "clipping": ("clip_grads",),
     "dropout": ("dropout_forward", "dropout_backward"),
     "batchnorm": ("batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward"),
 }

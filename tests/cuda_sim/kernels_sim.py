@@ -269,25 +269,48 @@ OPT_CONFIGS = {
                          decoupled_decay=0.05, l2=0.0)],
 }
 N_STATE = {"sgd_update": 0, "momentum_update": 1, "rmsprop_update": 1, "adam_update": 2}
+#: inline clipping (max_norm, clip_value): off, norm (active; inactive), value, both
+OPT_CLIPS = ((np.inf, np.inf), (1.0, np.inf), (1e6, np.inf), (np.inf, 0.5), (2.0, 0.3))
 
 
 def _run_optimizer(rng, dtype, name):
     for cfg in OPT_CONFIGS[name]:
-        p_ref = hostile(rng, N_PARAMS, dtype, 1.0)
-        s_ref = [np.zeros(N_PARAMS, dtype) for _ in range(N_STATE[name])]
-        p_dev, s_dev = dev(p_ref), [dev(s) for s in s_ref]
-        for step in range(1, 5):
-            g = hostile(rng, N_PARAMS, dtype, 1.0)
-            g_dev = dev(g)
-            args = dict(cfg, n_l2=N_L2)
-            if name == "adam_update":
-                args["step"] = step
-            getattr(R_optim, name)(p_ref, *s_ref, g, **args)
-            getattr(K_optim, name)(p_dev, *s_dev, g_dev, **args)
-            assert_close(g_dev, g, dtype, rtol=0)  # grads are never modified
-        assert_close(p_dev, p_ref, dtype, rtol=4 * RTOL[dtype])
-        for sd, sr in zip(s_dev, s_ref):
-            assert_close(sd, sr, dtype, rtol=4 * RTOL[dtype])
+        for max_norm, clip_value in OPT_CLIPS:
+            p_ref = hostile(rng, N_PARAMS, dtype, 1.0)
+            s_ref = [np.zeros(N_PARAMS, dtype) for _ in range(N_STATE[name])]
+            p_dev, s_dev = dev(p_ref), [dev(s) for s in s_ref]
+            sq_dev = poisoned(1, np.float64)     # not read while norm clipping is off
+            for step in range(1, 5):
+                g = hostile(rng, N_PARAMS, dtype, 1.0)
+                g_dev = dev(g)
+                sq = np.zeros(1)
+                if np.isfinite(max_norm):        # as Optimizer.step: the norm on the device
+                    R.sum_squares(sq, g)
+                    K.sum_squares(sq_dev, g_dev)
+                args = dict(cfg, n_l2=N_L2, max_norm=max_norm, clip_value=clip_value)
+                if name == "adam_update":
+                    args["step"] = step
+                getattr(R_optim, name)(p_ref, *s_ref, g, sum_sq=sq, **args)
+                getattr(K_optim, name)(p_dev, *s_dev, g_dev, sum_sq=sq_dev, **args)
+                assert_close(g_dev, g, dtype, rtol=0)  # grads are never modified
+            assert_close(p_dev, p_ref, dtype, rtol=4 * RTOL[dtype])
+            for sd, sr in zip(s_dev, s_ref):
+                assert_close(sd, sr, dtype, rtol=4 * RTOL[dtype])
+
+
+def test_update_kernels_clip_nan_as_the_reference():
+    """A NaN gradient entry passes the value clip; a NaN norm makes every entry NaN."""
+    for dtype in DTYPES:
+        for max_norm, clip_value, nan_norm in ((np.inf, 0.5, False), (1.0, np.inf, True)):
+            g = np.array([np.nan, 9.0, -9.0, 0.25], dtype)
+            sq = np.array([np.nan if nan_norm else 100.0])
+            p_ref, p_dev = np.zeros(4, dtype), dev(np.zeros(4, dtype))
+            R_optim.sgd_update(p_ref, g, 1.0, 0.0, sq, max_norm, clip_value, 0.0, 0)
+            K_optim.sgd_update(p_dev, dev(g), 1.0, 0.0, dev(sq), max_norm, clip_value, 0.0, 0)
+            got = p_dev.copy_to_host()
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(p_ref))
+            np.testing.assert_array_equal(got[~np.isnan(got)], p_ref[~np.isnan(p_ref)])
+            assert np.isnan(got).sum() == (4 if nan_norm else 1)
 
 
 def case_sgd_update(rng, dtype):
@@ -330,25 +353,6 @@ def case_sum_squares(rng, dtype):
             out = poisoned(1, out_dtype)
             K.sum_squares(out, dev(x))
             assert_close(out, ref, dtype)
-
-
-def case_clip_grads(rng, dtype):
-    # (max_norm, clip_value): norm only (active and not), value only, both, neither
-    for max_norm, clip_value in ((1.0, np.inf), (1e6, np.inf), (np.inf, 0.5), (2.0, 0.3),
-                                 (np.inf, np.inf)):
-        for n in (1, 11, 37):
-            g = hostile(rng, n, dtype)
-            g[0] = np.nan if n == 37 else g[0]          # NaN passes through
-            sq = np.zeros(1)
-            R.sum_squares(sq, g)
-            ref = np.zeros(n, dtype)
-            R.clip_grads(ref, g, sq, max_norm, clip_value)
-            out = poisoned(n, dtype)
-            g_dev = dev(g)
-            K.clip_grads(out, g_dev, dev(sq), max_norm, clip_value)
-            assert_close(out, ref, dtype)
-            np.testing.assert_array_equal(np.isnan(out.copy_to_host()), np.isnan(ref))
-            assert_close(g_dev, g, dtype, rtol=0)  # grads are never modified
 
 
 # --- dropout ----------------------------------------------------------------------------------

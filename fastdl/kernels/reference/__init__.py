@@ -6,6 +6,5 @@ from .optim import sgd_update, momentum_update, rmsprop_update, adam_update  # n
 from .batching import gather_rows  # noqa: F401
 from .epoch import train_epoch  # noqa: F401
 from .reductions import sum_squares  # noqa: F401
-from .clipping import clip_grads  # noqa: F401
 from .dropout import dropout_forward, dropout_backward  # noqa: F401
 from .batchnorm import batchnorm_forward_train, batchnorm_forward_eval, batchnorm_backward  # noqa: F401

@@ -25,7 +25,8 @@ Arguments (outputs first):
     step                  optimizer steps taken before this epoch (Adam's bias correction)
 
 No gradient clipping here: a clipping optimizer's ``fused_spec()`` is None, so ``fit`` takes the
-step path (``Optimizer.step`` clips with ``clipping.clip_grads`` before its update kernel).
+step path (``Optimizer.step``: one ``sum_squares`` reduction, then the update kernel clips
+inline, see ``optim.py``).
 """
 
 import numpy as np

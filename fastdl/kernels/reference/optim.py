@@ -7,32 +7,50 @@ params   (n,)  flat parameters, updated in place. Weights come first: the course
 <state>  (n,)  one 1-D array per state row (velocity, moments), updated in place.
 grads    (n,)  gradients of the loss without its L2 term; never modified.
 scalars        Python numbers; the arithmetic runs in the dtype of ``params``.
+sum_sq   (1,)  float64, ``sum(grads**2)`` from ``reductions.sum_squares``; read (on the device,
+               so a GPU step needs no host sync) only when ``max_norm`` is finite: pass any
+               (1,) float64 array otherwise
+max_norm       global-norm clipping bound, ``inf`` = no norm clipping
+clip_value     element clipping bound, ``inf`` = no value clipping
 l2, n_l2       the course's L2 gradient term, ``l2 = lambda / m`` on the first ``n_l2`` entries.
 
-Every kernel first forms the effective gradient (coupled terms, as PyTorch's ``weight_decay``):
+Every kernel first forms the effective gradient: the clipped data-loss gradient, then the
+coupled terms (as PyTorch's ``weight_decay``, added inside ``step()`` after clipping):
 
-    g = grads + weight_decay * params          (all entries)
-    g[:n_l2] += l2 * params[:n_l2]             (weights only: the loss's L2 term)
+    coef = min(1, max_norm / (sqrt(sum_sq[0]) + 1e-6))   (float64; 1 when max_norm is inf)
+    g = clip(grads * coef, -clip_value, clip_value)     (skipped when both bounds are inf)
+    g += weight_decay * params                          (all entries)
+    g[:n_l2] += l2 * params[:n_l2]                      (weights only: the loss's L2 term)
+
+The clipping line is PyTorch's ``torch.nn.utils.clip_grad_norm_`` (``clip_coef = max_norm /
+(total_norm + 1e-6)``, clamped to 1; ``tf.clip_by_global_norm`` up to the 1e-6) followed by
+``clip_grad_value_`` (``clamp(-c, c)``). A NaN norm gives coef = NaN (PyTorch's clamp keeps
+it), and NaN gradients stay NaN. With a finite ``max_norm`` above the norm, coef = 1 and
+``grads * 1`` is ``grads`` exactly. ``grads`` is never modified: the clipped gradient exists
+only inside the update, so clipping costs no extra pass over memory (only the ``sum_squares``
+reduction before, for the norm).
 
 Argument order is the same in every backend: params, state rows, grads, hyperparameters, then
-``l2, n_l2`` last.
+the effective-gradient arguments ``sum_sq, max_norm, clip_value, l2, n_l2`` last.
 
-sgd_update(params, grads, lr, weight_decay, l2, n_l2)
+sgd_update(params, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2)
     p <- p - lr * g
 
-momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, l2, n_l2)
+momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, sum_sq,
+                max_norm, clip_value, l2, n_l2)
     v <- beta * v + (1 - dampening) * g
     d <- (1 - dampening) * g + beta * v    if nesterov    else    v
     p <- p - lr * d
     dampening = beta is the course's EWA form; dampening = 0 is PyTorch's/the classic form.
     With dampening = 0 the Nesterov direction is PyTorch's ``g + beta * v``.
 
-rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, l2, n_l2)
+rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, sum_sq, max_norm,
+               clip_value, l2, n_l2)
     s <- beta * s + (1 - beta) * g^2
     p <- p - lr * g / (sqrt(s) + eps)
 
 adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay, decoupled_decay,
-            l2, n_l2)
+            sum_sq, max_norm, clip_value, l2, n_l2)
     m <- beta1 * m + (1 - beta1) * g
     v <- beta2 * v + (1 - beta2) * g^2
     m_hat = m / (1 - beta1^step),   v_hat = v / (1 - beta2^step)       (step is 1-based)
@@ -41,11 +59,37 @@ adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay, deco
     uses p before this step's update, as PyTorch's ``p.mul_(1 - lr * wd)`` does first.
 """
 
+import math
+
 import numpy as np
 
+#: PyTorch's guard against a zero norm in ``clip_grad_norm_``.
+NORM_EPS = 1e-6
 
-def _effective_grad(params, grads, weight_decay, l2, n_l2):
+#: a (1,) float64 ``sum_sq`` for unclipped calls (never read when ``max_norm`` is inf).
+NO_SUM_SQ = np.zeros(1)
+
+
+def _clip_coefficient(sum_sq, max_norm):
+    """min(1, max_norm / (sqrt(sum_sq) + 1e-6)) in float64; 1 when max_norm is inf; NaN
+    propagates (PyTorch's ``clamp(max=1)`` keeps a NaN)."""
+    if math.isinf(max_norm):
+        return 1.0
+    coef = max_norm / (math.sqrt(sum_sq) + NORM_EPS) if sum_sq >= 0 else math.nan
+    if coef > 1.0:
+        coef = 1.0
+    return coef
+
+
+def _effective_grad(params, grads, sum_sq, max_norm, clip_value, weight_decay, l2, n_l2):
     g = grads.copy()
+    max_norm, clip_value = float(max_norm), float(clip_value)
+    if not (math.isinf(max_norm) and math.isinf(clip_value)):
+        t = grads.dtype.type
+        coef = 1.0 if math.isinf(max_norm) else _clip_coefficient(float(sum_sq[0]), max_norm)
+        c = t(clip_value)
+        np.multiply(g, t(coef), out=g)
+        np.clip(g, -c, c, out=g)
     if weight_decay != 0.0:
         g += weight_decay * params
     if l2 != 0.0 and n_l2 > 0:
@@ -53,16 +97,17 @@ def _effective_grad(params, grads, weight_decay, l2, n_l2):
     return g
 
 
-def sgd_update(params, grads, lr, weight_decay, l2, n_l2):
+def sgd_update(params, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     lr, weight_decay, l2 = float(lr), float(weight_decay), float(l2)
-    g = _effective_grad(params, grads, weight_decay, l2, int(n_l2))
+    g = _effective_grad(params, grads, sum_sq, max_norm, clip_value, weight_decay, l2, int(n_l2))
     params -= lr * g
 
 
-def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, l2,
-                    n_l2):
+def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, sum_sq,
+                    max_norm, clip_value, l2, n_l2):
     lr, beta, dampening = float(lr), float(beta), float(dampening)
-    g = _effective_grad(params, grads, float(weight_decay), float(l2), int(n_l2))
+    g = _effective_grad(params, grads, sum_sq, max_norm, clip_value, float(weight_decay),
+                        float(l2), int(n_l2))
     velocity *= beta
     velocity += (1.0 - dampening) * g
     if nesterov:
@@ -72,19 +117,22 @@ def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weig
     params -= lr * d
 
 
-def rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, l2, n_l2):
+def rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, sum_sq, max_norm,
+                   clip_value, l2, n_l2):
     lr, beta, eps = float(lr), float(beta), float(eps)
-    g = _effective_grad(params, grads, float(weight_decay), float(l2), int(n_l2))
+    g = _effective_grad(params, grads, sum_sq, max_norm, clip_value, float(weight_decay),
+                        float(l2), int(n_l2))
     square_avg *= beta
     square_avg += (1.0 - beta) * g * g
     params -= lr * g / (np.sqrt(square_avg) + eps)
 
 
 def adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
-                decoupled_decay, l2, n_l2):
+                decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     lr, beta1, beta2, eps = float(lr), float(beta1), float(beta2), float(eps)
     decoupled_decay = float(decoupled_decay)
-    g = _effective_grad(params, grads, float(weight_decay), float(l2), int(n_l2))
+    g = _effective_grad(params, grads, sum_sq, max_norm, clip_value, float(weight_decay),
+                        float(l2), int(n_l2))
     m *= beta1
     m += (1.0 - beta1) * g
     v *= beta2
@@ -105,16 +153,19 @@ def _fused_update(params, grads, state, opt_kind, hyper, step, l2, n_l2):
     3 adam      [lr, beta1, beta2, eps, weight_decay, decoupled]     state: [m, v]
 
     ``step`` is 1-based (Adam's t). The optimizers' ``fused_spec()`` build these arrays.
+    No clipping here (``max_norm = clip_value = inf``): a clipping optimizer has no fused spec.
     """
+    off = (NO_SUM_SQ, math.inf, math.inf)
     if opt_kind == 0:
-        sgd_update(params, grads, hyper[0], hyper[1], l2, n_l2)
+        sgd_update(params, grads, hyper[0], hyper[1], *off, l2, n_l2)
     elif opt_kind == 1:
         momentum_update(params, state[0], grads, hyper[0], hyper[1], hyper[2], hyper[3] != 0.0,
-                        hyper[4], l2, n_l2)
+                        hyper[4], *off, l2, n_l2)
     elif opt_kind == 2:
-        rmsprop_update(params, state[0], grads, hyper[0], hyper[1], hyper[2], hyper[3], l2, n_l2)
+        rmsprop_update(params, state[0], grads, hyper[0], hyper[1], hyper[2], hyper[3], *off, l2,
+                       n_l2)
     elif opt_kind == 3:
         adam_update(params, state[0], state[1], grads, hyper[0], hyper[1], hyper[2], hyper[3],
-                    step, hyper[4], hyper[5], l2, n_l2)
+                    step, hyper[4], hyper[5], *off, l2, n_l2)
     else:
         raise ValueError(f"unknown optimizer code {opt_kind}")

@@ -88,3 +88,23 @@ def check_rows(X, y, xname="X", yname="y"):
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"{xname} has {X.shape[0]} rows but {yname} has {y.shape[0]}; "
                          "expected one label per example")
+
+
+def as_sample_weight(name, w, m) -> np.ndarray:
+    """Per-example weights: a 1-D array-like of m finite numbers >= 0, not all zero -> float64.
+    (Zero weights are allowed: such rows do not count; negative ones have no meaning for a
+    weighted mean of non-negative losses, and all-zero weights leave nothing to fit.)"""
+    arr = _numeric_array(name, w)
+    if arr.ndim != 1 or arr.shape[0] != m:
+        raise ValueError(f"{name} has shape {arr.shape}; expected a 1-D array of {m} weights, "
+                         "one per example (row of X)")
+    out = arr.astype(np.float64)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} contains NaN or infinite values; expected finite weights >= 0")
+    if (out < 0).any():
+        i = int(np.argmax(out < 0))
+        raise ValueError(f"{name}[{i}]={float(out[i])!r} is negative; expected weights >= 0")
+    if not (out > 0).any():
+        raise ValueError(f"{name} is all zero; expected at least one non-zero weight (a zero "
+                         "weight drops an example, so all-zero weights leave nothing to fit)")
+    return out

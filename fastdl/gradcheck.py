@@ -52,8 +52,10 @@ def _rel(a, b):
     return 0.0 if den == 0 else float(np.linalg.norm(a - b) / den)
 
 
-def gradcheck(model, X, y, eps=1e-7, l2=0.0, threshold=THRESHOLD):
+def gradcheck(model, X, y, eps=1e-7, l2=0.0, threshold=THRESHOLD, *, sample_weight=None):
     """Compare backprop gradients of ``model`` on (X, y) with two-sided differences.
+
+    ``sample_weight`` (m,): check the weighted cost of ``Sequential.fit`` instead.
 
     Costs two forward passes per parameter: use a small batch and a small net. Returns a
     :class:`GradcheckResult` (``.difference``, ``.passed``, ``.per_tensor``).
@@ -69,18 +71,19 @@ def gradcheck(model, X, y, eps=1e-7, l2=0.0, threshold=THRESHOLD):
                                       backend=model.backend_name)
         work.set_weights([w.astype(np.float64) for w in model.get_weights()])
     Xc, Yc = work._XY(X, y)
+    w = None if sample_weight is None else work._sample_weight(sample_weight, Xc.shape[0])[0]
     with _deterministic(work):
-        _, grad = work._flat_loss_and_grad(Xc, Yc, l2)
+        _, grad = work._flat_loss_and_grad(Xc, Yc, l2, w)
         theta = work.params.snapshot()
         num = np.empty_like(theta)
         probe = theta.copy()
         for i in range(theta.shape[0]):
             probe[i] = theta[i] + eps
             work.params.restore(probe)
-            plus = work._cost(Xc, Yc, l2)
+            plus = work._cost(Xc, Yc, l2, w)
             probe[i] = theta[i] - eps
             work.params.restore(probe)
-            minus = work._cost(Xc, Yc, l2)
+            minus = work._cost(Xc, Yc, l2, w)
             probe[i] = theta[i]
             num[i] = (plus - minus) / (2 * eps)
         work.params.restore(theta)

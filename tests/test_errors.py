@@ -102,3 +102,47 @@ def test_non_finite_cost_in_train_on_batch_leaves_parameters():
         m.train_on_batch(huge, [1, 0, 1], SGD)
     for a, b in zip(m.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+W3 = np.array([1.0, 2.0, 0.5])
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda m: m.fit(X, y, sample_weight=W3[:2], verbose=0), ValueError,
+     r"sample_weight has shape \(2,\); expected a 1-D array of 3 weights"),
+    (lambda m: m.fit(X, y, sample_weight=W3.reshape(3, 1), verbose=0), ValueError,
+     r"sample_weight has shape \(3, 1\); expected a 1-D array of 3"),
+    (lambda m: m.fit(X, y, sample_weight=[1.0, np.nan, 1.0], verbose=0), ValueError,
+     "sample_weight contains NaN or infinite values; expected finite weights >= 0"),
+    (lambda m: m.fit(X, y, sample_weight=[1.0, -2.0, 1.0], verbose=0), ValueError,
+     r"sample_weight\[1\]=-2.0 is negative; expected weights >= 0"),
+    (lambda m: m.fit(X, y, sample_weight=np.zeros(3), verbose=0), ValueError,
+     "sample_weight is all zero; expected at least one non-zero weight"),
+    (lambda m: m.fit(X, y, sample_weight=["a", "b", "c"], verbose=0), TypeError,
+     "sample_weight has dtype"),
+    (lambda m: m.fit(X, y, validation_data=(X, y, W3[:1]), verbose=0), ValueError,
+     r"validation_data\[2\] has shape \(1,\); expected a 1-D array of 3"),
+    (lambda m: m.fit(X, y, validation_data=(X, y, W3, W3), verbose=0), ValueError,
+     r"validation_data must be a tuple .* length 4"),
+    (lambda m: m.evaluate(X, y, sample_weight=-W3), ValueError, r"sample_weight\[0\]=-1.0"),
+    (lambda m: m.loss_and_grads(X, y, sample_weight=W3[:1]), ValueError, "sample_weight"),
+    (lambda m: m.train_on_batch(X, y, SGD, sample_weight=np.zeros(3)), ValueError, "all zero"),
+    (lambda m: fd.gradcheck(m, X, y, sample_weight=[1, 1]), ValueError, "sample_weight"),
+    (lambda m: m.fit(X, y, sample_weight=W3, distributed=True, verbose=0), NotImplementedError,
+     "sample_weight with distributed training is not supported"),
+])
+def test_bad_sample_weight(call, exc, match):
+    model = net()
+    before = model.get_weights()
+    with pytest.raises(exc, match=match):
+        call(model)
+    for a, b in zip(before, model.get_weights()):      # rejected before any update
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sample_weight_with_streamed_input_is_not_implemented(tmp_path):
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    with pytest.raises(NotImplementedError,
+                       match=r"sample_weight with out-of-core X .* \(np.load\)"):
+        net().fit(str(tmp_path / "X.npy"), str(tmp_path / "y.npy"), sample_weight=W3, verbose=0)

@@ -79,3 +79,27 @@ def test_gradcheck_bad_input():
         fd.gradcheck(model, [[0.0, 1.0]], [1], eps=0)
     with pytest.raises(TypeError, match="model"):
         fd.gradcheck("model", [[0.0, 1.0]], [1])
+
+
+@pytest.mark.parametrize("out", ["sigmoid", "softmax", "mse"])
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_gradcheck_with_sample_weight(out, backend):
+    """The weighted cost sum_i w_i l_i / sum(w) + l2/(2 sum(w)) ||W||^2 (zero weights
+    included): backprop matches finite differences, and the cost is that formula built from
+    per-row unweighted costs."""
+    n_out, out_act = OUT[out]
+    X, y = _data(out)
+    w = np.random.default_rng(3).random(X.shape[0]) * 3
+    w[[1, 4]] = 0.0
+    model = fd.Sequential([fd.Dense(4, activation="tanh"), fd.Dense(n_out, activation=out_act)],
+                          input_dim=2, seed=1, backend=backend, dtype="float64",
+                          loss="mse" if out == "mse" else None)
+    r = fd.gradcheck(model, X, y, l2=0.3, sample_weight=w)
+    assert r.passed, str(r)
+    assert r.difference < 2e-7
+    rows = np.array([model.loss_and_grads(X[i:i + 1], y[i:i + 1])[0] for i in range(len(X))])
+    sq = sum(float((W ** 2).sum()) for W in model.get_weights()[::2])
+    cost, grads = model.loss_and_grads(X, y, l2=0.3, sample_weight=w)
+    assert cost == pytest.approx(w @ rows / w.sum() + 0.3 / (2 * w.sum()) * sq, rel=1e-12)
+    _, unweighted = model.loss_and_grads(X, y, l2=0.3)
+    assert not np.allclose(grads[0], unweighted[0])     # the weights change the gradient

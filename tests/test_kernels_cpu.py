@@ -336,6 +336,48 @@ def test_losses(rng, dtype, name, shape, soft, exp_path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 17), (129, 3)])
+def test_weighted_losses(rng, dtype, name, shape):
+    """weighted_<loss>: cpu = reference (in place too), the spec's formula J = sum w_i l_i /
+    sum w (l_i from the unweighted kernel on one row), all-ones weights = the unweighted
+    kernel, and zero-sum weights give J = 0, dZ = 0."""
+    Z = randn(rng, shape, dtype, 4.0)
+    Y = _targets(rng, name, shape, dtype, soft=False)
+    w = rng.random(shape[0]).astype(dtype) * 3
+    w[0] = 0.0
+    wsum = float(w.astype(np.float64).sum())
+    res = {}
+    for k in (C, R):
+        for in_place in (False, True):
+            loss = np.full(1, np.nan)
+            Zc = Z.copy()
+            dZ = Zc if in_place else np.full_like(Z, np.nan)
+            getattr(k, "weighted_" + name)(loss, dZ, Zc, Y, w, wsum)
+            res[k, in_place] = loss, dZ
+    for got in (res[C, False], res[C, True], res[R, True]):
+        assert_close(got[0], res[R, False][0], dtype)
+        assert_close(got[1], res[R, False][1], dtype)
+    rows = [_run_loss(R, name, Z[i:i + 1], Y[i:i + 1]) for i in range(shape[0])]
+    if wsum > 0:
+        expect = sum(float(w[i]) * rows[i][0][0] for i in range(shape[0])) / wsum
+        np.testing.assert_allclose(res[R, False][0][0], expect, rtol=1e-12)
+        np.testing.assert_allclose(res[R, False][1],      # row i: w_i (dl_i/dz_i) / wsum
+                                   np.concatenate([r[1] * (float(w[i]) / wsum)
+                                                   for i, r in enumerate(rows)]),
+                                   rtol=1e-5, atol=1e-7)
+    ones = np.ones(shape[0], dtype)
+    for k in (C, R):
+        loss, dZ = np.zeros(1), np.empty_like(Z)
+        getattr(k, "weighted_" + name)(loss, dZ, Z, Y, ones, float(shape[0]))
+        ref_loss, ref_dZ = _run_loss(k, name, Z, Y)
+        assert_close(loss, ref_loss, dtype)
+        assert_close(dZ, ref_dZ, dtype)
+        getattr(k, "weighted_" + name)(loss, dZ, Z, Y, np.zeros_like(w), 0.0)
+        assert loss[0] == 0.0 and (dZ == 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", LOSS_NAMES[:2])
 def test_losses_huge_logits(rng, dtype, name, exp_path):
     """Logits of +-1e4 neither overflow nor produce NaN (log-sum-exp / |z| guards)."""

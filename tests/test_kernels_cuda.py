@@ -69,6 +69,7 @@ def _ptx_cases():
     I1, I2 = types.Array(i, 1, "A"), types.Array(i, 2, "A")
     dt = np.float32
     loss_sig = (A1, i, f, A1, b, A2, A2, A2, I1, i)
+    wloss_sig = (A1, i, f, A1, b, A2, A2, A2, A1)
     table = [
         ("activations._activation_forward_kernel",
          activations._activation_forward_kernel(dt), (A2, A2, i, f)),
@@ -85,6 +86,12 @@ def _ptx_cases():
         ("losses._sigmoid_binary_cross_entropy_kernel",
          losses._sigmoid_binary_cross_entropy_kernel(dt), loss_sig),
         ("losses._mean_squared_error_kernel", losses._mean_squared_error_kernel(dt), loss_sig),
+        ("losses._weighted_softmax_cross_entropy_kernel",
+         losses._weighted_softmax_cross_entropy_kernel(dt), wloss_sig),
+        ("losses._weighted_sigmoid_binary_cross_entropy_kernel",
+         losses._weighted_sigmoid_binary_cross_entropy_kernel(dt), wloss_sig),
+        ("losses._weighted_mean_squared_error_kernel",
+         losses._weighted_mean_squared_error_kernel(dt), wloss_sig),
         ("reductions._sum_squares_kernel", reductions._sum_squares_kernel(dt),
          (A1, i, f, A1, b, A1, i)),
         ("_device._finish_kernel", _device._finish_kernel(dt), (A1, i, A1, i, f, A1, i, f)),

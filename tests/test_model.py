@@ -347,3 +347,85 @@ def test_per_step_schedule_changes_lr_every_update():
 def test_ewa_is_exported():
     assert fd.EWA(beta=0.9).update(1.0) == pytest.approx(1.0)      # bias-corrected
     np.testing.assert_allclose(fd.ewa([1.0, 1.0], 0.9), [1.0, 1.0])
+
+
+# --------------------------------------------------------------------------- sample_weight
+def _weighted_problem(out):
+    X, y = (make_spirals(60, n_classes=3, seed=2) if out == "softmax"
+            else make_moons(60, noise=0.2, seed=2))
+    if out == "linear":
+        y = np.c_[y, 1.0 - 2.0 * y] + 0.1 * X
+    w = np.random.default_rng(5).integers(0, 4, X.shape[0])
+    w[0] = 3
+    return X, y, w
+
+
+OUTS = {"sigmoid": 1, "softmax": 3, "linear": 2}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("out", sorted(OUTS))
+def test_integer_weights_equal_repeated_rows_full_batch(backend, out):
+    """Full-batch gradient descent, no shuffle: weight k on a row is that row repeated k times
+    (zero drops it), L2 included (its m is sum(w)), the reported costs too."""
+    X, y, w = _weighted_problem(out)
+    Xr, yr = np.repeat(X, w, axis=0), np.repeat(y, w, axis=0)
+    a = small_net(backend, out=out, n_out=OUTS[out], seed=4, act="tanh")
+    b = small_net(backend, out=out, n_out=OUTS[out], seed=4, act="tanh")
+    ha = a.fit(X, y, optimizer=fd.optim.SGD(lr=0.3), epochs=4, batch_size=len(X), l2=0.2,
+               shuffle=False, verbose=0, sample_weight=w)
+    hb = b.fit(Xr, yr, optimizer=fd.optim.SGD(lr=0.3), epochs=4, batch_size=len(Xr), l2=0.2,
+               shuffle=False, verbose=0)
+    np.testing.assert_allclose(ha.history["loss"], hb.history["loss"], rtol=1e-12)
+    for p, q in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-13)
+    ea, eb = a.evaluate(X, y, sample_weight=w), b.evaluate(Xr, yr)
+    assert ea.keys() == eb.keys()
+    for k in ea:
+        assert ea[k] == pytest.approx(eb[k], rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_all_ones_weights_equal_no_weights(backend):
+    """Mini-batches, shuffling, Adam, L2: sample_weight=np.ones(m) takes the weighted kernels
+    and the step path yet gives the unweighted parameters to rounding."""
+    X, y = make_spirals(90, n_classes=3, seed=1)
+    runs = []
+    for sw in (None, np.ones(len(X))):
+        model = small_net(backend, out="softmax", n_out=3, seed=2)
+        h = model.fit(X, y, optimizer=fd.optim.Adam(lr=0.01), epochs=3, batch_size=16, l2=0.1,
+                      verbose=0, sample_weight=sw, validation_data=(X, y, sw))
+        runs.append((model.get_weights(), h.history))
+    (wa, ha), (wb, hb) = runs
+    for p, q in zip(wa, wb):
+        np.testing.assert_allclose(p, q, rtol=1e-9, atol=1e-12)
+    for key in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(ha[key], hb[key], rtol=1e-9)
+
+
+def test_weighted_fit_takes_the_step_path_and_weighted_validation():
+    """No fused epoch with weights (train_epoch has none); val_* are the weighted evaluate()."""
+    from fastdl.train.loop import _fused_layout
+    model = small_net("cpu")
+    opt = fd.optim.SGD(lr=0.1)
+    assert _fused_layout(model, opt, False) is not None     # what the unweighted fit uses
+    assert _fused_layout(model, opt, False, weighted=True) is None
+    X, y, w = _weighted_problem("sigmoid")
+    h = model.fit(X, y, optimizer=opt, epochs=2, batch_size=8, verbose=0, sample_weight=w,
+                  validation_data=(X[:30], y[:30], w[:30]))
+    ev = model.evaluate(X[:30], y[:30], sample_weight=w[:30])
+    assert h.history["val_loss"][-1] == pytest.approx(ev["loss"], rel=1e-12)
+    assert h.history["val_accuracy"][-1] == pytest.approx(ev["accuracy"], rel=1e-12)
+    p = model.predict(X[:30])
+    assert ev["accuracy"] == pytest.approx(np.average(p == y[:30], weights=w[:30]), rel=1e-12)
+
+
+def test_train_on_batch_with_weights_is_one_weighted_sgd_step():
+    X, y, w = _weighted_problem("sigmoid")
+    model = small_net("cpu")
+    cost, grads = model.loss_and_grads(X, y, l2=0.5, sample_weight=w)
+    before = model.get_weights()
+    assert model.train_on_batch(X, y, fd.optim.SGD(lr=0.1), l2=0.5, sample_weight=w) == \
+        pytest.approx(cost, rel=1e-12)
+    for p0, g, p1 in zip(before, grads, model.get_weights()):
+        np.testing.assert_allclose(p1, p0 - 0.1 * g, rtol=1e-12, atol=1e-15)

@@ -27,6 +27,18 @@ from fastdl.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 # ------------------------------------------------------------------ scikit-learn's checks
 def _expected_failures(est):
+    reasons = []
+    if est.batchnorm:
+        reasons.append("batch norm normalizes with unweighted batch statistics, so a row of "
+                       "weight 2 counts once in the batch mean/variance but a repeated row twice")
+    if est.keep_prob != 1.0:
+        reasons.append("dropout masks are drawn per row, so a repeated row gets a second, "
+                       "independent mask while a weighted row keeps one")
+    if est.dtype == "float32":
+        reasons.append("float32: weighted sums and repeated rows round differently at ~1e-7 "
+                       "relative, the check's own tolerance (rtol=1e-7)")
+    if reasons:     # integer weights = repeated rows holds exactly only without these
+        return {"check_sample_weight_equivalence_on_dense_data": "; ".join(reasons)}
     if isinstance(est, MLPClassifier) and est.solver == "lbfgs":
         return {"check_classifiers_multilabel_output_format_predict_proba":
                 "L-BFGS drives the logistic outputs to saturation on this data, so some "
@@ -388,3 +400,101 @@ def test_verbose_prints_sklearns_lines(iris, capsys):
     assert "Iteration 1, loss = " in out and "Iteration 3, loss = " in out
     assert "Training loss did not improve more than tol=10.000000 for 1 consecutive " \
            "epochs. Stopping." in out
+
+
+# ------------------------------------------------------------------ sample_weight
+@pytest.fixture(scope="module")
+def weights():
+    w = np.random.default_rng(0).random(150) * 2
+    w[::7] = 0.0
+    return w
+
+
+def _both_weighted(cls_fd, cls_sk, X, y, w, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return cls_fd(**kw).fit(X, y, sample_weight=w), cls_sk(**kw).fit(X, y, sample_weight=w)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(solver="sgd", learning_rate="constant"),
+    dict(solver="sgd", learning_rate="invscaling", learning_rate_init=0.2),
+    dict(solver="sgd", momentum=0.0, activation="logistic"),
+])
+def test_sample_weight_sgd_matches_sklearn_step_for_step(iris, weights, kw):
+    """scikit-learn's weighting (deltas times w, gradients and alpha divided by sum(w) of each
+    batch): without shuffling every step is scikit-learn's to rounding, and so is score."""
+    X, y = iris
+    kw = dict(dict(hidden_layer_sizes=(7, 5), random_state=0, shuffle=False, max_iter=25,
+                   batch_size=32, alpha=0.01, learning_rate_init=0.05, activation="tanh"), **kw)
+    a, b = _both_weighted(MLPClassifier, SkMLPClassifier, X, y, weights, **kw)
+    assert a.n_iter_ == b.n_iter_
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-10)
+    assert _max_diff(a.coefs_, b.coefs_) < 1e-10
+    assert _max_diff(a.intercepts_, b.intercepts_) < 1e-10
+    assert a.score(X, y, sample_weight=weights) == pytest.approx(
+        b.score(X, y, sample_weight=weights), rel=1e-12)
+    unweighted = MLPClassifier(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        unweighted.fit(X, y)
+    assert _max_diff(a.coefs_, unweighted.coefs_) > 1e-3      # the weights did something
+
+
+def test_sample_weight_regressor_and_partial_fit_match_sklearn(regression, weights):
+    X, Y = regression
+    kw = dict(hidden_layer_sizes=(6,), random_state=1, solver="sgd", shuffle=False,
+              max_iter=15, batch_size=50, alpha=0.1, learning_rate_init=0.05)
+    a, b = _both_weighted(MLPRegressor, SkMLPRegressor, X, Y[:, 0], weights, **kw)
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-10)
+    assert _max_diff(a.coefs_, b.coefs_) < 1e-12
+    pa = MLPRegressor(**kw).partial_fit(X, Y, sample_weight=weights)
+    pb = SkMLPRegressor(**kw).partial_fit(X, Y, sample_weight=weights)
+    assert _max_diff(pa.coefs_, pb.coefs_) < 1e-12
+    # k = 3 outputs: loss_'s L2 part uses the epoch's mean ||W||^2 (as without weights)
+    assert pa.loss_ == pytest.approx(pb.loss_, rel=1e-3)
+
+
+@pytest.mark.parametrize("cls", ["classifier", "regressor"])
+def test_sample_weight_lbfgs_matches_sklearn(iris, regression, weights, cls):
+    X, y = iris if cls == "classifier" else (regression[0], regression[1][:, 0])
+    pair = (MLPClassifier, SkMLPClassifier) if cls == "classifier" else (MLPRegressor,
+                                                                         SkMLPRegressor)
+    a, b = _both_weighted(*pair, X, y, weights, solver="lbfgs", max_iter=40,
+                          hidden_layer_sizes=(6,), random_state=1, alpha=0.01)
+    assert a.n_iter_ == b.n_iter_
+    assert a.loss_ == pytest.approx(b.loss_, rel=1e-8)
+    assert _max_diff(a.coefs_, b.coefs_) < 1e-6
+
+
+def test_sample_weight_early_stopping_scores_with_validation_weights(iris, weights,
+                                                                     monkeypatch):
+    """The validation rows keep their weights: validation_scores_ is the weighted accuracy."""
+    X, y = iris
+    seen = {}
+    split = MLPClassifier._validation_indices
+
+    def spy(self, *args):
+        seen["tr"], seen["va"] = out = split(self, *args)
+        return out
+    monkeypatch.setattr(MLPClassifier, "_validation_indices", spy)
+    est = MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", early_stopping=True,
+                        validation_fraction=0.3, max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y, sample_weight=weights)
+    Xv, yv, wv = X[seen["va"]], y[seen["va"]], weights[seen["va"]]
+    assert len(seen["tr"]) == 150 - 45 and not set(seen["tr"]) & set(seen["va"])
+    assert est.validation_scores_[0] == pytest.approx(
+        np.average(est.predict(Xv) == yv, weights=wv), rel=1e-12)
+    assert est.validation_scores_[0] != pytest.approx(np.mean(est.predict(Xv) == yv))
+
+
+@pytest.mark.parametrize("sw, exc, match", [
+    (np.ones(149), ValueError, r"sample_weight.shape == \(149,\), expected \(150,\)"),
+    (-np.ones(150), ValueError, r"sample_weight\[0\]=-1.0 is negative"),
+    (np.zeros(150), ValueError, "at least one non-zero"),      # scikit-learn's own check
+])
+def test_sample_weight_errors(iris, sw, exc, match):
+    with pytest.raises(exc, match=match):
+        MLPClassifier(max_iter=1).fit(*iris, sample_weight=sw)

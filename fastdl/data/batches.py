@@ -74,6 +74,14 @@ class ArraySource:
         self.m = Xc.shape[0]
         self.backend = backend
         self.X, self.Y = backend.asarray(Xc), backend.asarray(Yc)
+        self.W = None           # per-example weights (set_weights), gathered with the rows
+
+    def set_weights(self, w):
+        """Per-example weights ``w`` (m,), validated, in the model's dtype: each batch then also
+        gathers its rows' weights into ``ws.Wb`` (``ws.wb`` its (mb,) view) and sets
+        ``ws.wsum``, their float64 sum (the batch cost's denominator, see ``Sequential.fit``)."""
+        self.w_host = np.asarray(w)
+        self.W = self.backend.asarray(self.w_host.reshape(-1, 1))
 
     def order(self, seed, epoch, shuffle=True):
         return epoch_order(seed, epoch, self.m, shuffle)
@@ -82,12 +90,16 @@ class ArraySource:
         bk = self.backend
         k = bk.k
         bs = min(int(batch_size), self.m)
-        order_d = bk.asarray(self.order(seed, epoch, shuffle))
+        order = self.order(seed, epoch, shuffle)
+        order_d = bk.asarray(order)
         for b, mb in enumerate(batch_sizes(self.m, bs, drop_last).tolist()):
             idx = order_d[b * bs:b * bs + mb]
             ws = model._workspace(mb)
             k.gather_rows(ws.Xb, self.X, idx)
             k.gather_rows(ws.Yb, self.Y, idx)
+            if self.W is not None:
+                k.gather_rows(model._batch_weights(ws), self.W, idx)
+                ws.wsum = float(self.w_host[order[b * bs:b * bs + mb]].sum(dtype=np.float64))
             yield b, ws, mb
 
     def close(self):

@@ -3,8 +3,11 @@
 Conventions (DESIGN.md): rows are examples, X is (m, n_features); Dense W is (units, inputs);
 the cost is the mean over the batch and includes the course's L2 term
 ``lambda/(2m) * sum_l ||W[l]||_F^2`` (weights only) whenever ``l2`` is given; its gradient adds
-``(lambda/m) W``. Sigmoid and softmax outputs are fused with their cross-entropy: the network
-computes logits and the loss kernel does the rest (stable log-sum-exp).
+``(lambda/m) W``. With per-example weights ``sample_weight`` (scikit-learn's MLP semantics,
+``sklearn/neural_network/_multilayer_perceptron.py``, ``_backprop``) the batch cost is
+``sum_i w_i l_i / sum_i w_i + lambda/(2 sum_i w_i) * sum_l ||W[l]||_F^2``: m becomes sum(w).
+Sigmoid and softmax outputs are fused with their cross-entropy: the network computes logits
+and the loss kernel does the rest (stable log-sum-exp).
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import config
-from .._validation import (as_features, as_targets, check_dtype, check_float, check_int,
-                           check_rows)
+from .._validation import (as_features, as_sample_weight, as_targets, check_dtype,
+                           check_float, check_int, check_rows)
 from ..backend import check_name, get_backend, is_device_array
 from ..kernels import ACTIVATIONS, LINEAR
 from ..params import FlatParams
@@ -177,18 +180,38 @@ class Sequential:
         for i in range(last, -1, -1):
             d = self._ops[i].backward(d, ws.layers[i], need_dX=i > 0)
 
-    def _loss_into(self, loss_buf, out, Y, ws):
-        getattr(self._bk.k, self.loss.kernel)(loss_buf, ws.dout, out, Y)
+    def _loss_into(self, loss_buf, out, Y, ws, w=None, wsum=0.0):
+        """Loss into ``loss_buf``, its gradient into ``ws.dout``; with per-example weights ``w``
+        (on the backend, (m,)) summing to ``wsum``, the kernel's weighted variant."""
+        if w is None:
+            getattr(self._bk.k, self.loss.kernel)(loss_buf, ws.dout, out, Y)
+        else:
+            getattr(self._bk.k, "weighted_" + self.loss.kernel)(loss_buf, ws.dout, out, Y, w,
+                                                                 wsum)
+
+    def _sample_weight(self, sample_weight, m, name="sample_weight"):
+        """Validated weights in the model's dtype and their sum (float64, of the cast values,
+        so the kernels and the L2 term see the same sum)."""
+        w = as_sample_weight(name, sample_weight, m).astype(self.dtype)
+        return w, float(w.sum(dtype=np.float64))
+
+    def _batch_weights(self, ws):
+        """The workspace's weight buffer: (m, 1) for ``gather_rows``, and its (m,) view."""
+        if getattr(ws, "Wb", None) is None:
+            ws.Wb = self._bk.empty((ws.m, 1), self.dtype)
+            ws.wb = ws.Wb.reshape(ws.m)
+        return ws.Wb
 
     def _sq_weights_into(self, sq_buf):
         self._bk.k.sum_squares(sq_buf, self.params.data[:self.params.n_decay])
 
-    def _step_costs(self, Xb, Yb, ws, l2, loss_buf=None, sq_buf=None):
+    def _step_costs(self, Xb, Yb, ws, l2, loss_buf=None, sq_buf=None, w=None, wsum=0.0):
         """Forward, loss and backward for one batch; fills the gradient buffer (data loss only;
         the L2 gradient is folded into the optimizer update). Returns nothing: the loss and
-        the weights' squared norm land in ``loss_buf`` / ``sq_buf`` (device-friendly)."""
+        the weights' squared norm land in ``loss_buf`` / ``sq_buf`` (device-friendly).
+        ``w``/``wsum``: the batch's per-example weights (see ``_loss_into``)."""
         out = self._forward(Xb, ws, training=True)
-        self._loss_into(ws.loss if loss_buf is None else loss_buf, out, Yb, ws)
+        self._loss_into(ws.loss if loss_buf is None else loss_buf, out, Yb, ws, w, wsum)
         if l2:
             self._sq_weights_into(ws.sq if sq_buf is None else sq_buf)
         self._backward(ws)
@@ -250,65 +273,81 @@ class Sequential:
         return Xc, self.loss.encode(yc, self.output_dim, self.dtype, yname)
 
     # ---------------------------------------------------------------- training API
-    def train_on_batch(self, X, y, optimizer, l2=0.0):
+    def _weights_and_denominator(self, sample_weight, m):
+        """(weights on the backend or None, the cost's denominator: m, or sum(w))."""
+        if sample_weight is None:
+            return None, m
+        w, wsum = self._sample_weight(sample_weight, m)
+        return self._bk.asarray(w), wsum
+
+    def train_on_batch(self, X, y, optimizer, l2=0.0, sample_weight=None):
         """One update on the given batch; returns that batch's cost computed before the update
         (L2 term included). A non-finite cost raises ``FloatingPointError`` and leaves the
-        parameters untouched."""
+        parameters untouched. ``sample_weight``: per-example weights as in :meth:`fit`."""
         from ..train.loop import DivergenceError, check_optimizer
         check_optimizer(optimizer)
         l2 = check_float("l2", l2, minimum=0.0)
         Xc, Yc = self._XY(X, y)
         m = Xc.shape[0]
+        w, denom = self._weights_and_denominator(sample_weight, m)
         ws = self._workspace(m)
-        self._step_costs(self._bk.asarray(Xc), self._bk.asarray(Yc), ws, l2)
+        self._step_costs(self._bk.asarray(Xc), self._bk.asarray(Yc), ws, l2, w=w, wsum=denom)
         cost = float(self._bk.to_numpy(ws.loss)[0])
         if l2:
-            cost += l2 / (2.0 * m) * float(self._bk.to_numpy(ws.sq)[0])
+            cost += l2 / (2.0 * denom) * float(self._bk.to_numpy(ws.sq)[0])
         if not np.isfinite(cost):
             raise DivergenceError(f"the cost of this batch is {cost}; the update was not "
                                   "applied (lower the learning rate, check inputs)")
-        optimizer.step(self.params.data, self.params.grad, l2=l2 / m, n_l2=self.params.n_decay)
+        optimizer.step(self.params.data, self.params.grad, l2=l2 / denom,
+                       n_l2=self.params.n_decay)
         self.steps_trained += 1
         return cost
 
-    def loss_and_grads(self, X, y, l2=0.0):
+    def loss_and_grads(self, X, y, l2=0.0, sample_weight=None):
         """(cost, grads): the cost on (X, y) (L2 term included) and its gradient with respect
         to every parameter, as a list laid out like ``get_weights()`` (NumPy arrays; the
         entries of non-trainable state, BatchNorm running statistics, are zeros). A training
         mode pass: dropout masks of step ``steps_trained``, BatchNorm batch statistics (and
-        its running statistics updated)."""
+        its running statistics updated). ``sample_weight`` (m,): the weighted cost
+        ``sum_i w_i l_i / sum(w) + l2/(2 sum(w)) * sum ||W||^2`` (see :meth:`fit`)."""
         l2 = check_float("l2", l2, minimum=0.0)
         Xc, Yc = self._XY(X, y)
-        cost, flat = self._flat_loss_and_grad(Xc, Yc, l2)
+        w = None if sample_weight is None else self._sample_weight(sample_weight, Xc.shape[0])[0]
+        cost, flat = self._flat_loss_and_grad(Xc, Yc, l2, w)
         return cost, self._unflatten(flat)
 
-    def _flat_loss_and_grad(self, Xc, Yc, l2):
+    def _flat_loss_and_grad(self, Xc, Yc, l2, w=None):
+        """Cost and flat gradient on validated (Xc, Yc); ``w``: validated weights or None."""
         m = Xc.shape[0]
+        wd, denom = (None, m) if w is None else (self._bk.asarray(w),
+                                                 float(w.sum(dtype=np.float64)))
         ws = self._workspace(m)
-        self._step_costs(self._bk.asarray(Xc), self._bk.asarray(Yc), ws, l2)
+        self._step_costs(self._bk.asarray(Xc), self._bk.asarray(Yc), ws, l2, w=wd, wsum=denom)
         cost = float(self._bk.to_numpy(ws.loss)[0])
         grad = self._bk.to_numpy(self.params.grad).astype(self.dtype, copy=True)
         if l2:
-            cost += l2 / (2.0 * m) * float(self._bk.to_numpy(ws.sq)[0])
+            cost += l2 / (2.0 * denom) * float(self._bk.to_numpy(ws.sq)[0])
             n = self.params.n_decay
-            grad[:n] += (l2 / m) * self._bk.to_numpy(self.params.data)[:n]
+            grad[:n] += (l2 / denom) * self._bk.to_numpy(self.params.data)[:n]
         return cost, grad
 
-    def _cost(self, Xc, Yc, l2):
-        """Forward-only cost (for gradient checking)."""
+    def _cost(self, Xc, Yc, l2, w=None):
+        """Forward-only cost (for gradient checking); ``w``: validated weights or None."""
         m = Xc.shape[0]
+        wd, denom = (None, m) if w is None else (self._bk.asarray(w),
+                                                 float(w.sum(dtype=np.float64)))
         ws = self._workspace(m)
         out = self._forward(self._bk.asarray(Xc), ws, training=True)
-        self._loss_into(ws.loss, out, self._bk.asarray(Yc), ws)
+        self._loss_into(ws.loss, out, self._bk.asarray(Yc), ws, wd, denom)
         cost = float(self._bk.to_numpy(ws.loss)[0])
         if l2:
             self._sq_weights_into(ws.sq)
-            cost += l2 / (2.0 * m) * float(self._bk.to_numpy(ws.sq)[0])
+            cost += l2 / (2.0 * denom) * float(self._bk.to_numpy(ws.sq)[0])
         return cost
 
     def fit(self, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
             callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
-            resume_from=None, augment=None, distributed=False):
+            resume_from=None, augment=None, distributed=False, sample_weight=None):
         """Mini-batch training; returns a :class:`~fastdl.train.History`.
 
         Batches are reshuffled every epoch from ``seed`` (a pure function of seed and epoch),
@@ -341,12 +380,32 @@ class Sequential:
         data-parallel training, each rank takes its slice of every global batch of
         ``batch_size`` rows and one gradient allreduce per step gives every rank the
         one-process update (``fastdl/distributed``, ``docs/distributed.md``).
+
+        ``sample_weight``: per-example weights, a 1-D array of ``len(X)`` finite numbers >= 0,
+        not all zero (in-memory X only; streamed input and ``distributed`` raise
+        NotImplementedError). Each batch's weights are gathered with its rows, and with
+        ``w_i`` the weights of the batch's rows and ``l_i`` their losses, the batch cost and
+        its gradient are scikit-learn's (``MLPClassifier``/``MLPRegressor``,
+        ``sklearn/neural_network/_multilayer_perceptron.py``, ``_backprop``)::
+
+            J = sum_i w_i l_i / sum_i w_i  +  l2 / (2 sum_i w_i) * sum_l ||W[l]||_F^2
+            dJ/dz_i = w_i dl_i/dz_i / sum_i w_i
+
+        i.e. the batch size m becomes sum(w): integer weights equal repeated rows for
+        full-batch training, all-ones weights give the unweighted result. Keras instead
+        divides by m ("sum_over_batch_size"). A batch whose weights are all zero contributes
+        cost 0 and a zero gradient. The epoch's ``loss`` is the mean of the batch costs
+        weighted by batch size (scikit-learn's ``loss_curve_``). ``validation_data`` may carry
+        weights as a third element ``(X_dev, y_dev, w_dev)``: ``val_loss``/``val_accuracy`` are
+        then weighted means (:meth:`evaluate`). With weights, every epoch takes the step path
+        (the whole-epoch fused kernel has no weights).
         """
         from ..train.loop import fit
         return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                    shuffle=shuffle, lr_schedule=lr_schedule, drop_last=drop_last,
-                   resume_from=resume_from, augment=augment, distributed=distributed)
+                   resume_from=resume_from, augment=augment, distributed=distributed,
+                   sample_weight=sample_weight)
 
     # ---------------------------------------------------------------- inference API
     def _outputs(self, Xc):
@@ -375,27 +434,44 @@ class Sequential:
         output), the class index for softmax, values for regression."""
         return self.loss.decode(self._outputs(self._X(X)))
 
-    def evaluate(self, X, y):
-        """{"loss": data loss (mean, no L2 term), "accuracy": ... for classification}."""
+    def evaluate(self, X, y, sample_weight=None):
+        """{"loss": data loss (mean, no L2 term), "accuracy": ... for classification}.
+
+        ``sample_weight`` (m,): weighted means instead, ``loss = sum_i w_i l_i / sum(w)`` and
+        ``accuracy = sum_i w_i correct_i / sum(w)`` (scikit-learn's ``accuracy_score`` with
+        ``sample_weight``; for several sigmoid outputs ``correct_i`` is the row's fraction of
+        correct outputs)."""
         Xc, Yc = self._XY(X, y)
         total, m = 0.0, Xc.shape[0]
+        w = None if sample_weight is None else self._sample_weight(sample_weight, m)[0]
         outs = []
         for s in range(0, m, EVAL_CHUNK):
             xb, yb = Xc[s:s + EVAL_CHUNK], Yc[s:s + EVAL_CHUNK]
             ws = self._workspace(xb.shape[0])
             z = self._forward(self._bk.asarray(xb), ws, training=False)
-            self._loss_into(ws.loss, z, self._bk.asarray(yb), ws)
-            total += float(self._bk.to_numpy(ws.loss)[0]) * xb.shape[0]
+            if w is None:
+                self._loss_into(ws.loss, z, self._bk.asarray(yb), ws)
+                total += float(self._bk.to_numpy(ws.loss)[0]) * xb.shape[0]
+            else:           # the chunk's weighted mean times its weight sum: a weighted total
+                wb = w[s:s + EVAL_CHUNK]
+                wsum = float(wb.sum(dtype=np.float64))
+                self._loss_into(ws.loss, z, self._bk.asarray(yb), ws, self._bk.asarray(wb), wsum)
+                total += float(self._bk.to_numpy(ws.loss)[0]) * wsum
             if self.loss.is_classification:
                 outs.append(self._bk.to_numpy(z).copy())
-        result = {"loss": total / m}
+        result = {"loss": total / (m if w is None else float(w.sum(dtype=np.float64)))}
         if self.loss.is_classification:
             # logits suffice: argmax and the 0.5 threshold (logit 0) are the same on logits
             logits = np.concatenate(outs)
             if self.loss.name == "binary_crossentropy":
-                result["accuracy"] = float(np.mean((logits >= 0) == (Yc >= 0.5)))
+                correct = (logits >= 0) == (Yc >= 0.5)
             else:
-                result["accuracy"] = float(np.mean(logits.argmax(1) == Yc.argmax(1)))
+                correct = logits.argmax(1) == Yc.argmax(1)
+            if w is None:
+                result["accuracy"] = float(np.mean(correct))
+            else:
+                per_row = correct.reshape(m, -1).mean(axis=1)
+                result["accuracy"] = float(np.average(per_row, weights=w.astype(np.float64)))
         return result
 
     def diagnose(self, train, dev, bayes_error=0.0, train_dev=None, tolerance=0.02):

@@ -23,15 +23,17 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
+                                      validate_data)
 
+from .._validation import as_sample_weight
 from ..data.split import split
 from ..optim import SGD, Adam, Momentum
 from ..train.loop import DivergenceError
 from ._network import (build_model, export_coefs, init_sklearn, make_optimizer, model_from_state,
                        model_state)
 from ._params import check_params, keep_probs
-from ._solvers import GradScale, StochasticEpochs, fit_lbfgs
+from ._solvers import GradScale, StochasticEpochs, batch_inv_weight, fit_lbfgs
 
 _STOCHASTIC = ("sgd", "adam")
 _OPTIMIZERS = {"SGD": SGD, "Momentum": Momentum, "Adam": Adam}
@@ -79,14 +81,20 @@ class _BaseMLP(BaseEstimator):
         self.dtype = dtype
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the network to ``X`` (n_samples, n_features) and ``y``; returns self.
 
         Stochastic solvers run up to ``max_iter`` epochs (scikit-learn's "iterations") and stop
         early after ``n_iter_no_change`` epochs without an improvement of ``tol``; ``lbfgs`` runs
         full-batch L-BFGS-B. With ``warm_start=True`` a fitted network continues from its
-        weights (a new optimizer, as scikit-learn)."""
-        return self._fit(X, y, incremental=False)
+        weights (a new optimizer, as scikit-learn).
+
+        ``sample_weight`` (n_samples,), finite and >= 0, not all zero: scikit-learn's weighting
+        (``_multilayer_perceptron._backprop``): per batch ``sum_i w_i l_i / sum_i w_i +
+        alpha/(2 sum_i w_i) ||W||^2``, so the batch size m becomes the batch's weight sum
+        (``Sequential.fit``). With early stopping the validation rows keep their weights and
+        are scored with them."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC:
@@ -94,10 +102,14 @@ class _BaseMLP(BaseEstimator):
                                  f"solver={self.solver!r} is not stochastic")
         return True
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, incremental, sample_weight=None):
         sizes = check_params(self)
         first = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, y, Y = self._validate_input(X, y, incremental, reset=first)
+        if sample_weight is not None:   # scikit-learn's conversion and shape check, then fastdl's
+            sample_weight = as_sample_weight(                   # finite, >= 0, not all zero
+                "sample_weight", _check_sample_weight(sample_weight, X, dtype=X.dtype),
+                X.shape[0])
         if self.batchnorm and (X.shape[0] < 2 or (self.solver in _STOCHASTIC
                                                  and self.batch_size != "auto"
                                                  and self.batch_size < 2)):
@@ -114,10 +126,10 @@ class _BaseMLP(BaseEstimator):
         X = np.ascontiguousarray(X, dtype=model.dtype)
         Y = np.ascontiguousarray(Y, dtype=model.dtype)
         if self.solver in _STOCHASTIC:
-            self._fit_stochastic(X, y, Y, incremental, rng)
+            self._fit_stochastic(X, y, Y, incremental, rng, sample_weight)
         else:
             try:
-                self.n_iter_, self.loss_ = fit_lbfgs(self, model, X, Y)
+                self.n_iter_, self.loss_ = fit_lbfgs(self, model, X, Y, sample_weight)
             except DivergenceError as e:
                 raise ValueError(_NON_FINITE) from e
         self.coefs_, self.intercepts_ = export_coefs(model)
@@ -173,7 +185,7 @@ class _BaseMLP(BaseEstimator):
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
 
-    def _fit_stochastic(self, X, y, Y, incremental, rng):
+    def _fit_stochastic(self, X, y, Y, incremental, rng, sample_weight=None):
         scale = self._scale
         if not incremental or not hasattr(self, "_optimizer"):
             self._lr = float(self.learning_rate_init)
@@ -186,7 +198,11 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         val = None
         if self.early_stopping:
-            X, Y, val = self._validation_split(X, y, Y, rng)
+            tr, va = self._validation_indices(X, y, rng)
+            val = (X[va], y[va], None if sample_weight is None else sample_weight[va])
+            X, Y = X[tr], Y[tr]
+            if sample_weight is not None:       # each row keeps its weight on either side
+                sample_weight = sample_weight[tr]
         n = X.shape[0]
         if self.batch_size == "auto":
             bs = min(200, n)
@@ -198,12 +214,14 @@ class _BaseMLP(BaseEstimator):
         # BatchNorm needs >= 2 rows per training batch: skip a last batch of one row
         drop_last = bool(self.batchnorm and n > 1 and n % bs == 1)
         n_batches = n // bs if drop_last else -(-n // bs)
-        cb = StochasticEpochs(self, self._optimizer, n, n_batches, val)
+        cb = StochasticEpochs(self, self._optimizer, n, n_batches, val,
+                              batch_inv_weight(sample_weight, bs, n_batches))
         self.n_iter_ = 0
         try:
             self.model_.fit(X, Y, optimizer=self._optimizer, epochs=1 if incremental else
                             self.max_iter, batch_size=bs, l2=scale.l2, callbacks=[cb],
-                            verbose=0, shuffle=self.shuffle, drop_last=drop_last)
+                            verbose=0, shuffle=self.shuffle, drop_last=drop_last,
+                            sample_weight=sample_weight)
         except DivergenceError as e:
             raise ValueError(_NON_FINITE) from e
         if not cb.converged and not incremental and self.n_iter_ == self.max_iter:
@@ -215,7 +233,13 @@ class _BaseMLP(BaseEstimator):
 
     def _validation_split(self, X, y, Y, rng):
         """Hold out ``ceil(validation_fraction * n)`` rows (scikit-learn's test_size rounding),
-        stratified by class for single-label classification, drawn from ``random_state``."""
+        stratified by class for single-label classification, drawn from ``random_state``:
+        (X_train, Y_train, (X_val, y_val))."""
+        tr, va = self._validation_indices(X, y, rng)
+        return X[tr], Y[tr], (X[va], y[va])
+
+    def _validation_indices(self, X, y, rng):
+        """(train rows, validation rows) of :meth:`_validation_split`."""
         n = X.shape[0]
         n_val = math.ceil(self.validation_fraction * n)
         if n_val < 2 or n - n_val < 1:
@@ -226,8 +250,7 @@ class _BaseMLP(BaseEstimator):
         labels = np.searchsorted(self.classes_, y) if stratify else np.zeros(n)
         parts = split(np.arange(n).reshape(-1, 1), labels, counts=(n - n_val, n_val),
                       stratify=stratify, seed=int(rng.randint(np.iinfo(np.int32).max)))
-        tr, va = parts.train[0][:, 0], parts.dev[0][:, 0]
-        return X[tr], Y[tr], (X[va], y[va])
+        return parts.train[0][:, 0], parts.dev[0][:, 0]
 
     # ------------------------------------------------------------------ inference
     def _outputs(self, X, check_input=True):
@@ -237,11 +260,12 @@ class _BaseMLP(BaseEstimator):
             X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         return self.model_.predict_proba(np.ascontiguousarray(X, dtype=self.model_.dtype))
 
-    def _score_validated(self, X, y):
+    def _score_validated(self, X, y, sample_weight=None):
         pred = self._predict(X, check_input=False)
         if np.issubdtype(pred.dtype, np.floating) and not np.isfinite(pred).all():
             return np.nan
-        return (r2_score if self._regression else accuracy_score)(y, pred)
+        return (r2_score if self._regression else accuracy_score)(y, pred,
+                                                                  sample_weight=sample_weight)
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
@@ -367,9 +391,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return X, y, Y
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y). ``classes`` (all labels of the whole data set) is required on
-        the first call and must not change later; y need not contain every class."""
+        the first call and must not change later; y need not contain every class.
+        ``sample_weight``: as in :meth:`fit`."""
         first = not hasattr(self, "classes_")
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -385,7 +410,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             else:
                 self._label_binarizer.fit(classes)
             self.classes_ = self._label_binarizer.classes_
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _predict(self, X, check_input=True):
         out = self._outputs(X, check_input)
@@ -465,9 +490,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, y, y.reshape(y.shape[0], -1)
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y):
-        """One epoch over (X, y), continuing from the current weights and optimizer state."""
-        return self._fit(X, y, incremental=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), continuing from the current weights and optimizer state.
+        ``sample_weight``: as in :meth:`fit`."""
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _predict(self, X, check_input=True):
         out = self._outputs(X, check_input)

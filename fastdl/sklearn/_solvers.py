@@ -14,6 +14,9 @@ back-propagates ``(y_hat - y)/m`` (its gradient does not divide by k, its report
 With ``l2 = c alpha`` and ``c = 2/k`` fastdl's gradient is exactly c times scikit-learn's, so
 SGD uses ``lr / c``, Adam ``epsilon * c`` (Adam is otherwise invariant to the scale), and the
 reported loss is converted back (``to_sklearn_loss``).
+
+With ``sample_weight`` both libraries replace m by the batch's weight sum ``sum_i w_i`` (data
+term: weighted mean; L2 term: ``alpha/(2 sum w)``), so the same scaling holds batch by batch.
 """
 
 from __future__ import annotations
@@ -67,10 +70,11 @@ class StochasticEpochs(Callback):
     validation score with ``early_stopping``), best weights, the ``invscaling``/``adaptive``
     learning rates, and stopping after ``n_iter_no_change`` epochs without improvement."""
 
-    def __init__(self, est, optimizer, n_train, n_batches, val):
+    def __init__(self, est, optimizer, n_train, n_batches, val, m_inv=None):
         self.est, self.opt, self.n_train, self.val = est, optimizer, n_train, val
         self.n_batches = n_batches
-        self.m_inv = n_batches / n_train          # mean over the epoch's rows of 1/m_batch
+        # mean over the epoch's rows of 1/m_batch (of 1/sum(w_batch) with sample weights)
+        self.m_inv = n_batches / n_train if m_inv is None else m_inv
         self.converged = False
 
     def _set_lr(self, lr_sklearn):
@@ -141,10 +145,28 @@ class StochasticEpochs(Callback):
                 est.best_loss_ = loss
 
 
-def fit_lbfgs(est, model, Xc, Yc):
+def batch_inv_weight(sample_weight, bs, n_batches):
+    """With weights: the mean over the epoch's rows of ``1 / sum(w_batch)`` (what the L2 term
+    of the epoch's loss is scaled by; ``to_sklearn_loss``'s ``m_inv``), from the batches in
+    order (exact without shuffling; with shuffling the batches' sums vary, and this is the
+    in-order estimate). None without weights (``StochasticEpochs`` then uses n_batches / n)."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    total = 0.0
+    for b in range(n_batches):
+        part = w[b * bs:(b + 1) * bs]
+        s = float(part.sum())
+        if s > 0:                       # a zero-weight batch has no L2 term (Sequential.fit)
+            total += part.shape[0] / s
+    return total / sum(min(bs, w.shape[0] - b * bs) for b in range(n_batches))
+
+
+def fit_lbfgs(est, model, Xc, Yc, sample_weight=None):
     """Full-batch L-BFGS-B (``scipy.optimize.minimize``) on the model's flat parameter vector,
     with scikit-learn's options: ``maxiter=max_iter``, ``maxfun=max_fun``, ``gtol=tol``. The
-    objective and gradient are scikit-learn's (``GradScale`` converts fastdl's)."""
+    objective and gradient are scikit-learn's (``GradScale`` converts fastdl's); with
+    ``sample_weight`` the weighted ones (m replaced by sum(w))."""
     try:
         from scipy.optimize import minimize
     except ImportError:
@@ -153,12 +175,14 @@ def fit_lbfgs(est, model, Xc, Yc):
                           "'sgd'") from None
     scale = est._scale
     n_decay, m = model.params.n_decay, Xc.shape[0]
+    sw = None if sample_weight is None else model._sample_weight(sample_weight, m)[0]
+    denom = m if sw is None else float(sw.sum(dtype=np.float64))
 
     def fun(x):
         model.params.restore(np.asarray(x, dtype=model.dtype))
-        cost, grad = model._flat_loss_and_grad(Xc, Yc, scale.l2)
+        cost, grad = model._flat_loss_and_grad(Xc, Yc, scale.l2, sw)
         w = np.asarray(x[:n_decay], dtype=np.float64)
-        loss = scale.to_sklearn_loss(cost, float(w @ w), 1.0 / m)
+        loss = scale.to_sklearn_loss(cost, float(w @ w), 1.0 / denom)
         return loss, np.asarray(grad, dtype=np.float64) / scale.c
 
     x0 = model.params.snapshot().astype(np.float64)
@@ -174,4 +198,5 @@ def fit_lbfgs(est, model, Xc, Yc):
     return min(int(res.nit), est.max_iter), float(res.fun)
 
 
-__all__ = ["GradScale", "StochasticEpochs", "fit_lbfgs", "rescale_velocity", "sq_weights"]
+__all__ = ["GradScale", "StochasticEpochs", "batch_inv_weight", "fit_lbfgs", "rescale_velocity",
+           "sq_weights"]

@@ -35,7 +35,7 @@ def check_optimizer(optimizer):
 
 
 def _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2, validation_data, callbacks,
-                    verbose, lr_schedule):
+                    verbose, lr_schedule, sample_weight=None):
     check_int("epochs", epochs, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
     check_int("verbose", verbose, minimum=0)
@@ -49,23 +49,39 @@ def _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2, validation_d
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks[{i}]={cb!r} is not a fastdl Callback")
     source = make_source(model, X, y)
+    if sample_weight is not None:
+        if source.streaming:
+            source.close()
+            raise NotImplementedError(
+                "sample_weight with out-of-core X (a .npy path or np.memmap) is not supported: "
+                "the streamed batches carry no weights; load X into memory (np.load) to train "
+                "with sample_weight")
+        source.set_weights(model._sample_weight(sample_weight, source.m)[0])
     val = None
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a tuple (X_dev, y_dev)")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            n = len(validation_data) if hasattr(validation_data, "__len__") else "?"
+            raise ValueError("validation_data must be a tuple (X_dev, y_dev) or (X_dev, y_dev, "
+                             f"sample_weight_dev); got {type(validation_data).__name__} of "
+                             f"length {n}")
         from .._validation import as_features, as_targets
         # validated only: model.evaluate applies model.standardizer (once) every epoch
         Xv = as_features("validation_data[0]", validation_data[0], model.dtype, model.input_dim)
         yv = as_targets("validation_data[1]", validation_data[1])
         check_rows(Xv, yv, "validation_data[0]", "validation_data[1]")
         val = (Xv, model.loss.encode(yv, model.output_dim, model.dtype, "validation_data[1]"))
+        if len(validation_data) == 3 and validation_data[2] is not None:
+            val += (model._sample_weight(validation_data[2], Xv.shape[0],
+                                         "validation_data[2]")[0],)
     return source, val, callbacks
 
 
-def _fused_layout(model, optimizer, wants_batches):
+def _fused_layout(model, optimizer, wants_batches, weighted=False):
     """The fused-epoch kernel's arguments, or None when the step path must be used."""
     bk = model._bk
     if not (bk.fused_epoch and model._dense_only) or wants_batches:
+        return None
+    if weighted:        # train_epoch has no per-example weights: their batches take the step path
         return None
     if getattr(model, "_dist", None) is not None:   # distributed: an allreduce every step
         return None
@@ -168,6 +184,10 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     bk, p = model._bk, model.params
     sizes = batch_sizes(source.m, bs, drop_last)
     nb = sizes.shape[0]
+    # with sample_weight the cost's denominator (and the L2 term's m) is each batch's weight
+    # sum, set by the source as ws.wsum with the batch's rows (``Sequential.fit``)
+    weighted = getattr(source, "W", None) is not None
+    denoms = np.zeros(nb) if weighted else sizes
     losses = bk.zeros((nb,), np.float64)
     sqs = bk.zeros((nb,), np.float64)
     cost = None
@@ -181,15 +201,23 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
                 cb.on_batch_begin(b, {"size": mb})
             if prepare is not None and ws.m:
                 prepare(ws.Xb, epoch, b)
-            if ws.m:
+            denom = mb
+            if weighted:
+                denom = denoms[b] = ws.wsum
+                model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1],
+                                  ws.wb, ws.wsum)
+            elif ws.m:
                 model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1])
             if dist is not None:
                 dist.reduce(model, ws, mb, losses[b:b + 1], sqs[b:b + 1], l2)
+            # a batch of zero total weight has no data: no L2 term either (not l2/0)
+            l2_m = l2 / denom if denom else 0.0
             if check_each:
-                cost = float(losses[b]) + (l2 / (2.0 * mb) * float(sqs[b]) if l2 else 0.0)
+                cost = float(losses[b]) + (l2 / (2.0 * denom) * float(sqs[b])
+                                           if l2 and denom else 0.0)
                 if not np.isfinite(cost):
                     _diverged(model, snapshot, epoch, b, cost)
-            optimizer.step(p.data, p.grad, l2=l2 / mb, n_l2=p.n_decay)
+            optimizer.step(p.data, p.grad, l2=l2_m, n_l2=p.n_decay)
             model.steps_trained += 1
             for cb in batch_cbs:
                 cb.on_batch_end(b, {"loss": cost, "size": mb})
@@ -198,6 +226,8 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     finally:
         batches.close()          # stops a streaming source's prefetch thread
     losses, sqs = bk.to_numpy(losses), bk.to_numpy(sqs)
+    if l2 and weighted:
+        return losses + np.divide(l2, 2.0 * denoms, out=np.zeros(nb), where=denoms > 0) * sqs
     return losses + (l2 / (2.0 * sizes)) * sqs if l2 else losses
 
 
@@ -233,7 +263,12 @@ def _batch_hook(model, source, augment):
 
 def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
         callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
-        resume_from=None, augment=None, distributed=False, _dp=None):
+        resume_from=None, augment=None, distributed=False, sample_weight=None, _dp=None):
+    if distributed and sample_weight is not None:
+        raise NotImplementedError(
+            "sample_weight with distributed training is not supported: the ranks' shards carry "
+            "no weights (and the allreduce divides by the global batch size, not its weight "
+            "sum); train with distributed=False, or without sample_weight")
     if distributed and _dp is None:     # one rank of a data-parallel job: fastdl/distributed
         from ..distributed.trainer import run_distributed
         return run_distributed(fit, model, distributed, X, y, optimizer=optimizer,
@@ -255,7 +290,8 @@ def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation
     elif model.standardizer is not None:    # fitted on the training inputs only, once
         model.standardizer._fit_for(model, X)
     source, val, callbacks = _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2,
-                                             validation_data, callbacks, verbose, lr_schedule)
+                                             validation_data, callbacks, verbose, lr_schedule,
+                                             sample_weight)
     if _dp is not None:     # agree on the run, broadcast rank 0's model, shard the batches
         source = _dp.setup(model, source, epochs, batch_size, float(l2), shuffle, drop_last)
     model._epoch_start = None
@@ -343,7 +379,8 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
     plan = None
     prepare = _batch_hook(model, source, augment)
     if prepare is None and not source.streaming and not (drop_last and m % bs):
-        plan = _fused_layout(model, optimizer, bool(batch_cbs))
+        plan = _fused_layout(model, optimizer, bool(batch_cbs),
+                             weighted=getattr(source, "W", None) is not None)
     dist = getattr(model, "_dist", None)
     if dist is not None:        # only rank 0 prints; ranks > 0 augment with their own draws
         verbose = verbose if dist.rank == 0 else 0

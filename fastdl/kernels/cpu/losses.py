@@ -13,6 +13,10 @@ jitted passes; it uses the identity
 (both terms >= 0 for y >= 0: no cancellation) so the logits are not needed after the exp.
 Binary cross-entropy keeps the jitted scalar exp/log1p (outputs are few: one per example).
 Serial: these buffers are batch x outputs, small next to the GEMMs.
+
+The weighted variants (``weighted_*``, reference docstring) are single fused row passes with
+the row's scale ``w_i / wsum`` folded into its cost and gradient; they have no NumPy-exp path
+(weighted training is the step path's option, the unweighted kernels stay as they were).
 """
 
 import numpy as np
@@ -158,3 +162,85 @@ def mean_squared_error(loss, dA, A, Y):
     if _empty_batch(loss, A):
         return
     _mse_serial(loss, dA, A, Y)
+
+
+# ------------------------------------------------------------------------- weighted variants
+@jit
+def _wsce(loss, dZ, Z, Y, w, inv):
+    total = 0.0
+    for i in range(Z.shape[0]):
+        z, y, dz = Z[i], Y[i], dZ[i]
+        scale = np.float64(w[i]) * inv
+        n = z.shape[0]
+        mx = z[0]
+        for j in range(1, n):
+            if z[j] > mx:
+                mx = z[j]
+        mx64 = np.float64(mx)
+        s = 0.0
+        ysum = 0.0
+        for j in range(n):
+            s += np.exp(np.float64(z[j]) - mx64)
+            ysum += np.float64(y[j])
+        lse = np.log(s)
+        row = 0.0
+        for j in range(n):
+            logp = (np.float64(z[j]) - mx64) - lse
+            yj = np.float64(y[j])
+            row -= yj * logp
+            dz[j] = (np.exp(logp) * ysum - yj) * scale
+        total += scale * row
+    loss[0] = total
+
+
+@jit
+def _wbce(loss, dZ, Z, Y, w, inv):
+    total = 0.0
+    for i in range(Z.shape[0]):
+        z_i, y_i, dz_i = Z[i], Y[i], dZ[i]
+        scale = np.float64(w[i]) * inv
+        row = 0.0
+        for j in range(z_i.shape[0]):
+            z = np.float64(z_i[j])
+            y = np.float64(y_i[j])
+            e = np.exp(-abs(z))
+            row += max(z, 0.0) - z * y + np.log1p(e)
+            sig = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+            dz_i[j] = (sig - y) * scale
+        total += scale * row
+    loss[0] = total
+
+
+@jit
+def _wmse(loss, dA, A, Y, w, inv):
+    total = 0.0
+    for i in range(A.shape[0]):
+        a_i, y_i, da_i = A[i], Y[i], dA[i]
+        scale = np.float64(w[i]) * inv
+        row = 0.0
+        for j in range(a_i.shape[0]):
+            d = np.float64(a_i[j]) - np.float64(y_i[j])
+            row += d * d
+            da_i[j] = 2.0 * d * scale
+        total += scale * row
+    loss[0] = total
+
+
+def _inv(wsum, k=1):
+    """1 / (wsum k); 0 when the weights sum to 0 (reference: such a batch has J = 0, dZ = 0)."""
+    return 1.0 / (float(wsum) * k) if wsum > 0 else 0.0
+
+
+def weighted_softmax_cross_entropy(loss, dZ, Z, Y, w, wsum):
+    """One fused row pass (float64 log-sum-exp), each row scaled by w_i / wsum."""
+    _wsce(loss, dZ, Z, Y, w, _inv(wsum))
+
+
+def weighted_sigmoid_binary_cross_entropy(loss, dZ, Z, Y, w, wsum):
+    """Fused element pass in float64, each row scaled by w_i / wsum."""
+    _wbce(loss, dZ, Z, Y, w, _inv(wsum))
+
+
+def weighted_mean_squared_error(loss, dA, A, Y, w, wsum):
+    """Fused element pass in float64, each row scaled by w_i / (wsum k)."""
+    _wmse(loss, dA, A, Y, w, _inv(wsum, A.shape[1]))

@@ -11,6 +11,12 @@ with a single block writes ``loss[0]`` directly).
 The private stage-1 kernels take ``order, start`` so the epoch launcher can read target rows
 through the shuffle (row r uses ``Y[order[start + r]]``; an empty ``order`` means ``Y[r]``)
 instead of gathering Y first.
+
+The weighted variants (``weighted_*``, see the reference) use their own stage-1 kernels, with
+``W`` (m,) in place of the shuffle indirection (the step path gathers the batch's rows, weights
+included, before the loss): row r's terms are multiplied by ``W[r]`` and ``scale`` is
+``1 / wsum`` (``1 / (wsum k)`` for mse; 0 when wsum is 0), so the unweighted kernels, and the
+fused epoch that uses them, are unchanged.
 """
 
 import math
@@ -104,6 +110,84 @@ def _mean_squared_error_kernel(T):
     return kernel
 
 
+@per_dtype
+def _weighted_softmax_cross_entropy_kernel(T):
+    @cuda.jit
+    def kernel(out, k, scale, partial, direct, dZ, Z, Y, W):
+        """One thread per row: W[r] * (-sum_c y log p); dZ = (p sum(y) - y) W[r] scale."""
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        C = Z.shape[1]
+        acc = T(0)
+        for r in range(cuda.grid(1), Z.shape[0], cuda.gridsize(1)):
+            w = W[r]
+            zmax = Z[r, 0]
+            for c in range(1, C):
+                zmax = max(zmax, Z[r, c])
+            s = T(0)
+            for c in range(C):
+                s += math.exp(Z[r, c] - zmax)
+            log_s = math.log(s)
+            ysum = T(0)
+            row = T(0)
+            for c in range(C):
+                y = Y[r, c]
+                ysum += y
+                row -= y * ((Z[r, c] - zmax) - log_s)
+            acc += w * row
+            ws = w * scale
+            for c in range(C):
+                p = math.exp((Z[r, c] - zmax) - log_s)
+                dZ[r, c] = (p * ysum - Y[r, c]) * ws
+        _emit(out, k, scale, partial, direct, block_sum(sh, acc))
+    return kernel
+
+
+@per_dtype
+def _weighted_sigmoid_binary_cross_entropy_kernel(T):
+    @cuda.jit
+    def kernel(out, k, scale, partial, direct, dZ, Z, Y, W):
+        """One thread per element: W[r] * BCE(z, y); dZ = (sigmoid(z) - y) W[r] scale."""
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        n = Z.shape[1]
+        acc = T(0)
+        for i in range(cuda.grid(1), Z.shape[0] * n, cuda.gridsize(1)):
+            r = i // n
+            c = i - r * n
+            w = W[r]
+            z = Z[r, c]
+            y = Y[r, c]
+            e = math.exp(-abs(z))
+            acc += w * ((max(z, T(0)) - z * y) + math.log1p(e))
+            sig = T(1) / (T(1) + e) if z >= T(0) else e / (T(1) + e)
+            dZ[r, c] = (sig - y) * (w * scale)
+        _emit(out, k, scale, partial, direct, block_sum(sh, acc))
+    return kernel
+
+
+@per_dtype
+def _weighted_mean_squared_error_kernel(T):
+    @cuda.jit
+    def kernel(out, k, scale, partial, direct, dA, A, Y, W):
+        """One thread per element: W[r] (a - y)^2; dA = 2 (a - y) W[r] scale (1/(wsum k))."""
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        n = A.shape[1]
+        acc = T(0)
+        for i in range(cuda.grid(1), A.shape[0] * n, cuda.gridsize(1)):
+            r = i // n
+            c = i - r * n
+            w = W[r]
+            diff = A[r, c] - Y[r, c]
+            acc += w * (diff * diff)
+            dA[r, c] = T(2) * diff * (w * scale)
+        _emit(out, k, scale, partial, direct, block_sum(sh, acc))
+    return kernel
+
+
+_WEIGHTED = {SOFTMAX_CE: _weighted_softmax_cross_entropy_kernel,
+             SIGMOID_BCE: _weighted_sigmoid_binary_cross_entropy_kernel,
+             MSE: _weighted_mean_squared_error_kernel}
+
+
 _KERNELS = {SOFTMAX_CE: _softmax_cross_entropy_kernel,
             SIGMOID_BCE: _sigmoid_binary_cross_entropy_kernel,
             MSE: _mean_squared_error_kernel}
@@ -137,3 +221,30 @@ def sigmoid_binary_cross_entropy(loss, dZ, Z, Y):
 
 def mean_squared_error(loss, dA, A, Y):
     _loss_into(MSE, loss, 0, dA, A, Y)
+
+
+def _weighted_loss_into(kind, out, dZ, Z, Y, W, wsum):
+    """Launch the weighted loss ``kind``: out[0] = sum_r W[r] l_r / wsum, gradient into dZ."""
+    m, n = Z.shape
+    items = m if kind == SOFTMAX_CE else m * n
+    k = n if kind == MSE else 1
+    inv = 1.0 / (float(wsum) * k) if wsum > 0 else 0.0
+    nb = reduce_blocks(items)
+    direct = nb == 1
+    partial = scratch("loss", nb, Z.dtype)
+    dt = Z.dtype
+    _WEIGHTED[kind](dt)[nb, tpb()](out, 0, dt.type(inv), partial, direct, dZ, Z, Y, W)
+    if not direct:
+        finish(out, 0, partial, nb, inv)
+
+
+def weighted_softmax_cross_entropy(loss, dZ, Z, Y, w, wsum):
+    _weighted_loss_into(SOFTMAX_CE, loss, dZ, Z, Y, w, wsum)
+
+
+def weighted_sigmoid_binary_cross_entropy(loss, dZ, Z, Y, w, wsum):
+    _weighted_loss_into(SIGMOID_BCE, loss, dZ, Z, Y, w, wsum)
+
+
+def weighted_mean_squared_error(loss, dA, A, Y, w, wsum):
+    _weighted_loss_into(MSE, loss, dA, A, Y, w, wsum)

@@ -14,6 +14,19 @@ sigmoid_binary_cross_entropy (logits Z, targets Y in [0, 1], (m, k)):
     (summed over the k outputs, mean over examples; k = 1 is the course's cost exactly)
 mean_squared_error (predictions A, targets Y, (m, k)), as PyTorch MSELoss / Keras 'mse':
     J  = (1/(m k)) sum (a - y)^2          dA = 2 (a - y) / (m k)
+
+Weighted variants (``weighted_<loss>(loss, dZ, Z, Y, w, wsum)``): per-example weights ``w``
+(m,) >= 0 with ``wsum = sum_i w_i`` given by the caller (it needs the sum on the host anyway,
+for the L2 term, and a device kernel then needs no reduction before it can scale dZ). Row i's
+cost and gradient are multiplied by w_i, and the mean over m becomes the weighted mean:
+
+    J  = sum_i w_i l_i / wsum             dZ_i = w_i (dl_i/dz_i) / wsum
+
+with l_i the row's cost above (for mse: sum_j (a_ij - y_ij)^2 / k). This is scikit-learn's
+``MLPClassifier``/``MLPRegressor`` weighting (``_multilayer_perceptron._backprop``: deltas times
+sample_weight, gradients divided by sample_weight.sum()); Keras divides by m instead. All-ones
+weights give the unweighted kernels' values (to rounding). ``wsum == 0`` (a batch whose
+examples all have weight 0) carries no information: J = 0 and dZ = 0, not 0/0.
 """
 
 import numpy as np
@@ -43,3 +56,34 @@ def mean_squared_error(loss, dA, A, Y):
     diff = A.astype(np.float64) - Y
     loss[0] = (diff * diff).sum() / n
     dA[...] = 2.0 * diff / n
+
+
+def _inv_weight_sum(wsum):
+    return 1.0 / wsum if wsum > 0 else 0.0
+
+
+def weighted_softmax_cross_entropy(loss, dZ, Z, Y, w, wsum):
+    scale = np.asarray(w, dtype=np.float64)[:, None] * _inv_weight_sum(wsum)
+    shifted = Z.astype(np.float64) - Z.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    Y64 = Y.astype(np.float64)
+    loss[0] = -(scale * Y64 * logp).sum()
+    dZ[...] = (np.exp(logp) * Y64.sum(axis=1, keepdims=True) - Y64) * scale
+
+
+def weighted_sigmoid_binary_cross_entropy(loss, dZ, Z, Y, w, wsum):
+    scale = np.asarray(w, dtype=np.float64)[:, None] * _inv_weight_sum(wsum)
+    z = Z.astype(np.float64)
+    y = Y.astype(np.float64)
+    loss[0] = (scale * (np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))).sum()
+    e = np.exp(-np.abs(z))
+    sig = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    dZ[...] = (sig - y) * scale
+
+
+def weighted_mean_squared_error(loss, dA, A, Y, w, wsum):
+    k = A.shape[1]
+    scale = np.asarray(w, dtype=np.float64)[:, None] * (_inv_weight_sum(wsum) / k)
+    diff = A.astype(np.float64) - Y
+    loss[0] = (scale * diff * diff).sum()
+    dA[...] = 2.0 * diff * scale

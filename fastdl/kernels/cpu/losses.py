@@ -169,27 +169,9 @@ def mean_squared_error(loss, dA, A, Y):
 def _wsce(loss, dZ, Z, Y, w, inv):
     total = 0.0
     for i in range(Z.shape[0]):
-        z, y, dz = Z[i], Y[i], dZ[i]
         scale = np.float64(w[i]) * inv
-        n = z.shape[0]
-        mx = z[0]
-        for j in range(1, n):
-            if z[j] > mx:
-                mx = z[j]
-        mx64 = np.float64(mx)
-        s = 0.0
-        ysum = 0.0
-        for j in range(n):
-            s += np.exp(np.float64(z[j]) - mx64)
-            ysum += np.float64(y[j])
-        lse = np.log(s)
-        row = 0.0
-        for j in range(n):
-            logp = (np.float64(z[j]) - mx64) - lse
-            yj = np.float64(y[j])
-            row -= yj * logp
-            dz[j] = (np.exp(logp) * ysum - yj) * scale
-        total += scale * row
+        # the unweighted row pass with divisor 1/scale (inf for a zero weight: dz = 0)
+        total += scale * _softmax_ce_row(dZ[i], Z[i], Y[i], 1.0 / scale)
     loss[0] = total
 
 

@@ -167,8 +167,14 @@ def _own_cpu():
     """CPU seconds of this process, its finished children and its live PyTorch workers."""
     import resource
     r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
-    for pid in list(_LIVE_WORKERS):
+    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime + process_cpu(_LIVE_WORKERS)
+
+
+def process_cpu(pids):
+    """User + system CPU seconds of the live processes ``pids`` (Linux /proc; a process that
+    has ended, or a system without /proc, counts 0)."""
+    total = 0.0
+    for pid in list(pids):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()

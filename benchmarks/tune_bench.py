@@ -87,19 +87,6 @@ def _space(epochs):
             "epochs": epochs}
 
 
-def _cpu_seconds(pids):
-    """User + system CPU seconds of the live processes ``pids`` (Linux /proc; 0 elsewhere)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
-
-
 def _pool(workers):
     from fastdl.tune.search import _init_worker
     threads = max(1, CORES // workers)
@@ -138,11 +125,11 @@ def scaling(trials=TRIALS, epochs=EPOCHS, rounds=ROUNDS, worker_counts=(1, 2)):
         try:
             for _ in range(rounds):
                 with P.MachineLoad() as load:
-                    c, t = _cpu_seconds(pids), time.perf_counter()
+                    c, t = P.process_cpu(pids), time.perf_counter()
                     r = fd.tune.random_search(small_net_objective, space, trials, seed=0,
                                               executor=ex)
                     walls.append(time.perf_counter() - t)
-                    cpus.append(_cpu_seconds(pids) - c)
+                    cpus.append(P.process_cpu(pids) - c)
                 loads.append(load.foreign)
                 durs += [tr["duration"] for tr in r.trials]
                 results.append(r)

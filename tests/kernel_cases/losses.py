@@ -1,0 +1,96 @@
+"""Cases of ``fastdl/kernels/*/losses.py`` (see ``tests/kernel_cases/__init__.py``)."""
+
+import numpy as np
+
+from . import KernelCase
+
+#: target kinds: "hard" (one-hot / 0-1 labels / normal values for mse), "soft" (probability
+#: rows / values in [0, 1])
+KINDS = ("hard", "soft")
+
+
+def _targets(d, loss, m, c, kind):
+    rng = d.rng
+    if loss == "softmax_cross_entropy":
+        if kind == "hard":
+            return np.eye(c, dtype=d.dtype)[rng.integers(0, c, size=m)]
+        y = rng.random((m, c)) + 0.05
+        return (y / y.sum(axis=1, keepdims=True)).astype(d.dtype)
+    if loss == "sigmoid_binary_cross_entropy":
+        return (rng.integers(0, 2, size=(m, c)) if kind == "hard"
+                else rng.random((m, c))).astype(d.dtype)
+    return d.normal((m, c)) if kind == "hard" else rng.random((m, c)).astype(d.dtype)
+
+
+def _logits(d, loss, m, c):
+    Z = d.hostile((m, c), 2.0)
+    if loss != "mean_squared_error":
+        Z[0, 0] = 60.0                  # a large logit: exp(60) overflows float32's exp(2 z)
+    return Z
+
+
+def _unweighted(loss):
+    def draw(d, m, c, kind, loss_dtype=np.float64):
+        Z = _logits(d, loss, m, c)
+        grad = "dA" if loss == "mean_squared_error" else "dZ"
+        inp = "A" if loss == "mean_squared_error" else "Z"
+        return {"loss": d.out((1,), loss_dtype), grad: d.out((m, c)), inp: Z,
+                "Y": _targets(d, loss, m, c, kind)}
+    return draw
+
+
+def _weighted(loss):
+    def draw(d, m, c, kind, weights):
+        args = _unweighted(loss)(d, m, c, kind)
+        if weights == "zero":               # the batch carries no information: J = 0, dZ = 0
+            w = np.zeros(m, d.dtype)
+        else:                               # zeros and one large weight among random ones
+            w = (3 * d.rng.random(m) + 0.1).astype(d.dtype)
+            if m > 1:
+                w[0], w[-1] = 0.0, 7.5
+        args.update(w=w, wsum=float(w.astype(np.float64).sum()))
+        return args
+    return draw
+
+
+#: (m, c, kind): batch 1, one class, widths multiples of nothing; (129, 17) and (2, 1100) reach
+#: the cpu softmax CE's NumPy-exp path (>= 2048 elements)
+CPU = [(m, c, k) for m, c in ((1, 1), (1, 3), (7, 17), (129, 17), (2, 1100)) for k in KINDS]
+#: the simulator: one block, three blocks (two-stage reduction), m = 1; once with the loss
+#: buffer in the model's dtype (the cuda kernels accept either)
+SIM = [(3, 4, "hard"), (9, 5, "soft"), (1, 1, "hard"), (9, 5, "hard", "model")]
+PARALLEL = [(37, 131, "hard")]
+WEIGHTED_CPU = [(m, c, k, "random") for m, c in ((1, 1), (7, 17), (129, 3)) for k in KINDS] \
+    + [(7, 17, "hard", "zero"), (1, 3, "soft", "zero")]
+WEIGHTED_SIM = [(3, 4, "hard", "random"), (9, 5, "soft", "random"), (1, 1, "hard", "random"),
+                (3, 4, "hard", "zero")]
+
+
+def _model_dtype_loss(draw):
+    """Size tuples ending in "model" put the loss in the model's dtype."""
+    def wrapped(d, *p):
+        if p and p[-1] == "model":
+            return draw(d, *p[:-1], loss_dtype=d.dtype)
+        return draw(d, *p)
+    return wrapped
+
+
+def _bce_cost_scale(args):
+    """The binary cross-entropy cost sums terms max(z, 0) - z y + log1p(e^-|z|) of size ~|z|
+    that cancel (z = 60, y = 1: 60 - 60 + 8.8e-27): two correct evaluation orders differ by
+    ~eps |z|, so the cost is compared at the scale of its largest row sum of |z|."""
+    return float(np.abs(args["Z"].astype(np.float64)).sum(axis=1).max(initial=0.0))
+
+
+CASES = {}
+for _name, _inp, _grad in (("softmax_cross_entropy", "Z", "dZ"),
+                           ("sigmoid_binary_cross_entropy", "Z", "dZ"),
+                           ("mean_squared_error", "A", "dA")):
+    _scale = {"loss": _bce_cost_scale} if _name == "sigmoid_binary_cross_entropy" else {}
+    CASES[_name] = KernelCase(
+        draw=_model_dtype_loss(_unweighted(_name)), sim=SIM, cpu=CPU, parallel=PARALLEL,
+        outputs=("loss", _grad), aliases=((_grad, _inp),), scale=_scale, cpu_parallel=False)
+    CASES["weighted_" + _name] = KernelCase(
+        draw=_weighted(_name), sim=WEIGHTED_SIM, cpu=WEIGHTED_CPU,
+        parallel=[PARALLEL[0] + ("random",)], outputs=("loss", _grad),
+        aliases=((_grad, _inp),), scale=_scale, cpu_parallel=False)

@@ -20,7 +20,7 @@ already in ``workspace.Xb`` / ``workspace.Yb`` (the model's reused buffers). Two
     once per epoch (``drop_last`` aside), and a resumed run sees the batches an uninterrupted
     one would. ``stream_order`` returns the resulting order, for inspection.
 
-Why blocks (NOTES.md, measured): random row gathers from a memory-mapped ``.npy`` read 15-64x
+Why blocks (docs/design.md, measured): random row gathers from a memory-mapped ``.npy`` read 15-64x
 more bytes than they use, and every page read through a memory map stays in the process's RSS.
 The shuffle is coarser than a full permutation (a batch comes from one buffer of
 ``STREAM_BUFFER_BLOCKS`` random blocks); shuffle the file once when it was written in a sorted

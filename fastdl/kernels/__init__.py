@@ -5,8 +5,8 @@ exports exactly these public functions with the same signatures. ``tests/test_ke
 enforces it, and kernel tests iterate over this table, so registering a kernel here puts it
 under test.
 
-Contract (see DESIGN.md): outputs first, the caller allocates every buffer, kernels never
-validate or draw random numbers. A buffer of size 0 passed for an optional output (``dX``, a
+Contract (docs/design.md): outputs first, the caller allocates every buffer, kernels never
+validate data or draw random numbers (an unknown integer code raises ValueError). A buffer of size 0 passed for an optional output (``dX``, a
 bias) means "skip it".
 
 Gradient clipping has no kernel of its own: the optimizer updates (``optim``) clip inline, from

@@ -1,6 +1,6 @@
 """Sequential: a stack of layers with a loss, trained on one flat parameter buffer.
 
-Conventions (DESIGN.md): rows are examples, X is (m, n_features); Dense W is (units, inputs);
+Conventions (docs/design.md): rows are examples, X is (m, n_features); Dense W is (units, inputs);
 the cost is the mean over the batch and includes the course's L2 term
 ``lambda/(2m) * sum_l ||W[l]||_F^2`` (weights only) whenever ``l2`` is given; its gradient adds
 ``(lambda/m) W``. With per-example weights ``sample_weight`` (scikit-learn's MLP semantics,

@@ -14,7 +14,7 @@ differ from the reference:
 * buffers of at least ``config.PARALLEL_MIN_SIZE`` elements run in parallel: ``prange`` over
   blocks of ``_BLOCK`` contiguous elements, each block the serial loop (vectorised by LLVM).
   Smaller buffers run serially (threads only pay for themselves on large buffers, and a serial
-  kernel never competes with BLAS threads; see NOTES.md).
+  kernel never competes with BLAS threads; see docs/design.md).
 * clipping (``max_norm`` / ``clip_value``, see the reference legend) is inline in the same
   loop: each block picks, once and outside the loop, either the plain loop (clipping off: the
   loop is exactly the one that ran before clipping existed, so it is not slower) or its

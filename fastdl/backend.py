@@ -98,7 +98,9 @@ def set_backend(name: str) -> None:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by parallel Numba kernels and by BLAS (threadpoolctl, when installed)."""
+    """Threads used by parallel Numba kernels and by BLAS (NumPy's OpenBLAS/MKL, through
+    threadpoolctl, a required dependency): both pools are set, since they take turns within a
+    training step and contend when they disagree (docs/design.md, "Measured facts")."""
     import numba
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -106,9 +108,11 @@ def set_num_threads(n: int) -> None:
     if n > numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"n={n} exceeds the {numba.config.NUMBA_NUM_THREADS} threads Numba "
                          "was started with (NUMBA_NUM_THREADS)")
-    numba.set_num_threads(int(n))
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
+    except ImportError as e:
+        raise ImportError("fd.set_num_threads(n) sets the BLAS threads through threadpoolctl, "
+                          f"which is not installed ({e}); it is a dependency of fastdl: pip "
+                          "install threadpoolctl. Nothing was changed.") from e
+    numba.set_num_threads(int(n))
     threadpool_limits(int(n), user_api="blas")

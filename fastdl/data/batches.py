@@ -211,6 +211,30 @@ def _rows_of(name, a):
     return _read_npy_header(path, name)
 
 
+def count_rows(name, a):
+    """Rows of a .npy path or np.memmap (from its header; nothing is read)."""
+    return int(_rows_of(name, a).shape[0])
+
+
+def row_chunks(name, a, rows):
+    """``(start, chunk)`` over a .npy path or np.memmap in order, ``rows`` rows at a time, read
+    with ``preadv`` into one reused buffer (so memory stays at one chunk, whatever the file
+    size; pages of a memory map are not touched). ``predict``/``evaluate`` use it."""
+    reader = _rows_of(name, a)
+    m = reader.shape[0]
+    if m == 0:
+        return
+    buf = np.empty((min(rows, m),) + reader.shape[1:], reader.dtype)
+    fd = reader.open()
+    try:
+        for start in range(0, m, rows):
+            n = min(rows, m - start)
+            reader.read(fd, start, n, buf[:n])
+            yield start, buf[:n]
+    finally:
+        os.close(fd)
+
+
 # ------------------------------------------------------------------------------- streaming
 def stream_blocks(seed, epoch, n_blocks, shuffle=True):
     """The block visiting order of one epoch (a pure function of seed and epoch)."""

@@ -137,7 +137,7 @@ class Dense(Layer):
 
     def init_params(self, params, index, rng):
         params.assign(index, "W", initialize(self.init, rng, (self.units, self.input_dim),
-                                             self.init_scale))
+                                             self.init_scale, f"layers[{index}].W"))
         if self.use_bias:
             params.assign(index, "b", np.zeros(self.units))
 

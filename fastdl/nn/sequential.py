@@ -12,7 +12,9 @@ and the loss kernel does the rest (stable log-sum-exp).
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +23,7 @@ from .. import config
 from .._validation import (as_features, as_sample_weight, as_targets, check_dtype,
                            check_float, check_int, check_rows)
 from ..backend import check_name, get_backend, is_device_array
+from ..data.batches import count_rows, is_streamable, row_chunks
 from ..kernels import ACTIVATIONS, LINEAR
 from ..params import FlatParams
 from .layers import Activation, Dense, Layer, layer_from_config
@@ -85,6 +88,9 @@ class Sequential:
         rng = np.random.default_rng(self.seed)
         for i, layer in enumerate(self.layers):
             layer.init_params(self.params, i, rng)
+        if not np.isfinite(self.params.snapshot()).all():   # e.g. a custom init's 1e39 in float32
+            raise ValueError(f"the initial weights overflow {self.dtype.name}; expected values "
+                             f"below {float(np.finfo(self.dtype).max):.3g} from init")
 
     # ---------------------------------------------------------------- construction
     def _build(self, loss):
@@ -190,9 +196,10 @@ class Sequential:
                                                                  wsum)
 
     def _sample_weight(self, sample_weight, m, name="sample_weight"):
-        """Validated weights in the model's dtype and their sum (float64, of the cast values,
-        so the kernels and the L2 term see the same sum)."""
-        w = as_sample_weight(name, sample_weight, m).astype(self.dtype)
+        """Weights validated in the model's dtype (after the cast: no overflow to inf, no
+        non-zero weight rounded to 0) and their sum (float64, of the cast values, so the
+        kernels and the L2 term see the same sum)."""
+        w = as_sample_weight(name, sample_weight, m, self.dtype)
         return w, float(w.sum(dtype=np.float64))
 
     def _batch_weights(self, ws):
@@ -231,11 +238,13 @@ class Sequential:
                             "or None")
         self._standardizer = value
 
-    def _X(self, X, name="X"):
+    def _X(self, X, name="X", allow_empty=False):
         if is_device_array(X):
             return self._device_features(X, name)
-        Xc = as_features(name, X, self.dtype, self.input_dim)
-        return Xc if self.standardizer is None else self.standardizer._for_model(self, Xc, name)
+        Xc = as_features(name, X, self.dtype, self.input_dim, allow_empty)
+        if self.standardizer is None or Xc.shape[0] == 0:
+            return Xc
+        return self.standardizer._for_model(self, Xc, name)
 
     def _device_features(self, X, name):
         """Device-resident X (cuda backend): checked where it lives, never copied to the host.
@@ -307,14 +316,35 @@ class Sequential:
         """(cost, grads): the cost on (X, y) (L2 term included) and its gradient with respect
         to every parameter, as a list laid out like ``get_weights()`` (NumPy arrays; the
         entries of non-trainable state, BatchNorm running statistics, are zeros). A training
-        mode pass: dropout masks of step ``steps_trained``, BatchNorm batch statistics (and
-        its running statistics updated). ``sample_weight`` (m,): the weighted cost
+        mode pass: dropout masks of step ``steps_trained``, BatchNorm batch statistics. An
+        inspection: the model is left as it was (BatchNorm's running statistics included).
+        ``sample_weight`` (m,): the weighted cost
         ``sum_i w_i l_i / sum(w) + l2/(2 sum(w)) * sum ||W||^2`` (see :meth:`fit`)."""
         l2 = check_float("l2", l2, minimum=0.0)
         Xc, Yc = self._XY(X, y)
         w = None if sample_weight is None else self._sample_weight(sample_weight, Xc.shape[0])[0]
-        cost, flat = self._flat_loss_and_grad(Xc, Yc, l2, w)
+        with self._state_kept():
+            cost, flat = self._flat_loss_and_grad(Xc, Yc, l2, w)
         return cost, self._unflatten(flat)
+
+    def _layer_states(self):
+        """Host copies of every layer's non-trainable state (BatchNorm running statistics)."""
+        return [(layer, n, layer.get_state(n)) for layer in self.layers for n in layer.state_names]
+
+    @staticmethod
+    def _restore_layer_states(saved):
+        for layer, name, value in saved:
+            layer.set_state(name, value)
+
+    @contextmanager
+    def _state_kept(self):
+        """Training-mode passes inside leave the layers' non-trainable state as it was (a
+        training forward of BatchNorm updates its running statistics)."""
+        saved = self._layer_states()
+        try:
+            yield
+        finally:
+            self._restore_layer_states(saved)
 
     def _flat_loss_and_grad(self, Xc, Yc, l2, w=None):
         """Cost and flat gradient on validated (Xc, Yc); ``w``: validated weights or None."""
@@ -408,31 +438,106 @@ class Sequential:
                    sample_weight=sample_weight)
 
     # ---------------------------------------------------------------- inference API
-    def _outputs(self, Xc):
-        """Output probabilities (or values) for validated X, in chunks; a NumPy array."""
-        out = np.empty((Xc.shape[0], self.output_dim), dtype=self.dtype)
+    def _input_chunks(self, X, name="X", allow_empty=False):
+        """``(start, chunk)``: X as validated (model dtype, finite, standardized) chunks of at
+        most ``EVAL_CHUNK`` rows, so workspace memory stays bounded. In-memory X is validated
+        once; a ``.npy`` path or ``np.memmap`` is read chunk by chunk through the out-of-core
+        reader (``data/batches.py``), as ``fit`` streams it, and each chunk validated."""
+        if is_streamable(X):
+            for start, raw in row_chunks(name, X, EVAL_CHUNK):
+                yield start, self._X(raw, f"{name}[{start}:{start + raw.shape[0]}]")
+            return
+        Xc = self._X(X, name, allow_empty)
+        for start in range(0, Xc.shape[0], EVAL_CHUNK):
+            yield start, Xc[start:start + EVAL_CHUNK]
+
+    def _n_rows(self, X, name="X"):
+        return count_rows(name, X) if is_streamable(X) else None
+
+    def _logits(self, xb, ws, what, start):
+        """The network's outputs for one validated chunk, on the backend (logits for the
+        fused losses), and a host copy; non-finite outputs raise (:meth:`_non_finite`)."""
+        z = self._forward(self._bk.asarray(xb), ws, training=False)
+        zh = self._bk.to_numpy(z)
+        if not np.isfinite(zh).all():
+            self._non_finite(xb, zh, what, start)
+        return z, zh
+
+    def _non_finite(self, xb, zh, what, start):
+        """Raise FloatingPointError naming the first layer whose output is not finite for this
+        chunk of finite inputs (found by running the layers one at a time: the error path
+        only, so normal calls pay one finiteness check of the outputs)."""
+        rows = ~np.isfinite(zh.reshape(zh.shape[0], -1)).all(axis=1)
+        ws = self._workspace(xb.shape[0])
+        A, where = self._bk.asarray(xb), len(self.layers) - 1
+        for op, w in zip(self._ops, ws.layers):
+            A = op.forward(A, w, training=False)
+            if not np.isfinite(self._bk.to_numpy(A)).all():
+                where = next(i for i, layer in enumerate(self.layers) if layer is op)
+                break
+        end = start + xb.shape[0]
+        raise FloatingPointError(
+            f"{what}: layers[{where}] ({self.layers[where].describe()}) produced non-finite "
+            f"values (inf or NaN) for {int(rows.sum())} of {xb.shape[0]} rows of X[{start}:{end}] "
+            f"(first: row {start + int(np.argmax(rows))}) from finite inputs: the values "
+            f"overflow {self.dtype.name} (largest {float(np.finfo(self.dtype).max):.3g}). "
+            "Standardize the inputs (fd.Standardizer) or check the weights.")
+
+    def _proba_into(self, z, ws):
+        """Probabilities (softmax/sigmoid of the logits) on the backend; mse: the outputs."""
         k = self._bk.k
-        for s in range(0, Xc.shape[0], EVAL_CHUNK):
-            chunk = Xc[s:s + EVAL_CHUNK]
-            ws = self._workspace(chunk.shape[0])
-            z = self._forward(self._bk.asarray(chunk), ws, training=False)
-            if self.output_activation == "softmax":
-                k.softmax_forward(ws.prob, z)
-                z = ws.prob
-            elif self.loss.output_activation == "sigmoid":
-                k.activation_forward(ws.prob, z, ACTIVATIONS["sigmoid"], 0.0)
-                z = ws.prob
-            out[s:s + chunk.shape[0]] = self._bk.to_numpy(z)
-        return out
+        if self.output_activation == "softmax":
+            k.softmax_forward(ws.prob, z)
+            return ws.prob
+        if self.loss.output_activation == "sigmoid":
+            k.activation_forward(ws.prob, z, ACTIVATIONS["sigmoid"], 0.0)
+            return ws.prob
+        return z
 
     def predict_proba(self, X):
-        """Probabilities: (m, C) for softmax, (m, k) for sigmoid outputs; raw outputs for mse."""
-        return self._outputs(self._X(X))
+        """Probabilities: (m, C) for softmax, (m, k) for sigmoid outputs; raw outputs for mse.
+        ``X`` may be a ``.npy`` path or an ``np.memmap`` (read in chunks) and may have 0 rows.
+        Outputs that are not finite raise FloatingPointError naming the layer that overflowed."""
+        out = None
+        for start, xb in self._input_chunks(X, allow_empty=True):
+            if out is None:
+                n = self._n_rows(X) or xb.shape[0]
+                out = np.empty((n, self.output_dim), dtype=self.dtype)
+            ws = self._workspace(xb.shape[0])
+            z, _ = self._logits(xb, ws, "predict_proba", start)
+            out[start:start + xb.shape[0]] = self._bk.to_numpy(self._proba_into(z, ws))
+        return np.empty((0, self.output_dim), self.dtype) if out is None else out
 
     def predict(self, X):
-        """Labels as scikit-learn: 0/1 for a sigmoid output (threshold 0.5; shape (m,) for one
-        output), the class index for softmax, values for regression."""
-        return self.loss.decode(self._outputs(self._X(X)))
+        """Labels as scikit-learn: 0/1 for sigmoid outputs (class 1 when the logit is >= 0, i.e.
+        sigmoid >= 1/2; shape (m,) for one output), the class index for softmax (argmax of the
+        logits), values for regression; the rule of ``LossSpec.labels``, which ``evaluate``
+        and the training accuracy share. ``X`` as in :meth:`predict_proba`."""
+        parts = []
+        for start, xb in self._input_chunks(X, allow_empty=True):
+            z, zh = self._logits(xb, self._workspace(xb.shape[0]), "predict", start)
+            parts.append(self.loss.labels(np.array(zh, copy=True)))
+        if not parts:
+            empty = np.empty((0, self.output_dim), self.dtype)
+            return self.loss.labels(empty)
+        return np.concatenate(parts)
+
+    def _target_chunks(self, y, m, name="y"):
+        """Encoded targets for rows [start, start + rows) of ``y`` (a .npy path or memmap is
+        read by rows)."""
+        if isinstance(y, (str, os.PathLike)):
+            y = np.load(os.fspath(y), mmap_mode="r", allow_pickle=False)
+        if isinstance(y, np.memmap):
+            if y.shape[0] != m:
+                raise ValueError(f"X has {m} rows but {name} has {y.shape[0]}; expected one "
+                                 "label per example")
+            return lambda s, n: self._Y(np.asarray(y[s:s + n]), f"{name}[{s}:{s + n}]")
+        yc = as_targets(name, y)
+        if yc.shape[0] != m:
+            raise ValueError(f"X has {m} rows but {name} has {yc.shape[0]}; expected one label "
+                             "per example")
+        Yc = self.loss.encode(yc, self.output_dim, self.dtype, name)
+        return lambda s, n: Yc[s:s + n]
 
     def evaluate(self, X, y, sample_weight=None):
         """{"loss": data loss (mean, no L2 term), "accuracy": ... for classification}.
@@ -440,38 +545,37 @@ class Sequential:
         ``sample_weight`` (m,): weighted means instead, ``loss = sum_i w_i l_i / sum(w)`` and
         ``accuracy = sum_i w_i correct_i / sum(w)`` (scikit-learn's ``accuracy_score`` with
         ``sample_weight``; for several sigmoid outputs ``correct_i`` is the row's fraction of
-        correct outputs)."""
-        Xc, Yc = self._XY(X, y)
-        total, m = 0.0, Xc.shape[0]
-        w = None if sample_weight is None else self._sample_weight(sample_weight, m)[0]
-        outs = []
-        for s in range(0, m, EVAL_CHUNK):
-            xb, yb = Xc[s:s + EVAL_CHUNK], Yc[s:s + EVAL_CHUNK]
-            ws = self._workspace(xb.shape[0])
-            z = self._forward(self._bk.asarray(xb), ws, training=False)
+        correct outputs). The accuracy counts ``predict``'s labels (``LossSpec.labels``).
+        ``X``/``y`` may be ``.npy`` paths or ``np.memmap`` arrays (read in chunks, memory stays
+        bounded). A network output that is not finite raises FloatingPointError."""
+        m = self._n_rows(X)
+        total, wtotal, correct = 0.0, 0.0, 0.0
+        targets = w = None
+        for start, xb in self._input_chunks(X):
+            n = xb.shape[0]
+            if targets is None:
+                m = m or n
+                targets = self._target_chunks(y, m)
+                w = None if sample_weight is None else self._sample_weight(sample_weight, m)[0]
+            yb = targets(start, n)
+            ws = self._workspace(n)
+            z, zh = self._logits(xb, ws, "evaluate", start)
             if w is None:
-                self._loss_into(ws.loss, z, self._bk.asarray(yb), ws)
-                total += float(self._bk.to_numpy(ws.loss)[0]) * xb.shape[0]
-            else:           # the chunk's weighted mean times its weight sum: a weighted total
-                wb = w[s:s + EVAL_CHUNK]
+                wb, wsum, wd = None, float(n), None
+            else:
+                wb = w[start:start + n]
                 wsum = float(wb.sum(dtype=np.float64))
-                self._loss_into(ws.loss, z, self._bk.asarray(yb), ws, self._bk.asarray(wb), wsum)
-                total += float(self._bk.to_numpy(ws.loss)[0]) * wsum
+                wd = self._bk.asarray(wb)
+            self._loss_into(ws.loss, z, self._bk.asarray(yb), ws, wd, wsum if wd is not None
+                            else 0.0)
+            total += float(self._bk.to_numpy(ws.loss)[0]) * wsum   # the chunk's weighted total
+            wtotal += wsum
             if self.loss.is_classification:
-                outs.append(self._bk.to_numpy(z).copy())
-        result = {"loss": total / (m if w is None else float(w.sum(dtype=np.float64)))}
+                c = self.loss.correct(zh, yb)
+                correct += float(c.sum()) if wb is None else float(c @ wb.astype(np.float64))
+        result = {"loss": total / wtotal}
         if self.loss.is_classification:
-            # logits suffice: argmax and the 0.5 threshold (logit 0) are the same on logits
-            logits = np.concatenate(outs)
-            if self.loss.name == "binary_crossentropy":
-                correct = (logits >= 0) == (Yc >= 0.5)
-            else:
-                correct = logits.argmax(1) == Yc.argmax(1)
-            if w is None:
-                result["accuracy"] = float(np.mean(correct))
-            else:
-                per_row = correct.reshape(m, -1).mean(axis=1)
-                result["accuracy"] = float(np.average(per_row, weights=w.astype(np.float64)))
+            result["accuracy"] = correct / wtotal
         return result
 
     def diagnose(self, train, dev, bayes_error=0.0, train_dev=None, tolerance=0.02):

@@ -127,14 +127,18 @@ def _run_fused(model, optimizer, plan, Xd, Yd, order, bs, l2):
 
 
 class _EpochStart:
-    """Parameters and optimizer state as they were when the epoch began, kept on the backend:
-    on a GPU a device-to-device copy per epoch instead of a host round trip (which cost the
-    784-4096-4096-10 net more than half its throughput). Restored when an epoch diverges."""
+    """Parameters, optimizer state and learning rate, the step counter and the layers' running
+    statistics as they were when the epoch began. Parameters and optimizer state stay on the
+    backend: on a GPU a device-to-device copy per epoch instead of a host round trip (which
+    cost the 784-4096-4096-10 net more than half its throughput). Restored when an epoch
+    diverges or is interrupted."""
 
     def __init__(self, model, optimizer):
         bk = self.bk = model._bk
         self.params = bk.copy(model.params.data)
         self.steps = model.steps_trained
+        self.layer_states = model._layer_states()       # BatchNorm running statistics
+        self.lr = getattr(optimizer, "lr", None)
         state = getattr(optimizer, "_state", None)
         if hasattr(optimizer, "_state") and hasattr(optimizer, "iterations"):
             self.opt = (optimizer.iterations, None if state is None else bk.copy(state))
@@ -144,6 +148,9 @@ class _EpochStart:
     def restore(self, model, optimizer):
         model.params.restore(self.params)
         model.steps_trained = self.steps
+        model._restore_layer_states(self.layer_states)
+        if self.lr is not None:
+            optimizer.lr = self.lr
         if isinstance(self.opt, tuple):
             optimizer.iterations, state = self.opt
             if state is not None:
@@ -165,22 +172,57 @@ class _StepSchedule(Callback):
         self.optimizer.lr = self.schedule(self.optimizer.iterations)
 
 
-def _diverged(model, snapshot, epoch, batch, cost):
-    if not np.isfinite(model.params.snapshot()).all():
-        model.params.restore(snapshot)
-        kept = f"restored to the start of epoch {epoch}"
+class _NonFiniteCost(Exception):
+    """Internal: the cost of (epoch, batch) is not finite; ``_fit`` turns it into a
+    DivergenceError after putting back the parameters of the last finite cost."""
+
+    def __init__(self, epoch, batch, cost):
+        super().__init__(epoch, batch, cost)
+        self.epoch, self.batch, self.cost = epoch, batch, cost
+
+
+def _diverged(model, epoch, batch, cost):
+    raise _NonFiniteCost(epoch, batch, cost)
+
+
+def _keep_last_finite(model, optimizer, err, start, previous, replay):
+    """Put back the parameters that produced the last finite cost, then raise DivergenceError.
+
+    The cost of batch b is computed before b's update, from the parameters of b - 1 updates:
+    the ones to keep are those *before* the update that followed the last finite cost. No copy
+    is taken per step (it would cost a pass over the parameters every update); instead the
+    epoch's start (``start``) is restored and b - 1 updates replayed (batches, dropout masks
+    and augmentation are pure functions of seed, epoch and step, so the replay repeats them).
+    At batch 0 the last finite cost was the previous epoch's last batch: ``previous`` =
+    (epoch, its start, its batch count) is replayed minus its last update; in the first epoch
+    of the fit there is nothing before, and the parameters are those fit started with."""
+    e, b = err.epoch, err.batch
+    if b > 0:
+        start.restore(model, optimizer)
+        replay(e, b - 1)
+        kept = f"the parameters after epoch {e}, batch {b - 1}, which produced its finite cost"
+    elif previous is not None:
+        pe, pstart, pn = previous
+        pstart.restore(model, optimizer)
+        model.epochs_trained = pe               # the kept parameters are inside epoch pe
+        replay(pe, pn - 1)
+        kept = (f"the parameters after epoch {pe}, batch {pn - 1} (its last), which produced "
+                "its finite cost")
     else:
-        kept = "kept from the last step with a finite cost"
-    raise DivergenceError(f"training diverged: the cost became {cost} at epoch {epoch}, batch "
-                          f"{batch}; stopped before applying that update, parameters {kept}. "
-                          "Try a lower learning rate, input standardization or gradient checking.")
+        start.restore(model, optimizer)
+        kept = "the parameters this fit started with (already their cost was not finite)"
+    raise DivergenceError(f"training diverged: the cost became {err.cost} at epoch {e}, batch "
+                          f"{b}; stopped before applying that update. The model keeps {kept}. "
+                          "Try a lower learning rate, input standardization or gradient "
+                          "checking.") from None
 
 
 def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, epoch,
-               snapshot, check_each, progress=None, prepare=None):
+               check_each, progress=None, prepare=None, limit=None):
     """One epoch, batch by batch, from ``source`` (``data/batches.py``: in memory or streamed).
     ``prepare(Xb, epoch, batch)``, when given, edits each gathered training batch in place
-    (standardization of streamed rows, data augmentation: ``_batch_hook``)."""
+    (standardization of streamed rows, data augmentation: ``_batch_hook``). ``limit``: stop
+    after that many batches (the replay of ``_keep_last_finite``)."""
     bk, p = model._bk, model.params
     sizes = batch_sizes(source.m, bs, drop_last)
     nb = sizes.shape[0]
@@ -197,6 +239,8 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     batches = source.batches(model, model.seed, epoch, bs, shuffle, drop_last)
     try:
         for b, ws, mb in batches:
+            if limit is not None and b >= limit:
+                break
             for cb in batch_cbs:         # before the forward pass (the parameters are unchanged)
                 cb.on_batch_begin(b, {"size": mb})
             if prepare is not None and ws.m:
@@ -216,7 +260,7 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
                 cost = float(losses[b]) + (l2 / (2.0 * denom) * float(sqs[b])
                                            if l2 and denom else 0.0)
                 if not np.isfinite(cost):
-                    _diverged(model, snapshot, epoch, b, cost)
+                    _diverged(model, epoch, b, cost)
             optimizer.step(p.data, p.grad, l2=l2_m, n_l2=p.n_decay)
             model.steps_trained += 1
             for cb in batch_cbs:
@@ -386,6 +430,14 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
         verbose = verbose if dist.rank == 0 else 0
         prepare = dist.wrap_prepare(prepare)
     progress = make_progress(verbose)
+    # after a non-finite cost: the updates that led to the last finite one, done again with
+    # only the per-step learning-rate schedule as a callback (see _keep_last_finite)
+    step_schedules = [cb for cb in batch_cbs if isinstance(cb, _StepSchedule)]
+
+    def replay(epoch, n_batches):
+        _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, step_schedules, epoch,
+                   False, prepare=prepare, limit=n_batches)
+    previous = None                 # (epoch, its _EpochStart, its batches): one epoch back
     model.stop_training = False
     for cb in cbs:
         cb.on_train_begin({})
@@ -401,24 +453,28 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
             progress.on_epoch_begin(e, sizes)
         start = _EpochStart(model, optimizer)
         model._epoch_start = (e, start)     # what a Ctrl-C rewinds to (see fit)
-        snapshot = start.params
         t0 = time.perf_counter()
         costs = None
-        if plan is not None:
-            order = source.order(model.seed, e, shuffle)
-            costs = _run_fused(model, optimizer, plan, source.X, source.Y, order, bs, l2)
-            if not np.isfinite(costs).all():       # redo the epoch step by step to stop exactly
-                start.restore(model, optimizer)
-                costs = None
-        if costs is None:
-            check_each = not bk.on_device or bool(batch_cbs)
-            bar = progress if progress is not None and progress.per_batch else None
-            costs = _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs,
-                               e, snapshot, check_each, bar, prepare)
-            if not np.isfinite(costs).all():       # device: found at the end of the epoch
-                start.restore(model, optimizer)
-                _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, e,
-                           snapshot, True, prepare=prepare)
+        try:
+            if plan is not None:
+                order = source.order(model.seed, e, shuffle)
+                costs = _run_fused(model, optimizer, plan, source.X, source.Y, order, bs, l2)
+                if not np.isfinite(costs).all():   # redo the epoch step by step to stop exactly
+                    start.restore(model, optimizer)
+                    costs = None
+            if costs is None:
+                check_each = not bk.on_device or bool(batch_cbs)
+                bar = progress if progress is not None and progress.per_batch else None
+                costs = _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2,
+                                   batch_cbs, e, check_each, bar, prepare)
+                if not np.isfinite(costs).all():   # device: found at the end of the epoch
+                    start.restore(model, optimizer)
+                    _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs,
+                               e, True, prepare=prepare)
+        except _NonFiniteCost as err:
+            model._epoch_start = None
+            _keep_last_finite(model, optimizer, err, start, previous, replay)
+        previous = (e, start, sizes.shape[0])
         bk.synchronize()
         if dist is not None:    # rank 0's batch-norm running statistics, for validation
             dist.end_epoch(model)

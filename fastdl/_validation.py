@@ -39,6 +39,11 @@ def check_float(name, value, minimum=None, strict=False):
     return float(value)
 
 
+def numeric_array(name, a):
+    """``a`` as a NumPy array of real numbers (or booleans), or an error naming ``name``."""
+    return _numeric_array(name, a)
+
+
 def _numeric_array(name, a):
     try:
         arr = np.asarray(a)

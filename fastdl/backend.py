@@ -93,8 +93,11 @@ def get_backend(name: str | None = None) -> Backend:
 
 
 def set_backend(name: str) -> None:
-    """Set the default backend for models and optimizers created afterwards."""
-    config.DEFAULT_BACKEND = check_name(name)
+    """Set the default backend for models and optimizers created afterwards. The backend is
+    loaded first, so ``set_backend("cuda")`` without numba-cuda or a GPU raises here (naming
+    what is missing) and the default stays what it was."""
+    get_backend(check_name(name))
+    config.DEFAULT_BACKEND = name
 
 
 def set_num_threads(n: int) -> None:

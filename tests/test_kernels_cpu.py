@@ -248,15 +248,27 @@ def test_losses_fuzz(m, c, scale, soft, seed, dtype, name):
 
 # --- whole epoch --------------------------------------------------------------------------------
 
-def test_train_epoch_unknown_codes_raise():
-    args = [np.zeros(1), np.zeros(2), np.zeros(2), np.zeros((0, 2)), np.zeros(8),
+def test_unknown_codes_raise():
+    """train_epoch on unknown loss/optimizer codes, correct_predictions on mse (no classes)."""
+    args = [np.zeros(1), np.zeros(1), np.zeros(2), np.zeros(2), np.zeros((0, 2)), np.zeros(8),
             np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1, np.int64), 1,
             np.array([[0, 1, 1, 1, 0]], np.int64), 0, 0.0, 1, 0.0, 0, np.zeros(2), 0]
+    for k in (C, R):
+        bad_loss = list(args)
+        bad_loss[11] = 9
+        with pytest.raises((ValueError, IndexError)):
+            k.train_epoch(*bad_loss)
+        mse_with_correct = list(args)
+        mse_with_correct[11] = 2
+        with pytest.raises(ValueError, match="no classes"):
+            k.train_epoch(*mse_with_correct)
+        with pytest.raises(ValueError, match="no classes"):
+            k.correct_predictions(np.zeros(1), np.zeros((2, 1)), np.zeros((2, 1)), np.zeros(0), 2)
     bad_loss = list(args)
-    bad_loss[10] = 9
+    bad_loss[11] = 9
     with pytest.raises(ValueError, match="loss"):
         C.train_epoch(*bad_loss)
     bad_opt = list(args)
-    bad_opt[14] = 99
+    bad_opt[15] = 99
     with pytest.raises(ValueError, match="optimizer"):
         C.train_epoch(*bad_opt)

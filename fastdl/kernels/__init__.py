@@ -21,7 +21,7 @@ KERNELS = {
     "dense": ("dense_forward", "dense_backward"),
     "losses": ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error",
                "weighted_softmax_cross_entropy", "weighted_sigmoid_binary_cross_entropy",
-               "weighted_mean_squared_error"),
+               "weighted_mean_squared_error", "correct_predictions"),
     "optim": ("sgd_update", "momentum_update", "rmsprop_update", "adam_update"),
     "batching": ("gather_rows",),
     "epoch": ("train_epoch",),

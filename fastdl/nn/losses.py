@@ -42,11 +42,13 @@ class LossSpec:
         """Targets as a C-contiguous (m, n_out) array of ``dtype``, range-checked."""
         if self.name == "categorical_crossentropy":
             return _encode_categorical(y, n_out, dtype, yname)
+        given = y.shape
         if y.ndim == 1:
             y = y.reshape(-1, 1)
         if y.shape[1] != n_out:
-            raise ValueError(f"{yname} has {y.shape[1]} column(s) (shape {y.shape}); the model "
-                             f"has {n_out} output unit(s)")
+            expect = f"(m,) or (m, {n_out})" if n_out == 1 else f"(m, {n_out})"
+            raise ValueError(f"{yname} has shape {given}; the model has {n_out} output unit(s), "
+                             f"so expected {expect}")
         if self.name == "binary_crossentropy":
             yf = y.astype(np.float64)
             if yf.min() < 0 or yf.max() > 1:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import config
 from .._validation import (as_features, as_sample_weight, as_targets, check_dtype,
-                           check_float, check_int, check_rows)
+                           check_float, check_int, check_rows, numeric_array)
 from ..backend import check_name, get_backend, is_device_array
 from ..data.batches import count_rows, is_streamable, row_chunks
 from ..kernels import ACTIVATIONS, LINEAR
@@ -116,6 +116,7 @@ class Sequential:
                 prev.runtime_alpha = layer.alpha
                 layer.fused = True
         ops = [l for l in self.layers if not getattr(l, "fused", False)]
+        self._check_no_dropout_after_the_output()
         # The declared output activation: the last op's, or what a fused Activation brought.
         last = ops[-1]
         out_act = last.activation if isinstance(last, (Dense, Activation)) else "linear"
@@ -147,6 +148,18 @@ class Sequential:
             raise ValueError("the model has no layer with parameters before its output activation")
         self._ops = ops
 
+    def _check_no_dropout_after_the_output(self):
+        """A Dropout after the output layer would act on the logits the loss is fused with:
+        say so, rather than fail later on the output activation."""
+        from .regularization import Dropout
+        dense = [i for i, layer in enumerate(self.layers) if isinstance(layer, Dense)]
+        for i in range(dense[-1] + 1 if dense else 0, len(self.layers)):
+            if isinstance(self.layers[i], Dropout):
+                raise ValueError(f"layers[{i}] is a Dropout after the output layer "
+                                 f"(layers[{dense[-1] if dense else 0}]); put it after a hidden "
+                                 "layer's activation: the output layer's activation is fused "
+                                 "with the loss, and dropping outputs has no meaning")
+
     def _allocate(self):
         specs = [s for i, layer in enumerate(self.layers) for s in layer.param_specs(i)]
         self.params = FlatParams(specs, self.dtype, self._bk)
@@ -155,6 +168,7 @@ class Sequential:
             layer.attach(self)              # Dropout reads seed and steps_trained
         self._workspaces = OrderedDict()
         self._dense_only = all(isinstance(op, Dense) for op in self._ops)
+        self._no_weights = self._bk.empty((0,), self.dtype)   # "unweighted" for the kernels
 
     def _workspace(self, m):
         """Buffers for a batch of m rows, allocated once and reused (LRU of a few sizes)."""
@@ -212,13 +226,19 @@ class Sequential:
     def _sq_weights_into(self, sq_buf):
         self._bk.k.sum_squares(sq_buf, self.params.data[:self.params.n_decay])
 
-    def _step_costs(self, Xb, Yb, ws, l2, loss_buf=None, sq_buf=None, w=None, wsum=0.0):
+    def _step_costs(self, Xb, Yb, ws, l2, loss_buf=None, sq_buf=None, w=None, wsum=0.0,
+                    correct_buf=None):
         """Forward, loss and backward for one batch; fills the gradient buffer (data loss only;
         the L2 gradient is folded into the optimizer update). Returns nothing: the loss and
-        the weights' squared norm land in ``loss_buf`` / ``sq_buf`` (device-friendly).
-        ``w``/``wsum``: the batch's per-example weights (see ``_loss_into``)."""
+        the weights' squared norm land in ``loss_buf`` / ``sq_buf`` (device-friendly), and with
+        ``correct_buf`` the (weighted) count of examples classified right before the update
+        (the training accuracy). ``w``/``wsum``: the batch's per-example weights (see
+        ``_loss_into``)."""
         out = self._forward(Xb, ws, training=True)
         self._loss_into(ws.loss if loss_buf is None else loss_buf, out, Yb, ws, w, wsum)
+        if correct_buf is not None:
+            self._bk.k.correct_predictions(correct_buf, out, Yb,
+                                           self._no_weights if w is None else w, self.loss.code)
         if l2:
             self._sq_weights_into(ws.sq if sq_buf is None else sq_buf)
         self._backward(ws)
@@ -377,32 +397,50 @@ class Sequential:
 
     def fit(self, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
             callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
-            resume_from=None, augment=None, distributed=False, sample_weight=None):
+            resume_from=None, augment=None, distributed=False, sample_weight=None,
+            initial_epoch=0):
         """Mini-batch training; returns a :class:`~fastdl.train.History`.
 
         Batches are reshuffled every epoch from ``seed`` (a pure function of seed and epoch),
-        the last partial batch is kept. ``optimizer`` defaults to ``fd.optim.SGD(lr=0.01)``.
+        the last partial batch is kept. ``optimizer``: an instance (``fd.optim.Adam()``, not
+        the class); ``None`` continues with ``model.optimizer`` (the one the last ``fit``
+        used, or that ``fd.load`` restored, with its state: Keras's compiled optimizer), and a
+        model that never had one gets ``fd.optim.SGD(lr=0.01)``.
         ``lr_schedule(epoch) -> lr`` sets the learning rate at the start of each epoch.
-        History records per epoch: ``loss`` (mean training cost, L2 included), ``lr``, and with
-        ``validation_data`` ``val_loss`` (data loss, no L2 term) and ``val_accuracy``.
-        A non-finite cost stops training with ``FloatingPointError``; the parameters are those
-        of the last step whose cost was finite.
+        History records per epoch: ``loss`` (mean training cost, L2 included), ``accuracy``
+        for classifiers (the fraction of the epoch's training examples classified right by
+        the parameters they were trained with, before each update, as Keras's running
+        accuracy), ``lr``, and with ``validation_data`` ``val_loss`` (data loss, no L2 term)
+        and ``val_accuracy``. ``callbacks``: a list, or one callback.
+
+        Epochs are counted per call, as in Keras: a second ``fit(epochs=2)`` runs epochs 0 and
+        1 of its own (schedules, callbacks, History and the progress line see those numbers);
+        ``initial_epoch=k`` starts the count at k and trains ``epochs - k`` epochs. The batches
+        still come from the model's running epoch counter ``model.epochs_trained``, so a second
+        call does not repeat the first one's shuffles.
+
+        A non-finite cost stops training with ``fd.DivergenceError`` (a FloatingPointError);
+        the model keeps the parameters (and optimizer state, counters, batch-norm statistics)
+        that produced the last finite cost, so its predictions are finite.
 
         ``X``/``y`` may be ``.npy`` paths or ``np.memmap`` arrays: training then streams them
-        from disk in shuffled blocks with bounded memory (``fastdl/data/batches.py``).
-        ``drop_last``: skip the last partial batch. ``verbose``: 0 silent, 1 a progress bar on
-        a terminal (one line per epoch otherwise), 2 one line per epoch.
+        from disk in shuffled blocks with bounded memory (``fastdl/data/batches.py``);
+        ``validation_data`` may be given the same way (read in chunks every epoch).
+        ``drop_last``: skip the last partial batch (an error when ``batch_size`` exceeds the
+        rows: no batch would be left). ``verbose``: 0 silent, 1 a progress bar on a terminal
+        (one line per epoch otherwise), 2 one line per epoch.
         ``resume_from``: a checkpoint (``model.save``/``ModelCheckpoint``) of this run; training
         continues from it (weights, optimizer state, counters, seed) up to the run's
         ``epochs`` and ends with the parameters an uninterrupted run would have.
         ``resume_from=model.history`` continues in memory and appends to that same History
         (the panda workflow, docs/tuning.md). On any resume ``epochs`` counts the whole run
-        (Keras's ``epochs`` with ``initial_epoch``); an optimizer passed keeps its own settings
-        (lr, betas, clipping) and takes only its moments and step counter from the run, so a
-        changed learning rate wins; ``optimizer=None`` continues with the run's optimizer.
+        (Keras's ``epochs`` with ``initial_epoch``: a checkpoint already past ``epochs`` warns
+        that nothing will train); an optimizer passed keeps its own settings (lr, betas,
+        clipping) and takes only its moments and step counter from the run, so a changed
+        learning rate wins; ``optimizer=None`` continues with the run's optimizer.
         Ctrl-C (KeyboardInterrupt) rewinds the model to the end of the last completed epoch
-        (parameters, optimizer state, counters; not batch-norm running statistics) and
-        re-raises, so the model, ``model.history`` and the last checkpoint agree.
+        (parameters, optimizer state, counters, batch-norm running statistics) and re-raises,
+        so the model, ``model.history`` and the last checkpoint agree.
         ``augment``: an ``fd.Augment`` applied to every training mini-batch (never to
         validation data), drawn from (seed, epoch, batch).
         With ``model.standardizer`` set, an unfitted standardizer is fitted on this ``X``.
@@ -435,24 +473,21 @@ class Sequential:
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                    shuffle=shuffle, lr_schedule=lr_schedule, drop_last=drop_last,
                    resume_from=resume_from, augment=augment, distributed=distributed,
-                   sample_weight=sample_weight)
+                   sample_weight=sample_weight, initial_epoch=initial_epoch)
 
     # ---------------------------------------------------------------- inference API
     def _input_chunks(self, X, name="X", allow_empty=False):
-        """``(start, chunk)``: X as validated (model dtype, finite, standardized) chunks of at
-        most ``EVAL_CHUNK`` rows, so workspace memory stays bounded. In-memory X is validated
-        once; a ``.npy`` path or ``np.memmap`` is read chunk by chunk through the out-of-core
-        reader (``data/batches.py``), as ``fit`` streams it, and each chunk validated."""
+        """``(m, chunks)``: the rows of X and an iterator of ``(start, chunk)``, X as validated
+        (model dtype, finite, standardized) chunks of at most ``EVAL_CHUNK`` rows, so workspace
+        memory stays bounded. In-memory X is validated once; a ``.npy`` path or ``np.memmap``
+        is read chunk by chunk through the out-of-core reader (``data/batches.py``), as ``fit``
+        streams it, and each chunk validated."""
         if is_streamable(X):
-            for start, raw in row_chunks(name, X, EVAL_CHUNK):
-                yield start, self._X(raw, f"{name}[{start}:{start + raw.shape[0]}]")
-            return
+            chunks = ((start, self._X(raw, f"{name}[{start}:{start + raw.shape[0]}]"))
+                      for start, raw in row_chunks(name, X, EVAL_CHUNK))
+            return count_rows(name, X), chunks
         Xc = self._X(X, name, allow_empty)
-        for start in range(0, Xc.shape[0], EVAL_CHUNK):
-            yield start, Xc[start:start + EVAL_CHUNK]
-
-    def _n_rows(self, X, name="X"):
-        return count_rows(name, X) if is_streamable(X) else None
+        return Xc.shape[0], ((s, Xc[s:s + EVAL_CHUNK]) for s in range(0, Xc.shape[0], EVAL_CHUNK))
 
     def _logits(self, xb, ws, what, start):
         """The network's outputs for one validated chunk, on the backend (logits for the
@@ -498,28 +533,24 @@ class Sequential:
         """Probabilities: (m, C) for softmax, (m, k) for sigmoid outputs; raw outputs for mse.
         ``X`` may be a ``.npy`` path or an ``np.memmap`` (read in chunks) and may have 0 rows.
         Outputs that are not finite raise FloatingPointError naming the layer that overflowed."""
-        out = None
-        for start, xb in self._input_chunks(X, allow_empty=True):
-            if out is None:
-                n = self._n_rows(X) or xb.shape[0]
-                out = np.empty((n, self.output_dim), dtype=self.dtype)
+        m, chunks = self._input_chunks(X, allow_empty=True)
+        out = np.empty((m, self.output_dim), dtype=self.dtype)
+        for start, xb in chunks:
             ws = self._workspace(xb.shape[0])
             z, _ = self._logits(xb, ws, "predict_proba", start)
             out[start:start + xb.shape[0]] = self._bk.to_numpy(self._proba_into(z, ws))
-        return np.empty((0, self.output_dim), self.dtype) if out is None else out
+        return out
 
     def predict(self, X):
         """Labels as scikit-learn: 0/1 for sigmoid outputs (class 1 when the logit is >= 0, i.e.
         sigmoid >= 1/2; shape (m,) for one output), the class index for softmax (argmax of the
         logits), values for regression; the rule of ``LossSpec.labels``, which ``evaluate``
         and the training accuracy share. ``X`` as in :meth:`predict_proba`."""
-        parts = []
-        for start, xb in self._input_chunks(X, allow_empty=True):
+        m, chunks = self._input_chunks(X, allow_empty=True)
+        parts = [self.loss.labels(np.empty((0, self.output_dim), self.dtype))]
+        for start, xb in chunks:
             z, zh = self._logits(xb, self._workspace(xb.shape[0]), "predict", start)
             parts.append(self.loss.labels(np.array(zh, copy=True)))
-        if not parts:
-            empty = np.empty((0, self.output_dim), self.dtype)
-            return self.loss.labels(empty)
         return np.concatenate(parts)
 
     def _target_chunks(self, y, m, name="y"):
@@ -548,15 +579,14 @@ class Sequential:
         correct outputs). The accuracy counts ``predict``'s labels (``LossSpec.labels``).
         ``X``/``y`` may be ``.npy`` paths or ``np.memmap`` arrays (read in chunks, memory stays
         bounded). A network output that is not finite raises FloatingPointError."""
-        m = self._n_rows(X)
+        m, chunks = self._input_chunks(X)
+        if m == 0:
+            raise ValueError("X is empty (0 rows); expected at least one example to evaluate")
+        targets = self._target_chunks(y, m)
+        w = None if sample_weight is None else self._sample_weight(sample_weight, m)[0]
         total, wtotal, correct = 0.0, 0.0, 0.0
-        targets = w = None
-        for start, xb in self._input_chunks(X):
+        for start, xb in chunks:
             n = xb.shape[0]
-            if targets is None:
-                m = m or n
-                targets = self._target_chunks(y, m)
-                w = None if sample_weight is None else self._sample_weight(sample_weight, m)[0]
             yb = targets(start, n)
             ws = self._workspace(n)
             z, zh = self._logits(xb, ws, "evaluate", start)
@@ -632,12 +662,14 @@ class Sequential:
         for j, ((i, name, is_state), w) in enumerate(zip(keys, weights)):
             shape = (self.layers[i].state_shape(name) if is_state
                      else self.params.offsets[(i, name)][1])
-            a = as_targets(f"weights[{j}]", w) if np.ndim(w) in (1, 2) else np.asarray(w)
+            a = numeric_array(f"weights[{j}]", w)
             if a.shape != tuple(shape):
                 raise ValueError(f"weights[{j}] ({name} of layer {i}) has shape {a.shape}; "
                                  f"expected {tuple(shape)}")
             if not np.isfinite(a).all():
-                raise ValueError(f"weights[{j}] ({name} of layer {i}) contains NaN or inf")
+                bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+                raise ValueError(f"weights[{j}] ({name} of layer {i}) contains {bad} NaN or "
+                                 "infinite value(s); expected finite weights")
             if is_state and name == "running_var" and (a < 0).any():
                 raise ValueError(f"weights[{j}] ({name} of layer {i}) has negative entries; "
                                  "expected variances >= 0")

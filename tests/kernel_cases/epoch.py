@@ -60,7 +60,8 @@ def draw(d, net, m, batch, l2, optimizer):
         Y = d.rng.random((m, k_out)).astype(d.dtype)
     opt, hyper, n_state = OPTIMIZERS[optimizer]
     n_batches = (m + batch - 1) // batch
-    return dict(costs=d.out(n_batches, np.float64), params=d.normal(off, 0.7),
+    correct = d.skip(np.float64) if loss == "mse" else d.out(n_batches, np.float64)
+    return dict(costs=d.out(n_batches, np.float64), correct=correct, params=d.normal(off, 0.7),
                 grads=d.out(off), state=(d.normal((n_state, off)) ** 2).astype(d.dtype),
                 ws=d.out(batch * (n_in + 2 * sum(u for u, _, _ in layers))),
                 X=d.normal((m, n_in)), Y=Y, order=d.rng.permutation(m).astype(np.int64),
@@ -80,7 +81,7 @@ CASES = {
     "train_epoch": KernelCase(
         draw=draw, sim=SIM, cpu=CPU,
         parallel=[("5-17-2 bce k=2", 2100, 64, 0.1, "adam")],
-        outputs=("costs", "params", "grads", "state"), scratch=("ws",),
+        outputs=("costs", "correct", "params", "grads", "state"), scratch=("ws",),
         # several batches of updates: rounding differences of the summation orders compound
         rtol={np.float32: 1e-4, np.float64: 1e-11},
         cuda_rtol={np.float32: 2e-4, np.float64: 1e-10},

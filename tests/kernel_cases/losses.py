@@ -94,3 +94,31 @@ for _name, _inp, _grad in (("softmax_cross_entropy", "Z", "dZ"),
         draw=_weighted(_name), sim=WEIGHTED_SIM, cpu=WEIGHTED_CPU,
         parallel=[PARALLEL[0] + ("random",)], outputs=("loss", _grad),
         aliases=((_grad, _inp),), scale=_scale, cpu_parallel=False)
+
+
+def _correct(d, m, c, loss, weights, ties=False):
+    """Logits with both signs around 0 (and, with ``ties``, equal maxima, NaN-free), targets
+    one-hot / probability rows (softmax) or 0-1 / soft labels (sigmoid), weights or none."""
+    if loss == 1:
+        Y = _targets(d, "softmax_cross_entropy", m, c, "hard" if m % 2 else "soft")
+    else:
+        Y = _targets(d, "sigmoid_binary_cross_entropy", m, c, "hard" if m % 2 else "soft")
+    Z = d.hostile((m, c), 2.0)
+    if ties and c > 1:
+        Z[:, 1] = Z[:, 0]               # the first of equal maxima wins
+    w = (3 * d.rng.random(m)).astype(d.dtype) if weights else d.skip()
+    return dict(out=d.out((1,), np.float64), Z=Z, Y=Y, w=w, loss=loss)
+
+
+CASES["correct_predictions"] = KernelCase(
+    draw=_correct,
+    sim=[(9, 5, 1, False), (3, 4, 0, True), (1, 1, 0, False), (9, 3, 1, True, True),
+         (7, 2, 0, False)],
+    cpu=[(m, c, loss, w, ties) for m, c in ((1, 1), (1, 3), (7, 17), (129, 3), (0, 3))
+         for loss in (0, 1) for w in (False, True) for ties in (False, True)],
+    parallel=[(2000, 7, 1, True), (2000, 7, 0, False)],
+    # counts: exact in the cpu backend (float64 sums of 0/1 and row fractions); the cuda kernel
+    # adds in the dtype of Z
+    rtol={np.float32: 1e-12, np.float64: 1e-12},
+    cuda_rtol={np.float32: 1e-6, np.float64: 1e-12},
+    outputs=("out",), cpu_parallel=False)

@@ -400,34 +400,11 @@ def _schedule(a, lr0):
         raise CLIError(f"--decay-rate={rate:g} (--schedule {a.schedule}): {e}") from None
 
 
-def evaluate_rows(model, X, y, chunk=65536):
-    """{"loss", "accuracy"?, "n"} of ``model`` on X, y in chunks (memory-mapped X stays
-    bounded: chunks are read through the out-of-core reader, not the map)."""
-    from .data.batches import _rows_of
-    m = X.shape[0]
-    total, correct, acc = 0.0, 0.0, None
-    reader = _rows_of("X", X) if isinstance(X, np.memmap) else None
-    fd_ = reader.open() if reader is not None else None
-    buf = np.empty((min(chunk, m), X.shape[1]), X.dtype) if reader is not None else None
-    try:
-        for s in range(0, m, chunk):
-            n = min(chunk, m - s)
-            if reader is not None:
-                reader.read(fd_, s, n, buf[:n])
-                xb = buf[:n]
-            else:
-                xb = X[s:s + n]
-            r = model.evaluate(xb, np.asarray(y[s:s + n]))
-            total += r["loss"] * n
-            if "accuracy" in r:
-                correct += r["accuracy"] * n
-                acc = True
-    finally:
-        if fd_ is not None:
-            os.close(fd_)
-    out = {"loss": total / m, "n": m}
-    if acc:
-        out["accuracy"] = correct / m
+def evaluate_rows(model, X, y):
+    """{"loss", "accuracy"?, "n"} of ``model`` on X, y: ``model.evaluate``, which reads a
+    memory-mapped X in chunks through the out-of-core reader (memory stays bounded)."""
+    out = model.evaluate(X, y)
+    out["n"] = int(X.shape[0])
     return out
 
 

@@ -19,6 +19,7 @@ from .data import Augment, Standardizer
 from .train import EarlyStopping
 from .io import load
 from .optim import EWA, ewa
+from .precision import PrecisionUnavailable, bf16_supported
 from .train import Callback, DivergenceError, History
 from .train import LearningRateScheduler, ModelCheckpoint
 from .train import GradientMonitor, callbacks  # fd.callbacks.GradientMonitor too
@@ -32,3 +33,4 @@ __all__ += ["load", "ModelCheckpoint", "LearningRateScheduler", "EWA", "ewa"]
 __all__ += ["nn", "Dropout", "BatchNorm", "Standardizer", "Augment", "EarlyStopping"]
 __all__ += ["tune", "distributed"]
 __all__ += ["GradientMonitor", "callbacks"]
+__all__ += ["bf16_supported", "PrecisionUnavailable"]

@@ -268,15 +268,27 @@ def _restore(model, arrays, path, weights):
             setattr(model, name, int(v))
 
 
-def load(path, backend=None):
+_KEEP = object()
+
+
+def load(path, backend=None, compute_dtype=_KEEP, allow_slow=False):
     """The model saved at ``path`` (``model.save`` / ``ModelCheckpoint``), with
     ``model.optimizer`` (ready to continue training) and ``model.standardizer`` when they were
-    saved. ``backend``: where to put it (default: ``config.DEFAULT_BACKEND``)."""
+    saved. ``backend``: where to put it (default: ``config.DEFAULT_BACKEND``).
+    ``compute_dtype``: the saved one by default; ``None`` loads a bfloat16 model to compute in
+    float32 (its float32 weights are the same). ``allow_slow``: as ``fd.Sequential``'s (a
+    bfloat16 model loaded where bfloat16 cannot be fast)."""
     from .nn.sequential import Sequential
+    from .precision import PrecisionUnavailable, check_compute_dtype
     path, arrays = _read(path)
     cfg = _json(arrays, "architecture", path)
+    if compute_dtype is not _KEEP and isinstance(cfg, dict):
+        cfg = {**cfg, "compute_dtype": check_compute_dtype(compute_dtype)}
     try:
-        model = Sequential.from_config(cfg, backend=backend)
+        model = Sequential.from_config(cfg, backend=backend, allow_slow=allow_slow)
+    except PrecisionUnavailable as e:   # the file is fine; this machine cannot run it as saved
+        raise PrecisionUnavailable(f"{path!r}: {e} (or load it to compute in float32: "
+                                   f"fd.load(path, compute_dtype=None))") from None
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path!r}: the saved architecture is invalid ({type(e).__name__}: "
                          f"{e})") from None

@@ -56,7 +56,7 @@ STREAM_BLOCK_BYTES: int = int(os.environ.get("FASTDL_STREAM_BLOCK_BYTES", 16 << 
 #: 2 * STREAM_BUFFER_BLOCKS * STREAM_BLOCK_BYTES whatever the size of the file.
 STREAM_BUFFER_BLOCKS: int = int(os.environ.get("FASTDL_STREAM_BUFFER_BLOCKS", 8))
 
-#: bfloat16 GEMM provider of the cpu backend (``kernels/cpu/gemm.py``): "auto" (oneDNN where
+#: bfloat16 GEMM provider of the cpu backend (``kernels/cpu/blas.py``): "auto" (oneDNN where
 #: its bfloat16 GEMM runs on this CPU, else "emulated"), "onednn", or "emulated" (operands
 #: widened exactly to float32, then the float32 BLAS GEMM: same arithmetic, no speed-up).
 BF16_GEMM: str = os.environ.get("FASTDL_BF16_GEMM", "auto")

@@ -7,7 +7,7 @@
   activations' float32 outputs and their derivatives, batch-norm statistics, the loss with its
   softmax / sigmoid, everything a user reads (``get_weights``, ``predict_proba``, ``evaluate``);
 * in bfloat16: the operands of every Dense GEMM (forward ``X W^T``, ``dW = dZ^T X``,
-  ``dX = dZ W``), which accumulate in float32 (``kernels/reference/gemm.py``).
+  ``dX = dZ W``), which accumulate in float32 (``kernels/reference/blas.py``).
 
 The bfloat16 operands are written by the kernels that write the data anyway: the pass that
 computes a layer's output (bias + activation, batch norm, dropout) also writes its bfloat16
@@ -20,7 +20,7 @@ much as the GEMMs they feed (NOTES.md: ``ml_dtypes.astype`` of a 1024x784 batch 
 
 This module is the one place that decides: layers see only the buffers it made them allocate
 (a size-0 bfloat16 buffer means "compute in dtype"), the GEMM provider is chosen by operand
-dtype in ``kernels/<backend>/gemm.py``.
+dtype in ``kernels/<backend>/blas.py``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ bias) means "skip it".
 
 Mixed precision (``compute_dtype="bfloat16"``): ``gemm`` is the one GEMM of every dense kernel,
 the provider layer (BLAS for float operands; oneDNN or an exact emulation for bfloat16 ones);
-``precision`` converts. See ``reference/gemm.py`` and ``reference/precision.py``.
+``precision`` converts. See ``reference/blas.py`` and ``reference/precision.py``.
 
 Gradient clipping has no kernel of its own: the optimizer updates (``optim``) clip inline, from
 the squared global norm that ``reductions.sum_squares`` writes (see ``reference/optim.py``).
@@ -33,7 +33,7 @@ KERNELS = {
     "dropout": ("dropout_forward", "dropout_backward"),
     "batchnorm": ("batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward"),
     "precision": ("to_bfloat16", "from_bfloat16"),
-    "gemm": ("gemm",),
+    "blas": ("gemm",),
 }
 
 #: Storage dtype of bfloat16 arrays: uint16 bit patterns (``reference/precision.py``). Kernels

@@ -1,7 +1,7 @@
 """Dense (fully connected) layer with the activation fused (cpu).
 
 Same math, layout and skip rules as ``reference/dense.py``. GEMMs go to the provider layer
-``gemm.py`` (NumPy's BLAS for float operands, oneDNN for bfloat16 ones); around them:
+``blas.py`` (NumPy's BLAS for float operands, oneDNN for bfloat16 ones); around them:
 
     forward   A = X W^T (gemm), then bias + activation in place (``activations``: one jitted
               pass, which also writes A16; tanh and large sigmoids through NumPy's SIMD ufuncs)
@@ -26,7 +26,7 @@ from numba import prange
 from ._bf16 import bf16
 from ._jit import jit, pjit
 from .activations import _bias_activation, _check_code, _dg
-from .gemm import gemm
+from .blas import gemm
 
 
 #: Columns per task of the parallel backward pass.

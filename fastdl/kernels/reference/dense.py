@@ -20,7 +20,7 @@ write the bfloat16 copies the next GEMMs read, so no conversion pass of its own 
 import numpy as np
 
 from .activations import activation_backward, activation_forward
-from .gemm import gemm
+from .blas import gemm
 from .precision import to_bfloat16
 
 

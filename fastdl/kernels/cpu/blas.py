@@ -1,6 +1,6 @@
 """Matrix products of the dense layers (cpu): the GEMM provider layer.
 
-Same contract as ``reference/gemm.py`` (``C = op(A) @ op(B)``, float operands of C's dtype or
+Same contract as ``reference/blas.py`` (``C = op(A) @ op(B)``, float operands of C's dtype or
 bfloat16 operands with float32 C). The provider is chosen here, by operand dtype, and nowhere
 else (layers and the other kernels call ``gemm``):
 
@@ -42,7 +42,7 @@ def _gemm_emulated(C, A, B, trans_a, trans_b):
     np.matmul(A32.T if trans_a else A32, B32.T if trans_b else B32, out=C)
 
 
-def bf16_provider():
+def _bf16_provider():
     """The name of the provider bfloat16 GEMMs use now: "onednn" or "emulated"."""
     choice = config.BF16_GEMM
     if choice == "auto":
@@ -56,7 +56,7 @@ def bf16_provider():
 def gemm(C, A, B, trans_a, trans_b):
     """C = op(A) @ op(B): NumPy's BLAS for float operands, the bfloat16 provider for uint16."""
     if A.dtype == np.uint16:
-        if bf16_provider() == "onednn":
+        if _bf16_provider() == "onednn":
             _onednn.gemm_bf16(C, A, B, trans_a, trans_b)
         else:
             _gemm_emulated(C, A, B, trans_a, trans_b)

@@ -100,6 +100,9 @@ def check_bool(name, value):
     return bool(value)
 
 
+#: backend name -> the empty "no shadow" array passed to update kernels (see Optimizer.step)
+_EMPTY_SHADOWS = {}
+
 #: Clipping options every optimizer has (saved by state_dict, not constructor-specific).
 _CLIP_KEYS = ("global_clipnorm", "clipvalue")
 
@@ -271,9 +274,11 @@ class Optimizer:
     writes_shadow = True
 
     def _no_shadow(self):
-        if getattr(self, "_empty_shadow", None) is None:
-            self._empty_shadow = self._bk.zeros((0,), np.uint16)
-        return self._empty_shadow
+        """An empty uint16 array on this optimizer's backend (one per backend, shared)."""
+        empty = _EMPTY_SHADOWS.get(self._bk.name)
+        if empty is None:
+            empty = _EMPTY_SHADOWS[self._bk.name] = self._bk.zeros((0,), np.uint16)
+        return empty
 
     def _check_shadow(self, shadow, params):
         if not (isinstance(shadow, np.ndarray) or _is_device_array(shadow)) \

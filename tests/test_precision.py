@@ -150,6 +150,22 @@ def test_onednn_sgemm_plumbing(rng, m, k, n, ta, tb):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * k)
 
 
+@pytest.mark.skipif(not ONEDNN, reason="oneDNN (the bf16 extra) is not installed")
+def test_set_num_threads_reaches_onednn():
+    """oneDNN (GOMP build) sizes its parallel regions by OpenMP's nthreads-var."""
+    import ctypes
+    import numba
+    gomp = ctypes.CDLL("libgomp.so.1")
+    before = numba.get_num_threads()
+    try:
+        fd.set_num_threads(1)
+        assert gomp.omp_get_max_threads() == 1
+        fd.set_num_threads(before)
+        assert gomp.omp_get_max_threads() == before
+    finally:
+        fd.set_num_threads(before)
+
+
 def test_provider_follows_config(monkeypatch):
     monkeypatch.setattr(config, "BF16_GEMM", "emulated")
     assert cpu_blas._bf16_provider() == "emulated"

@@ -47,6 +47,7 @@ _BF16_ISA_BITS = 0xE7
 
 _LIB = None             # the loaded library, or False once a lookup failed
 _BF16_STATUS = None     # (ok, reason) of the bfloat16 probe
+_THREADS = None         # fd.set_num_threads' count, applied when the library loads
 
 
 def _candidates():
@@ -93,7 +94,26 @@ def load():
                 break
             except (OSError, AttributeError) as e:
                 errors.append(f"{path}: {e}")
+        if _LIB and _THREADS is not None:
+            _omp_set_num_threads(_THREADS)
     return _LIB or None
+
+
+def _omp_set_num_threads(n):
+    """oneDNN's GOMP build sizes its parallel regions by the calling thread's OpenMP
+    ``nthreads-var``: set it in libgomp, the runtime oneDNN and Numba's OpenMP layer share."""
+    try:
+        ctypes.CDLL("libgomp.so.1").omp_set_num_threads(ctypes.c_int(int(n)))
+    except OSError:  # pragma: no cover - libdnnl links libgomp, so it is loaded with it
+        pass
+
+
+def set_num_threads(n):
+    """Threads of oneDNN's GEMMs (``fd.set_num_threads``); applied now or when it loads."""
+    global _THREADS
+    _THREADS = int(n)
+    if _LIB:
+        _omp_set_num_threads(_THREADS)
 
 
 def isa_name():

@@ -61,6 +61,11 @@ STREAM_BUFFER_BLOCKS: int = int(os.environ.get("FASTDL_STREAM_BUFFER_BLOCKS", 8)
 #: widened exactly to float32, then the float32 BLAS GEMM: same arithmetic, no speed-up).
 BF16_GEMM: str = os.environ.get("FASTDL_BF16_GEMM", "auto")
 
+#: float32/float64 GEMM provider of the cpu backend: "blas" (NumPy's OpenBLAS, default) or
+#: "onednn" (``dnnl_sgemm`` for float32 where the ``bf16`` extra is installed; float64 stays
+#: with BLAS). For measurements: oneDNN shares the OpenMP runtime of Numba's parallel kernels.
+FLOAT_GEMM: str = os.environ.get("FASTDL_FLOAT_GEMM", "blas")
+
 #: Mixed precision (``compute_dtype="bfloat16"``): an in-memory training set whose bfloat16 copy
 #: takes at most this many bytes is converted once per ``fit`` and batches gather bfloat16 rows
 #: (half the bytes of float32 rows); larger ones are converted batch by batch as gathered.

@@ -166,6 +166,19 @@ def test_set_num_threads_reaches_onednn():
         fd.set_num_threads(before)
 
 
+@pytest.mark.skipif(not ONEDNN, reason="oneDNN (the bf16 extra) is not installed")
+def test_float32_through_onednn_trains_like_blas(rng, monkeypatch):
+    X, y = _data(rng)
+    runs = []
+    for provider in ("blas", "onednn"):
+        monkeypatch.setattr(config, "FLOAT_GEMM", provider)
+        model = _net(None)
+        model.fit(X, y, optimizer=fd.optim.SGD(0.05), epochs=2, batch_size=50, verbose=0)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * max(1.0, np.abs(a).max()))
+
+
 def test_provider_follows_config(monkeypatch):
     monkeypatch.setattr(config, "BF16_GEMM", "emulated")
     assert cpu_blas._bf16_provider() == "emulated"

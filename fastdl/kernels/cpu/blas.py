@@ -5,7 +5,8 @@ bfloat16 operands with float32 C). The provider is chosen here, by operand dtype
 else (layers and the other kernels call ``gemm``):
 
 * float32 / float64: NumPy's BLAS (OpenBLAS), ``np.matmul(..., out=C)`` (called outside Numba:
-  ``np.dot`` inside ``@njit`` needs SciPy and measured 12-17% slower, NOTES.md);
+  ``np.dot`` inside ``@njit`` needs SciPy and measured 12-17% slower, NOTES.md); with
+  ``config.FLOAT_GEMM = "onednn"``, float32 goes to oneDNN's ``dnnl_sgemm`` instead;
 * bfloat16 (uint16 bit patterns): ``config.BF16_GEMM`` picks
   - ``"onednn"``: oneDNN's ``dnnl_gemm_bf16bf16f32`` (``_onednn.py``): bfloat16 dot-product
     instructions (AVX512_BF16, AMX), float32 accumulation; the reason the option exists;
@@ -60,5 +61,8 @@ def gemm(C, A, B, trans_a, trans_b):
             _onednn.gemm_bf16(C, A, B, trans_a, trans_b)
         else:
             _gemm_emulated(C, A, B, trans_a, trans_b)
+        return
+    if config.FLOAT_GEMM == "onednn" and C.dtype == np.float32:
+        _onednn.sgemm(C, A, B, trans_a, trans_b)
         return
     np.matmul(A.T if trans_a else A, B.T if trans_b else B, out=C)

@@ -37,6 +37,7 @@ import io
 import math
 import os
 import struct
+import tokenize
 import types
 import zipfile
 import zlib
@@ -166,12 +167,15 @@ def _check_layout(path, infos, size):
             raise ModelFileError(path, name, f"uses zip compression method {info.compress_type}",
                                  "stored (0) or deflated (8) members")
     spans = sorted((info.header_offset, info.compress_size, info.filename[:-4]) for info in infos)
-    ends = [s[0] for s in spans[1:]] + [size]
-    for (start, length, name), end in zip(spans, ends):
-        if start < 0 or start + length > end:
-            raise ModelFileError(path, name, f"spans {length} bytes from offset {start}, "
-                                 f"past the next member or the end of the file (at {end})",
-                                 f"members that fit in the file's {size} bytes without overlap")
+    expected = f"members that fit in the file's {size} bytes without overlapping"
+    for k, (start, length, name) in enumerate(spans):
+        if start < 0 or start + length > size:
+            raise ModelFileError(path, name, f"spans {length} bytes from offset {start}, past "
+                                 "the end of the file", expected)
+        if k + 1 < len(spans) and start + length > spans[k + 1][0]:
+            other = spans[k + 1]
+            raise ModelFileError(path, other[2], f"starts at offset {other[0]}, inside member "
+                                 f"{name!r} ({length} bytes from offset {start})", expected)
 
 
 def parse_npy(path, name, raw):
@@ -190,7 +194,7 @@ def parse_npy(path, name, raw):
     try:
         shape, fortran, dtype = readers[version](f, max_header_size=MAX_NPY_HEADER)
     except (ValueError, TypeError, SyntaxError, RecursionError, OverflowError, EOFError,
-            struct.error) as e:
+            struct.error, tokenize.TokenError) as e:   # NumPy tokenizes 1.0 headers first
         raise not_npy(f"has a .npy header that cannot be parsed ({type(e).__name__}: {e})") from None
     if dtype.hasobject:
         raise not_npy(f"is an object array (dtype {dtype}: pickled Python objects)")
@@ -204,6 +208,11 @@ def parse_npy(path, name, raw):
     if count * dtype.itemsize != len(raw) - offset:
         raise not_npy(f"declares {count * dtype.itemsize} bytes of data ({dtype}, shape "
                       f"{shape}) but holds {len(raw) - offset}")
+    if dtype.kind == "U":       # UCS-4 code units; Python cannot hold the invalid ones
+        codes = np.frombuffer(raw, dtype=np.dtype("u4").newbyteorder(dtype.byteorder),
+                              count=count * dtype.itemsize // 4, offset=offset)
+        if ((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any():
+            raise not_npy("holds text with invalid code points (surrogates or beyond U+10FFFF)")
     a = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
     return np.array(a.reshape(shape, order="F" if fortran else "C"), order="C")
 
@@ -212,8 +221,9 @@ def parse_npy(path, name, raw):
 @dataclass(frozen=True)
 class Member:
     """One member of a model file: its ``name``, its ``kind`` (what it must hold) and whether
-    it is ``required``: True, False, or a name prefix such as ``"optimizer/"`` (required when
-    any member under that prefix is present: a group that is all there or not at all)."""
+    it is ``required``: True, False, a name prefix such as ``"optimizer/"`` (required when any
+    member under that prefix is present: a group that is all there or not at all), or a
+    function of the :class:`ModelFile` checked so far returning True or False."""
     name: str
     kind: Any
     required: Any = True
@@ -222,10 +232,12 @@ class Member:
 @dataclass
 class ModelFile:
     """A file that passed every check: ``path``, the raw ``arrays`` and the decoded
-    ``values`` (str, int, parsed JSON, arrays) of its members, by member name."""
+    ``values`` (str, int, parsed JSON, arrays) of its members, by member name; ``declared``
+    lists every member name the schema declared for this file, present or not."""
     path: str
     arrays: dict
     values: dict = field(default_factory=dict)
+    declared: list = field(default_factory=list)
 
     def __getitem__(self, name):
         return self.values[name]
@@ -247,25 +259,22 @@ def check_members(path, arrays, schema):
     Members (families such as one member per parameter tensor, known once the architecture
     is). Returns the :class:`ModelFile`; raises :class:`ModelFileError`."""
     mf = ModelFile(path, arrays)
-    declared = set()
     for entry in schema:
         for m in (entry(mf) if callable(entry) else (entry,)):
-            if m.name in declared:      # pragma: no cover - a schema bug, see the tests
+            if m.name in mf.declared:   # pragma: no cover - a schema bug, see the tests
                 raise RuntimeError(f"member {m.name!r} is declared twice")
-            declared.add(m.name)
+            mf.declared.append(m.name)
             a = arrays.get(m.name)
             if a is None:
-                if m.required is True or (isinstance(m.required, str) and any(
-                        k.startswith(m.required) for k in arrays)):
-                    raise ModelFileError(path, m.name, "is missing",
-                                         m.kind.describe(mf))
+                if _required(m.required, mf):
+                    raise ModelFileError(path, m.name, "is missing", m.kind.describe(mf))
                 continue
             try:
                 mf.values[m.name] = m.kind.check(a, mf)
             except Refused as e:
                 raise ModelFileError(path, m.name, e.found or f"found {describe(a)}",
                                      e.expected) from None
-    unknown = sorted(set(arrays) - declared)
+    unknown = sorted(set(arrays) - set(mf.declared))
     if unknown:
         raise ModelFileError(path, unknown[0], f"is not a member fastdl writes (unknown: "
                              f"{_short(unknown)})", "only the members model.save writes (the "
@@ -273,10 +282,18 @@ def check_members(path, arrays, schema):
     return mf
 
 
+def _required(rule, mf):
+    if isinstance(rule, bool):
+        return rule
+    if isinstance(rule, str):
+        return any(k.startswith(rule) for k in mf.arrays)
+    return bool(rule(mf))
+
+
 def describe(a):
     """A short description of an array for error messages."""
     if a.dtype.kind == "U" and a.ndim == 0:
-        return f"the text {_short(_text(a, default='<invalid>'))}"
+        return f"the text {_short(_text(a))}"
     if a.ndim == 0:
         return f"the {a.dtype} scalar {a.item()!r}"
     return f"a {a.dtype} array of shape {a.shape}"
@@ -287,13 +304,8 @@ def _short(value, n=80):
     return r if len(r) <= n else r[:n - 3] + "..."
 
 
-def _text(a, default=None):
-    try:
-        return str(a[()])
-    except (ValueError, UnicodeError):      # code points beyond U+10FFFF
-        if default is None:
-            raise Refused("text of valid unicode characters") from None
-        return default
+def _text(a):
+    return str(a[()])           # code points were checked by parse_npy
 
 
 def _resolve(value, mf):
@@ -347,8 +359,11 @@ class Int:
 @dataclass(frozen=True)
 class Scalar:
     """A 0-d array of one of the dtype ``kinds`` whose Python value passes ``validate`` (a
-    function raising ValueError or TypeError with its reason, e.g. an optimizer's setter);
-    decoded to that value (``validate``'s return value)."""
+    function raising ValueError or TypeError with its reason, e.g. an optimizer's setter)
+    and that is stored with the dtype the writer gives the validated value
+    (``np.asarray(value).dtype``, any width for text: a float hyperparameter saved as an
+    integer is refused);
+    decoded to that value (``validate``'s return value; None is stored as NaN)."""
     kinds: str
     validate: Callable
     what: str
@@ -361,9 +376,13 @@ class Scalar:
             raise Refused(self.describe(mf))
         value = _text(a) if a.dtype.kind == "U" else a.item()
         try:
-            return self.validate(value)
+            value = self.validate(value)
         except (ValueError, TypeError) as e:
             raise Refused(f"{self.what} ({e})") from None
+        stored = np.asarray(value).dtype
+        if value is not None and stored != a.dtype and not (stored.kind == a.dtype.kind == "U"):
+            raise Refused(f"{self.what}, stored as {stored}")
+        return value
 
 
 @dataclass(frozen=True)

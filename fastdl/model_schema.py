@@ -113,14 +113,24 @@ def architecture(cfg, mf):
                       f"{_short(unknown)}")
     layers = []
     for i, c in enumerate(cfg["layers"]):
-        if not isinstance(c, dict) or c.get("type") not in LAYER_TYPES:
+        if not isinstance(c, dict) or not isinstance(c.get("type"), str) \
+                or c["type"] not in LAYER_TYPES:
             raise Refused(f"layers[{i}] to be a layer's get_config(), with a 'type' among "
                           f"{tuple(LAYER_TYPES)}", f"found layers[{i}]: {_short(c)}")
         try:
-            layers.append(layer_from_config(c))
+            layer = layer_from_config(c)
         except (TypeError, ValueError) as e:
             raise Refused(f"layers[{i}] to be a valid {c['type']} configuration ({e})",
                           f"found layers[{i}]: {_short(c)}") from None
+        # exactly what get_config() writes: a key lost or of another type is refused rather
+        # than replaced by the constructor's default
+        back = layer.get_config()
+        if c.get("init") == "custom" and back.get("init") == "zeros":   # layer_from_config
+            back["init"] = "custom"
+        if back != c:
+            raise Refused(f"layers[{i}] to be what {c['type']}.get_config() writes, "
+                          f"{_short(back, 200)}", f"found layers[{i}]: {_short(c, 200)}")
+        layers.append(layer)
     build_layers(layers, cfg["input_dim"])
     tensors = tensor_specs(layers)
     n = sum(math.prod(shape) for _, _, is_state, shape in tensors if not is_state)
@@ -178,7 +188,7 @@ def _optimizer(mf):
     yield Member("optimizer/state", Tensor((len(cls.state_names), arch.n_params), arch.dtype,
                                            note=f"rows {cls.state_names} over the "
                                            f"architecture's {arch.n_params} parameters"),
-                 required=False)    # absent before the first step
+                 required=lambda mf: mf["optimizer/iterations"] > 0)   # absent before a step
 
 
 # ============================================================================== standardizer
@@ -197,7 +207,9 @@ def _positive(a):
 
 # ============================================================================== history
 def history(value, mf):
-    """History JSON: {"epoch": [int >= 0, ...], "history": {name: [number, ...]}}."""
+    """History JSON: {"epoch": [int >= 0, ...], "history": {name: [number, ...]}}, where
+    ``epoch`` lists the epochs of the current fit, ``_fit_start_epoch`` to ``epochs_trained``
+    - 1 (the invariant ``fit(..., resume_from=model.history)`` checks in memory too)."""
     ok = (isinstance(value, dict) and set(value) == {"epoch", "history"}
           and isinstance(value["epoch"], list)
           and all(type(e) is int and e >= 0 for e in value["epoch"])
@@ -206,6 +218,11 @@ def history(value, mf):
                   for v in value["history"].values()))
     if not ok:
         raise Refused(f"JSON text: {HISTORY}", f"found {_short(value)}")
+    start, done = mf["counter/_fit_start_epoch"], mf["counter/epochs_trained"]
+    if value["epoch"] != list(range(start, done)):
+        raise Refused(f"the epochs {start} to {done - 1} of the current fit (the counters "
+                      "_fit_start_epoch and epochs_trained)", f"found the epochs "
+                      f"{_short(value['epoch'])}")
     return value
 
 
@@ -230,10 +247,12 @@ MEMBERS = [
     _optimizer,                                                # optimizer/<state_dict key>
     Member("standardizer_class", Text(choices=("Standardizer",)), required="standardizer/"),
     _standardizer,                                             # standardizer/mean, std
-    Member("counter/epochs_trained", Int(minimum=0), required=False),
+    Member("counter/epochs_trained", Int(minimum=0)),
+    Member("counter/steps_trained", Int(minimum=0)),
+    # written by fit (with the History of the run): both or neither
     Member("counter/_fit_start_epoch",
-           Int(minimum=0, maximum=lambda mf: mf.get("counter/epochs_trained", 2**63 - 1)),
-           required=False),
-    Member("counter/steps_trained", Int(minimum=0), required=False),
-    Member("history", Json(history, HISTORY), required=False),
+           Int(minimum=0, maximum=lambda mf: mf["counter/epochs_trained"]),
+           required=lambda mf: "history" in mf.arrays),
+    Member("history", Json(history, HISTORY),
+           required=lambda mf: "counter/_fit_start_epoch" in mf.arrays),
 ]

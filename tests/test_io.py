@@ -331,6 +331,26 @@ def test_damaged_containers_name_the_member(tmp_path):
         with pytest.raises(fd.ModelFileError, match=match) as e:
             fd.load(write(f"c{i}.npz", edit))
         assert e.value.member == member
+    # deflated members load; one declaring more than deflate can expand to is refused unread
+    deflated = str(tmp_path / "deflated.npz")
+    with zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, v in members.items():
+            z.writestr(k, v)
+    same_weights(fd.load(path), fd.load(deflated))
+    raw = bytearray(open(deflated, "rb").read())
+    with zipfile.ZipFile(deflated) as z:
+        info = z.getinfo("param/0/W.npy")
+        cd_start = z.start_dir
+    pos = raw.index(b"PK\x01\x02", cd_start)        # the central directory's first entry
+    while raw[pos + 46:pos + 46 + len(info.filename)] != info.filename.encode():
+        pos = raw.index(b"PK\x01\x02", pos + 4)
+    raw[pos + 24:pos + 28] = (info.compress_size * 2000).to_bytes(4, "little")  # APPNOTE 4.3.12
+    bomb = str(tmp_path / "bomb.npz")
+    open(bomb, "wb").write(bytes(raw))
+    with pytest.raises(fd.ModelFileError, match="is deflated and declares .* at most 1032 "
+                       "times the compressed size") as e:
+        fd.load(bomb)
+    assert e.value.member == "param/0/W"
 
 
 # =========================================================================== resume

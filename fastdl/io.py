@@ -4,7 +4,8 @@
     model = fd.load("m.npz")             # model.optimizer, model.standardizer come back too
     model.fit(X, y, epochs=20, resume_from="ckpt.npz")   # continue a killed run
 
-What the file holds (every entry a plain array; ``np.load(path, allow_pickle=False)`` reads it):
+What the file holds (every entry a plain array; ``np.load(path, allow_pickle=False)`` reads it;
+``fastdl/model_schema.py`` declares each member and its rules):
 
     fastdl_format, format_version     "fastdl.model", 1
     architecture                      ``model.get_config()`` as JSON (a 0-d unicode array)
@@ -21,6 +22,15 @@ Atomic write: the arrays go to a temporary file in the target's directory, which
 fsync'ed and then renamed over the target with ``os.replace`` (atomic on POSIX and Windows), and
 the directory is fsync'ed; a write killed midway leaves the previous file intact and at worst
 a stray ``.<name>.*.tmp`` beside it.
+
+Reading is checked (``read``; the member declarations are in ``fastdl/model_schema.py``, the
+reader in ``fastdl/model_file.py``): every member is parsed as a plain .npy array without pickle,
+with sizes bounded by the file's before anything is allocated, and checked for the dtype, shape,
+type and finiteness its declaration (and the saved architecture) imply, before a model is built.
+A damaged or foreign file raises one exception, :class:`~fastdl.model_file.ModelFileError` (a
+``ValueError``, ``fd.ModelFileError``), naming the file, the member and what was expected;
+``tests/test_model_file_fuzz.py`` holds that against ~1300 kinds of damage. See
+``docs/model-files.md``.
 
 Resuming is exact: the parameters, optimizer state and step counters are restored bit for bit,
 and the batches of every epoch are a pure function of (seed, epoch) (``data/batches.py``), so a

@@ -124,9 +124,12 @@ def read_members(path):
 
 
 def _corrupt(path, member, e):
-    what = "is not a readable zip archive" if member is None else "cannot be read"
-    return ModelFileError(path, member, f"{what}: truncated or corrupt ({type(e).__name__}: {e})",
-                          "a .npz archive exactly as model.save or ModelCheckpoint wrote it")
+    problem = f"truncated or corrupt ({type(e).__name__}: {e})"
+    if member is None:
+        return ModelFileError(path, None, f"is not a readable zip archive: {problem}",
+                              "a .npz archive as model.save or ModelCheckpoint wrote it")
+    return ModelFileError(path, member, f"cannot be read: {problem}",
+                          "the member's bytes as written (matching its zip header and CRC-32)")
 
 
 def _member_names(path, infos):

@@ -276,7 +276,8 @@ def resume_into(model, path, optimizer=None):
     _same_architecture(model, cfg, f.path)
     saved = f.get("optimizer/optimizer")
     if optimizer is not None and saved is not None and saved != type(optimizer).__name__:
-        raise ModelFileError(f.path, "optimizer/optimizer", f"holds the state of a {saved} optimizer",
+        raise ModelFileError(f.path, "optimizer/optimizer",
+                             f"holds the state of a {saved} optimizer",
                              f"a {type(optimizer).__name__}, the optimizer fit was given (pass a "
                              f"{saved}, or optimizer=None to rebuild it from the checkpoint)")
     weights = _weights(model, f)

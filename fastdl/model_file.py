@@ -104,23 +104,34 @@ def read_members(path):
         except _CONTAINER_ERRORS as e:
             raise _corrupt(path, None, e) from None
         with archive:
-            try:
-                infos = archive.infolist()
-            except _CONTAINER_ERRORS as e:     # pragma: no cover - infolist only copies a list
-                raise _corrupt(path, None, e) from None
+            infos = archive.infolist()
             members = _member_names(path, infos)
             _check_layout(path, infos, size)
             out = {}
             for name, info in zip(members, infos):
                 try:
-                    with archive.open(info) as m:
-                        raw = m.read()
+                    raw = _read_member(archive, info)
                 except _CONTAINER_ERRORS as e:
                     raise _corrupt(path, name, e) from None
-                if len(raw) != info.file_size:     # pragma: no cover - zipfile enforces it
-                    raise _corrupt(path, name, EOFError("member shorter than declared"))
                 out[name] = parse_npy(path, name, raw)
     return out
+
+
+def _read_member(archive, info, chunk=1 << 24):
+    """The member's bytes, read in chunks into one bytearray of its declared (bounded) size:
+    the arrays are views of it, so a member costs its size once, not twice."""
+    raw = bytearray(info.file_size)
+    with archive.open(info) as m:
+        pos = 0
+        while pos < len(raw):
+            piece = m.read(min(chunk, len(raw) - pos))
+            if not piece:
+                raise EOFError(f"the member ends after {pos} of its {len(raw)} bytes")
+            raw[pos:pos + len(piece)] = piece
+            pos += len(piece)
+        if m.read(1):         # reaching the end also makes zipfile check the CRC-32
+            raise zipfile.BadZipFile("the member is longer than its zip header declares")
+    return raw
 
 
 def _corrupt(path, member, e):
@@ -182,10 +193,11 @@ def _check_layout(path, infos, size):
 
 
 def parse_npy(path, name, raw):
-    """The array in ``raw``, the bytes of a .npy file (stage 2 of the module doc)."""
+    """The array in ``raw``, the bytes of a .npy file (stage 2 of the module doc); a view of
+    ``raw`` when it is a bytearray (C order)."""
     not_npy = lambda problem: ModelFileError(
         path, name, problem, "a .npy array of plain numbers or text (np.save format 1.0 or 2.0)")
-    f = io.BytesIO(raw)
+    f = io.BytesIO(bytes(raw[:MAX_NPY_HEADER + 16]))     # magic, length field and header
     try:
         version = np.lib.format.read_magic(f)
     except (ValueError, EOFError) as e:
@@ -198,7 +210,8 @@ def parse_npy(path, name, raw):
         shape, fortran, dtype = readers[version](f, max_header_size=MAX_NPY_HEADER)
     except (ValueError, TypeError, SyntaxError, RecursionError, OverflowError, EOFError,
             struct.error, tokenize.TokenError) as e:   # NumPy tokenizes 1.0 headers first
-        raise not_npy(f"has a .npy header that cannot be parsed ({type(e).__name__}: {e})") from None
+        raise not_npy(f"has a .npy header that cannot be parsed ({type(e).__name__}: "
+                      f"{e})") from None
     if dtype.hasobject:
         raise not_npy(f"is an object array (dtype {dtype}: pickled Python objects)")
     if dtype.kind not in PLAIN_KINDS or dtype.fields is not None or dtype.subdtype is not None \
@@ -216,8 +229,8 @@ def parse_npy(path, name, raw):
                               count=count * dtype.itemsize // 4, offset=offset)
         if ((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any():
             raise not_npy("holds text with invalid code points (surrogates or beyond U+10FFFF)")
-    a = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
-    return np.array(a.reshape(shape, order="F" if fortran else "C"), order="C")
+    a = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)   # writable: a bytearray
+    return np.asarray(a.reshape(shape, order="F" if fortran else "C"), order="C")
 
 
 # =============================================================================== schema

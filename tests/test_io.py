@@ -296,6 +296,20 @@ def test_arrays_that_do_not_match_the_architecture(tmp_path):
         assert str(e.value).startswith(f"model file {bad!r}")
 
 
+def test_fortran_order_members_load_the_same_model(tmp_path):
+    """.npy members in Fortran order (np.save writes fortran_order=True for them) are valid."""
+    model, path = _saved(tmp_path)
+    out = _rewrite(path, str(tmp_path / "f.npz"),
+                   lambda a: a.update({k: np.asfortranarray(v) for k, v in a.items()
+                                       if v.ndim == 2}))
+    with zipfile.ZipFile(out) as z:
+        assert b"'fortran_order': True" in z.read("param/0/W.npy")[:128]
+    same_weights(model, fd.load(out))
+    W = fio.read(out)["param/0/W"]
+    np.testing.assert_array_equal(W, model.get_weights()[0])
+    assert W.flags.c_contiguous and W.flags.writeable
+
+
 def test_damaged_containers_name_the_member(tmp_path):
     """Members that are not .npy arrays, pickles and object arrays, forged sizes."""
     _, path = _saved(tmp_path)

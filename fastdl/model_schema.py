@@ -249,10 +249,9 @@ MEMBERS = [
     _standardizer,                                             # standardizer/mean, std
     Member("counter/epochs_trained", Int(minimum=0)),
     Member("counter/steps_trained", Int(minimum=0)),
-    # written by fit (with the History of the run): both or neither
+    # written once fit ran; a loaded model saved again keeps the counter, not the History
     Member("counter/_fit_start_epoch",
            Int(minimum=0, maximum=lambda mf: mf["counter/epochs_trained"]),
            required=lambda mf: "history" in mf.arrays),
-    Member("history", Json(history, HISTORY),
-           required=lambda mf: "counter/_fit_start_epoch" in mf.arrays),
+    Member("history", Json(history, HISTORY), required=False),
 ]

@@ -84,6 +84,21 @@ def test_round_trip_of_every_optimizer(tmp_path, make_opt):
     same_weights(model, back)
 
 
+def test_a_loaded_model_saved_again_loads_and_resumes(tmp_path):
+    """fd.load does not bring the History back, so its file has the counters alone."""
+    X, y = spirals()
+    model, path = _saved(tmp_path)
+    again = str(tmp_path / "again.npz")
+    fd.load(path).save(again)
+    with np.load(again) as z:
+        assert "counter/_fit_start_epoch" in z.files and "history" not in z.files
+    same_weights(model, fd.load(again))
+    a, b = every_layer_net(), every_layer_net()
+    a.fit(X, y, epochs=3, verbose=0, resume_from=path)
+    b.fit(X, y, epochs=3, verbose=0, resume_from=again)
+    same_weights(a, b)
+
+
 def test_regression_model_and_untrained_model_round_trip(tmp_path):
     m = fd.Sequential([fd.Dense(4, activation="leaky_relu", alpha=0.2), fd.Dense(2)],
                       input_dim=3, loss="mse", seed=5, dtype="float64")

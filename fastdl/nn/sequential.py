@@ -53,8 +53,8 @@ def build_layers(layers, input_dim):
 def tensor_specs(layers):
     """(layer, name, is_state, shape) of every ``get_weights()`` entry of built ``layers``, in
     that order: per layer its parameters, then its non-trainable state (BatchNorm: gamma,
-    beta, running_mean, running_var). ``fastdl.io`` checks a file against it before a model
-    is allocated."""
+    beta, running_mean, running_var). The model file reader (``fastdl/model_schema.py``)
+    checks a file's tensors against it before a model is allocated."""
     return [spec for i, layer in enumerate(layers) for spec in
             [(i, s.name, False, tuple(s.shape)) for s in layer.param_specs(i)]
             + [(i, n, True, tuple(layer.state_shape(n))) for n in layer.state_names]]

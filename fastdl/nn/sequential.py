@@ -38,6 +38,28 @@ def _pair(pair, name):
     return pair
 
 
+def build_layers(layers, input_dim):
+    """Give ``layers`` their shapes for an input of ``input_dim`` features (no memory is
+    allocated); returns the output width. A layer may adjust the one before it first
+    (BatchNorm drops a linear Dense's bias)."""
+    for prev, layer in zip(layers, layers[1:]):
+        layer.prepare_previous(prev)
+    dim = input_dim
+    for layer in layers:
+        dim = layer.build(dim)
+    return dim
+
+
+def tensor_specs(layers):
+    """(layer, name, is_state, shape) of every ``get_weights()`` entry of built ``layers``, in
+    that order: per layer its parameters, then its non-trainable state (BatchNorm: gamma,
+    beta, running_mean, running_var). The model file reader (``fastdl/model_schema.py``)
+    checks a file's tensors against it before a model is allocated."""
+    return [spec for i, layer in enumerate(layers) for spec in
+            [(i, s.name, False, tuple(s.shape)) for s in layer.param_specs(i)]
+            + [(i, n, True, tuple(layer.state_shape(n))) for n in layer.state_names]]
+
+
 class Sequential:
     """A feed-forward network: ``fd.Sequential([fd.Dense(20, activation="relu"), ...],
     input_dim=2, loss="binary_crossentropy")``.
@@ -88,12 +110,7 @@ class Sequential:
 
     # ---------------------------------------------------------------- construction
     def _build(self, loss):
-        dim = self.input_dim
-        for prev, layer in zip(self.layers, self.layers[1:]):
-            layer.prepare_previous(prev)    # BatchNorm drops a linear Dense's bias
-        for layer in self.layers:
-            dim = layer.build(dim)
-        self.output_dim = dim
+        self.output_dim = build_layers(self.layers, self.input_dim)
         # Fuse Dense(linear) + Activation(g) into one kernel (Dense computes g directly).
         for prev, layer in zip(self.layers, self.layers[1:]):
             layer.fused = False if isinstance(layer, Activation) else getattr(layer, "fused", False)
@@ -493,9 +510,7 @@ class Sequential:
     def _weight_keys(self):
         """(layer, name, is_state) of every get_weights() entry: per layer its parameters,
         then its non-trainable state (BatchNorm: gamma, beta, running_mean, running_var)."""
-        return [(i, n, st) for i, layer in enumerate(self.layers)
-                for n, st in [(s.name, False) for s in layer.param_specs(i)]
-                + [(n, True) for n in layer.state_names]]
+        return [(i, n, st) for i, n, st, _ in tensor_specs(self.layers)]
 
     def get_weights(self):
         """[W1, b1, W2, b2, ...] as NumPy copies (W of shape (units, inputs)); a BatchNorm

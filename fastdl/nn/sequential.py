@@ -23,7 +23,7 @@ from .._validation import (as_features, as_sample_weight, as_targets, check_dtyp
 from ..backend import check_name, get_backend, is_device_array
 from ..kernels import ACTIVATIONS, LINEAR
 from ..params import FlatParams
-from .layers import Activation, Dense, Layer, layer_from_config
+from .layers import OUTPUT_ONLY, Activation, Dense, Layer, layer_from_config
 from .losses import get_loss
 
 #: Rows per chunk in predict/evaluate: bounds workspace memory for large inputs.
@@ -49,8 +49,10 @@ class Sequential:
         Number of input features n[0].
     loss : str, optional
         "binary_crossentropy", "categorical_crossentropy" (alias
-        "sparse_categorical_crossentropy") or "mse". Default: inferred from the output
-        activation (sigmoid -> binary, softmax -> categorical, otherwise mse).
+        "sparse_categorical_crossentropy"), "mse" or "poisson" (half Poisson deviance of an
+        "exp" output, scikit-learn's ``MLPRegressor(loss="poisson")``). Default: inferred from
+        the output activation (sigmoid -> binary, softmax -> categorical, exp -> poisson,
+        otherwise mse).
     dtype : "float32" (default, ``config.DEFAULT_DTYPE``) or "float64".
     seed : int, optional
         Seeds initialization and the per-epoch shuffles (a pure function of seed and epoch, so
@@ -99,12 +101,12 @@ class Sequential:
             layer.fused = False if isinstance(layer, Activation) else getattr(layer, "fused", False)
             if (isinstance(layer, Activation) and isinstance(prev, Dense)
                     and prev.activation == "linear" and prev.runtime_activation == LINEAR
-                    and layer.activation != "softmax"):
+                    and layer.activation not in OUTPUT_ONLY):
                 prev.runtime_activation = layer.runtime_activation
                 prev.runtime_alpha = layer.alpha
                 layer.fused = True
             elif (isinstance(layer, Activation) and getattr(prev, "fuses_activation", False)
-                    and prev.runtime_activation == LINEAR and layer.activation != "softmax"
+                    and prev.runtime_activation == LINEAR and layer.activation not in OUTPUT_ONLY
                     and layer is not self.layers[-1]):      # BatchNorm + Activation
                 prev.runtime_activation = layer.runtime_activation
                 prev.runtime_alpha = layer.alpha
@@ -116,20 +118,22 @@ class Sequential:
         if isinstance(last, Dense) and last.activation == "linear":
             out_act = {v: k for k, v in ACTIVATIONS.items()}[last.runtime_activation]
         for i, layer in enumerate(self.layers):
-            if getattr(layer, "activation", None) == "softmax" and layer is not last:
-                raise ValueError(f"layers[{i}] uses softmax, which fastdl supports only as the "
-                                 "output activation (fused with categorical_crossentropy)")
+            act = getattr(layer, "activation", None)
+            if act in OUTPUT_ONLY and layer is not last:
+                raise ValueError(f"layers[{i}] uses {act}, which fastdl supports only as the "
+                                 "output activation (fused with "
+                                 f"{'categorical_crossentropy' if act == 'softmax' else 'poisson'})")
         if loss is None:
-            loss = {"sigmoid": "binary_crossentropy",
-                    "softmax": "categorical_crossentropy"}.get(out_act, "mse")
+            loss = {"sigmoid": "binary_crossentropy", "softmax": "categorical_crossentropy",
+                    "exp": "poisson"}.get(out_act, "mse")
         self.loss = get_loss(loss)
         want = self.loss.output_activation
         if want is not None and out_act != want:
             raise ValueError(f"loss={loss!r} needs a {want} output layer (it is fused with "
                              f"the loss), but the model's output activation is {out_act!r}")
-        if want is None and out_act == "softmax":
-            raise ValueError(f"loss={loss!r} cannot follow a softmax output; use "
-                             "loss='categorical_crossentropy'")
+        if want is None and out_act in OUTPUT_ONLY:
+            raise ValueError(f"loss={loss!r} cannot follow a {out_act} output; use loss="
+                             f"{'categorical_crossentropy' if out_act == 'softmax' else 'poisson'!r}")
         self.output_activation = out_act
         if want is not None:            # the network emits logits; the loss kernel does the rest
             if isinstance(last, Activation):
@@ -423,6 +427,8 @@ class Sequential:
                 k.activation_forward(ws.prob, z, ACTIVATIONS["sigmoid"], 0.0)
                 z = ws.prob
             out[s:s + chunk.shape[0]] = self._bk.to_numpy(z)
+        if self.loss.output_activation == "exp":    # the log link's inverse (loss="poisson")
+            np.exp(out, out=out)
         return out
 
     def predict_proba(self, X):

@@ -365,14 +365,14 @@ class _BaseMLP(BaseEstimator):
         """(train rows, validation rows) of :meth:`_validation_split`."""
         n = X.shape[0]
         n_val = math.ceil(self.validation_fraction * n)
+        stratify = not self._regression and np.ndim(y) == 1
+        labels = np.searchsorted(self.classes_, y) if stratify else np.zeros(n)
+        if stratify and self.n_outputs_ == 1:       # first, as scikit-learn's split does
+            _check_stratifiable(labels, n - n_val, n_val)
         if n_val < 2 or n - n_val < 1:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              f"or the size of your dataset (n_samples={n}, "
                              f"validation_fraction={self.validation_fraction}).")
-        stratify = not self._regression and np.ndim(y) == 1
-        labels = np.searchsorted(self.classes_, y) if stratify else np.zeros(n)
-        if stratify and self.n_outputs_ == 1:
-            _check_stratifiable(labels, n - n_val, n_val)
         parts = split(np.arange(n).reshape(-1, 1), labels, counts=(n - n_val, n_val),
                       stratify=stratify, seed=int(rng.randint(np.iinfo(np.int32).max)))
         return parts.train[0][:, 0], parts.dev[0][:, 0]

@@ -37,6 +37,10 @@ from ._params import check_params, keep_probs
 from ._solvers import GradScale, StochasticEpochs, batch_inv_weight, fit_lbfgs
 
 _STOCHASTIC = ("sgd", "adam")
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: predict's lean input check applies up to this many rows (beyond, validation is cheap
+#: next to the forward pass)
+_SMALL_ROWS = 64
 _OPTIMIZERS = {"SGD": SGD, "Momentum": Momentum, "Adam": Adam}
 # scikit-learn's text first: code that matches on it keeps working
 _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
@@ -381,10 +385,26 @@ class _BaseMLP(BaseEstimator):
     def _outputs(self, X, check_input=True):
         """The network's outputs (probabilities, or values for regression), (n, n_outputs_)."""
         if check_input:
-            check_is_fitted(self)
-            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+            if "model_" not in vars(self):      # check_is_fitted's scan costs ~20 us a call
+                check_is_fitted(self)
+            lean = self._small_float_rows(X)
+            X = lean if lean is not None else validate_data(
+                self, X, dtype=(np.float64, np.float32), reset=False)
             self._take_user_weights()       # (not while fit scores its validation rows)
-        return self.model_.predict_proba(np.ascontiguousarray(X, dtype=self.model_.dtype))
+        # validated here (finite, n_features_in_): the model's own input checks would repeat it
+        return self.model_._outputs(np.ascontiguousarray(X, dtype=self.model_.dtype))
+
+    def _small_float_rows(self, X):
+        """``X`` itself when it is a small float32/float64 NumPy matrix with
+        ``n_features_in_`` finite columns and the estimator was fitted without feature names:
+        what ``validate_data`` would accept unchanged, checked without its generic machinery
+        (dataframe and feature-name detection cost ~200 us a call, most of a one-row
+        predict). Anything else returns None and goes through ``validate_data``."""
+        if (type(X) is np.ndarray and X.ndim == 2 and X.dtype in _FLOATS
+                and 0 < X.shape[0] <= _SMALL_ROWS and X.shape[1] == self.n_features_in_
+                and "feature_names_in_" not in vars(self) and np.isfinite(X).all()):
+            return X
+        return None
 
     def _score_validated(self, X, y, sample_weight=None):
         pred = self._predict(X, check_input=False)

@@ -193,7 +193,8 @@ class _BaseMLP(BaseEstimator):
         self.coefs_, self.intercepts_ = coefs, intercepts
         snapshot = None if views is not None else ([a.copy() for a in coefs],
                                                    [a.copy() for a in intercepts])
-        self._handed_out = (coefs, tuple(coefs), intercepts, tuple(intercepts), snapshot)
+        self._handed_out = (coefs, [id(a) for a in coefs], intercepts,
+                            [id(a) for a in intercepts], snapshot)
 
     def _take_user_weights(self, force=False):
         """Load ``coefs_``/``intercepts_`` into ``model_`` when the user replaced them (or an
@@ -202,10 +203,11 @@ class _BaseMLP(BaseEstimator):
         handed = getattr(self, "_handed_out", None)
         coefs, intercepts = vars(self).get("coefs_"), vars(self).get("intercepts_")
         if not force and handed is not None:
+            # the lists and their entries are the objects handed out (ids of live objects:
+            # the handed-out lists keep them alive, so an id cannot be reused meanwhile)
             same = (coefs is handed[0] and intercepts is handed[2]
-                    and len(coefs) == len(handed[1]) and len(intercepts) == len(handed[3])
-                    and all(a is b for a, b in zip(coefs, handed[1]))
-                    and all(a is b for a, b in zip(intercepts, handed[3])))
+                    and list(map(id, coefs)) == handed[1]
+                    and list(map(id, intercepts)) == handed[3])
             if same and (handed[4] is None or (
                     all(np.array_equal(a, b) for a, b in zip(coefs, handed[4][0]))
                     and all(np.array_equal(a, b) for a, b in zip(intercepts, handed[4][1])))):
@@ -402,7 +404,8 @@ class _BaseMLP(BaseEstimator):
         predict). Anything else returns None and goes through ``validate_data``."""
         if (type(X) is np.ndarray and X.ndim == 2 and X.dtype in _FLOATS
                 and 0 < X.shape[0] <= _SMALL_ROWS and X.shape[1] == self.n_features_in_
-                and "feature_names_in_" not in vars(self) and np.isfinite(X).all()):
+                and "feature_names_in_" not in vars(self)
+                and math.isfinite(X.sum())):    # NaN/inf anywhere (or an overflow) -> fallback
             return X
         return None
 

@@ -282,12 +282,12 @@ def test_sequential_poisson_fit_predict_evaluate(layers):
 
 
 def test_sequential_poisson_errors():
-    with pytest.raises(ValueError, match="loss='poisson' needs a exp output layer"):
+    with pytest.raises(ValueError, match="loss='poisson' needs an exp output layer"):
         fd.Sequential([fd.Dense(1)], input_dim=2, loss="poisson")
     with pytest.raises(ValueError, match="layers\\[0\\] uses exp, which fastdl supports only "
                                          "as the output activation"):
         fd.Sequential([fd.Dense(3, activation="exp"), fd.Dense(1)], input_dim=2)
-    with pytest.raises(ValueError, match="cannot follow a exp output; use loss='poisson'"):
+    with pytest.raises(ValueError, match="cannot follow an exp output; use loss='poisson'"):
         fd.Sequential([fd.Dense(1, activation="exp")], input_dim=2, loss="mse")
     model = fd.Sequential([fd.Dense(1, activation="exp")], input_dim=2, seed=0)
     with pytest.raises(ValueError, match=r"y has a value -1.0; loss='poisson' expects finite "

@@ -32,6 +32,10 @@ EVAL_CHUNK = 8192
 _MAX_WORKSPACES = 4
 
 
+def _a(word):
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def _pair(pair, name):
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise ValueError(f"{name} must be a tuple (X, y)")
@@ -120,20 +124,21 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             act = getattr(layer, "activation", None)
             if act in OUTPUT_ONLY and layer is not last:
+                fused = "categorical_crossentropy" if act == "softmax" else "poisson"
                 raise ValueError(f"layers[{i}] uses {act}, which fastdl supports only as the "
-                                 "output activation (fused with "
-                                 f"{'categorical_crossentropy' if act == 'softmax' else 'poisson'})")
+                                 f"output activation (fused with {fused})")
         if loss is None:
             loss = {"sigmoid": "binary_crossentropy", "softmax": "categorical_crossentropy",
                     "exp": "poisson"}.get(out_act, "mse")
         self.loss = get_loss(loss)
         want = self.loss.output_activation
         if want is not None and out_act != want:
-            raise ValueError(f"loss={loss!r} needs a {want} output layer (it is fused with "
-                             f"the loss), but the model's output activation is {out_act!r}")
+            raise ValueError(f"loss={loss!r} needs {_a(want)} {want} output layer (it is fused "
+                             f"with the loss), but the model's output activation is {out_act!r}")
         if want is None and out_act in OUTPUT_ONLY:
-            raise ValueError(f"loss={loss!r} cannot follow a {out_act} output; use loss="
-                             f"{'categorical_crossentropy' if out_act == 'softmax' else 'poisson'!r}")
+            fused = "categorical_crossentropy" if out_act == "softmax" else "poisson"
+            raise ValueError(f"loss={loss!r} cannot follow {_a(out_act)} {out_act} output; "
+                             f"use loss={fused!r}")
         self.output_activation = out_act
         if want is not None:            # the network emits logits; the loss kernel does the rest
             if isinstance(last, Activation):

@@ -193,8 +193,12 @@ class _BaseMLP(BaseEstimator):
         self.coefs_, self.intercepts_ = coefs, intercepts
         snapshot = None if views is not None else ([a.copy() for a in coefs],
                                                    [a.copy() for a in intercepts])
+        # the arrays themselves are kept (handed[5]): while they live, no other object can
+        # take their ids, so comparing ids is an identity check even after the user replaced
+        # entries of the very list handed out
         self._handed_out = (coefs, [id(a) for a in coefs], intercepts,
-                            [id(a) for a in intercepts], snapshot)
+                            [id(a) for a in intercepts], snapshot,
+                            (tuple(coefs), tuple(intercepts)))
 
     def _take_user_weights(self, force=False):
         """Load ``coefs_``/``intercepts_`` into ``model_`` when the user replaced them (or an
@@ -203,8 +207,7 @@ class _BaseMLP(BaseEstimator):
         handed = getattr(self, "_handed_out", None)
         coefs, intercepts = vars(self).get("coefs_"), vars(self).get("intercepts_")
         if not force and handed is not None:
-            # the lists and their entries are the objects handed out (ids of live objects:
-            # the handed-out lists keep them alive, so an id cannot be reused meanwhile)
+            # the lists and their entries are the objects handed out (see _export_coefs)
             same = (coefs is handed[0] and intercepts is handed[2]
                     and list(map(id, coefs)) == handed[1]
                     and list(map(id, intercepts)) == handed[3])

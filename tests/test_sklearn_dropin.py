@@ -361,3 +361,28 @@ def test_validation_loss_curve(iris, counts, monkeypatch, kind):
                      random_state=0).fit, X, y)
     assert len(est.validation_loss_curve_) == len(est.validation_scores_) == est.n_iter_
     assert _quiet(cls(max_iter=1).fit, X, y).validation_loss_curve_ is None
+
+
+def test_replacing_the_same_entry_twice_is_noticed(iris):
+    """Replacing an entry of the handed-out list frees the original array; a later array
+    must not pass for it (the estimator keeps the originals, so ids cannot be reused)."""
+    X, y = iris
+    clf = _quiet(MLPClassifier((5,), max_iter=2, random_state=0).fit, X, y)
+    for scale in (0.5, 2.0, 3.0):
+        clf.coefs_[0] = clf.model_.get_weights()[0].T * scale
+        np.testing.assert_allclose(clf.model_.get_weights()[0].T, clf.coefs_[0] / scale)
+        clf.predict(X[:1])                      # loads the assigned array
+        np.testing.assert_allclose(clf.model_.get_weights()[0].T, clf.coefs_[0])
+
+
+def test_pickled_estimator_hands_out_views_of_its_new_model(iris):
+    import pickle
+    X, y = iris
+    clf = _quiet(MLPClassifier((5,), max_iter=2, random_state=0).fit, X, y)
+    clf.coefs_[1][...] = 0.0                    # an in-place edit travels with the pickle
+    back = pickle.loads(pickle.dumps(clf))
+    assert np.shares_memory(back.coefs_[0], back.model_.params.data)
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    b = clf.intercepts_[1]                      # zero output weights: softmax(b) everywhere
+    np.testing.assert_allclose(back.predict_proba(X), np.tile(np.exp(b) / np.exp(b).sum(),
+                                                              (150, 1)), atol=1e-14)

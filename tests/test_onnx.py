@@ -143,7 +143,7 @@ def test_assigned_coefs_are_exported(iris):
     np.testing.assert_allclose(proba, clf.predict_proba(X), atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["classifier", "strings", "regressor"])
+@pytest.mark.parametrize("kind", ["classifier", "strings", "multilabel", "regressor"])
 def test_pipeline_through_skl2onnx(iris, kind):
     """StandardScaler -> fastdl MLP in a scikit-learn Pipeline converts with skl2onnx's own
     to_onnx (fastdl.onnx registers the converters) and matches the pipeline's predictions."""
@@ -159,11 +159,17 @@ def test_pipeline_through_skl2onnx(iris, kind):
         return
     if kind == "strings":
         y = np.array(["a", "b", "c"])[y]
+    if kind == "multilabel":
+        y = np.c_[y == 0, y == 1, y == 2, y > 0].astype(np.int64)
     pipe = make_pipeline(StandardScaler(), MLPClassifier((7,), max_iter=30, random_state=0))
     _fit(pipe, X, y)
     label, proba = run(skl2onnx.to_onnx(pipe, X[:1], options={"zipmap": False}), X)
     np.testing.assert_allclose(proba, pipe.predict_proba(X), atol=1e-5)
     np.testing.assert_array_equal(label, pipe.predict(X))
+    if kind == "multilabel":
+        proto = skl2onnx.to_onnx(pipe, X[:1], options={"zipmap": False})
+        assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim][1] == 4
+        return
     label, zipped = run(skl2onnx.to_onnx(pipe, X[:1]), X[:2])      # skl2onnx's default ZipMap
     assert list(zipped[0]) == list(pipe.classes_)
 

@@ -391,8 +391,18 @@ def register_skl2onnx():
         from ..sklearn import MLPClassifier, MLPRegressor
     except ImportError:
         return False
+    from skl2onnx.common.data_types import Int64TensorType
+
+    def classifier_shapes(operator):
+        """skl2onnx's classifier shapes; a multilabel label is (N, L), not (N,)."""
+        calculate_linear_classifier_output_shapes(operator)
+        est = operator.raw_operator
+        if est._label_binarizer.y_type_.startswith("multilabel"):
+            operator.outputs[0].type = Int64TensorType(
+                [operator.inputs[0].get_first_dimension(), est.n_outputs_])
+
     update_registered_converter(MLPClassifier, "FastdlMLPClassifier",
-                                calculate_linear_classifier_output_shapes, _skl2onnx_converter,
+                                classifier_shapes, _skl2onnx_converter,
                                 options={"zipmap": [True, False, "columns"],
                                          "nocl": [True, False]})
     update_registered_converter(MLPRegressor, "FastdlMLPRegressor",

@@ -181,6 +181,16 @@ def _parser():
     g.add_argument("--l2", type=float, default=0.0)
     g.add_argument("--seed", type=int, default=0)
 
+    x = sub.add_parser("export", help="export a saved model to ONNX",
+                       description="Write a model saved by 'fastdl train --output' or "
+                                   "model.save as an ONNX graph (fastdl.onnx.to_onnx; needs "
+                                   "pip install 'fastdl[onnx]'); serve it with onnxruntime "
+                                   "(docs/serving.md).")
+    x.add_argument("model", help="the model file (.npz)")
+    x.add_argument("--output", "-o", required=True, help="the ONNX file to write (.onnx)")
+    x.add_argument("--opset", type=_positive_int, default=None,
+                   help="ONNX opset (default: fastdl.onnx.DEFAULT_OPSET)")
+
     mk = sub.add_parser("make-data", help="write a built-in dataset to a file",
                         description="Write a built-in dataset to .npz, .csv or .npy (features "
                                     "in PATH, labels in PATH's .labels.npy). The teacher "
@@ -630,8 +640,19 @@ def cmd_make_data(a):
     return 0
 
 
+def cmd_export(a):
+    import fastdl as fd
+    from .onnx import to_onnx
+    model = fd.load(a.model)
+    proto = to_onnx(model, a.output, opset=a.opset)
+    outs = ", ".join(o.name for o in proto.graph.output)
+    print(f"wrote {a.output}: {model!r} -> ONNX opset {proto.opset_import[0].version}, input "
+          f"X ({model.dtype}, n x {model.input_dim}), outputs {outs}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck,
-            "make-data": cmd_make_data}
+            "make-data": cmd_make_data, "export": cmd_export}
 
 
 def main(argv=None):

@@ -25,7 +25,8 @@ KERNELS = {
     "dense": ("dense_forward", "dense_backward"),
     "losses": ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error",
                "weighted_softmax_cross_entropy", "weighted_sigmoid_binary_cross_entropy",
-               "weighted_mean_squared_error"),
+               "weighted_mean_squared_error", "exp_half_poisson_deviance",
+               "weighted_exp_half_poisson_deviance"),
     "optim": ("sgd_update", "momentum_update", "rmsprop_update", "adam_update"),
     "batching": ("gather_rows",),
     "epoch": ("train_epoch",),
@@ -46,8 +47,8 @@ ACTIVATIONS = {"linear": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
 LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID = range(5)
 
 #: Loss name -> integer code (used by the fused-epoch kernels).
-LOSSES = {"binary_crossentropy": 0, "categorical_crossentropy": 1, "mse": 2}
-BCE, CCE, MSE = range(3)
+LOSSES = {"binary_crossentropy": 0, "categorical_crossentropy": 1, "mse": 2, "poisson": 3}
+BCE, CCE, MSE, POISSON = range(4)
 
 
 def all_kernel_names():

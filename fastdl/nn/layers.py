@@ -36,8 +36,11 @@ from ..params import ParamSpec
 from .._validation import check_float, check_int
 from .initializers import check_init, initialize
 
-#: Activation names layers accept. softmax is an output activation fused with its loss.
-ACTIVATION_NAMES = tuple(ACTIVATIONS) + ("softmax",)
+#: Output-only activations: each exists only fused with its loss (softmax with categorical
+#: cross-entropy, exp, the log link, with the Poisson deviance), so the kernels never see them.
+OUTPUT_ONLY = ("softmax", "exp")
+#: Activation names layers accept.
+ACTIVATION_NAMES = tuple(ACTIVATIONS) + OUTPUT_ONLY
 
 
 def check_activation(activation):
@@ -109,8 +112,9 @@ class Dense(Layer):
     units : int
         Number of units n[l].
     activation : str
-        "linear" (default), "relu", "leaky_relu", "tanh", "sigmoid", or "softmax" (output
-        layer only; fused with categorical cross-entropy).
+        "linear" (default), "relu", "leaky_relu", "tanh", "sigmoid", or, for the output layer
+        only, "softmax" (fused with categorical cross-entropy) or "exp" (fused with the
+        Poisson deviance, ``loss="poisson"``).
     init : str or callable, optional
         "he", "lecun", "xavier"/"glorot", "zeros", "normal" (see ``initializers``). Default:
         "he" for relu/leaky_relu, "xavier" otherwise.

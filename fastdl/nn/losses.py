@@ -6,6 +6,9 @@ are encoded, and what ``predict`` returns.
                                probability rows (m, C). Alias: sparse_categorical_crossentropy
     mse                        any element-wise output activation; y (m,) or (m, k).
                                Alias: mean_squared_error
+    poisson                    exp output (log-means inside: the log link); counts or rates
+                               y >= 0, (m,) or (m, k); the half Poisson deviance, as
+                               scikit-learn's MLPRegressor(loss="poisson")
 
 The cost is the mean over the batch (see ``fastdl.kernels.reference.losses`` for the formulas).
 """
@@ -28,7 +31,7 @@ LOSS_NAMES = tuple(LOSSES) + tuple(ALIASES)
 class LossSpec:
     name: str
     kernel: str
-    output_activation: str | None   # activation the loss is fused with (None: any but softmax)
+    output_activation: str | None   # activation the loss is fused with (None: any element-wise)
 
     @property
     def code(self):
@@ -36,7 +39,7 @@ class LossSpec:
 
     @property
     def is_classification(self):
-        return self.name != "mse"
+        return self.name in ("binary_crossentropy", "categorical_crossentropy")
 
     def encode(self, y: np.ndarray, n_out: int, dtype, yname="y") -> np.ndarray:
         """Targets as a C-contiguous (m, n_out) array of ``dtype``, range-checked."""
@@ -47,6 +50,12 @@ class LossSpec:
         if y.shape[1] != n_out:
             raise ValueError(f"{yname} has {y.shape[1]} column(s) (shape {y.shape}); the model "
                              f"has {n_out} output unit(s)")
+        if self.name == "poisson":
+            yf = y.astype(np.float64)
+            if not np.isfinite(yf).all() or yf.min() < 0:
+                bad = yf[~(np.isfinite(yf) & (yf >= 0))][0]
+                raise ValueError(f"{yname} has a value {bad}; loss='poisson' expects finite "
+                                 "counts or rates >= 0")
         if self.name == "binary_crossentropy":
             yf = y.astype(np.float64)
             if yf.min() < 0 or yf.max() > 1:
@@ -103,6 +112,7 @@ _SPECS = {
     "categorical_crossentropy": LossSpec("categorical_crossentropy", "softmax_cross_entropy",
                                          "softmax"),
     "mse": LossSpec("mse", "mean_squared_error", None),
+    "poisson": LossSpec("poisson", "exp_half_poisson_deviance", "exp"),
 }
 
 

@@ -24,7 +24,7 @@ from ..backend import check_name, get_backend, is_device_array
 from ..kernels import ACTIVATIONS, BF16, LINEAR
 from ..params import FlatParams
 from ..precision import resolve as resolve_precision
-from .layers import Activation, Dense, Layer, layer_from_config
+from .layers import OUTPUT_ONLY, Activation, Dense, Layer, layer_from_config
 from .losses import get_loss
 
 #: Rows per chunk in predict/evaluate: bounds workspace memory for large inputs.
@@ -33,10 +33,36 @@ EVAL_CHUNK = 8192
 _MAX_WORKSPACES = 4
 
 
+def _a(word):
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def _pair(pair, name):
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise ValueError(f"{name} must be a tuple (X, y)")
     return pair
+
+
+def build_layers(layers, input_dim):
+    """Give ``layers`` their shapes for an input of ``input_dim`` features (no memory is
+    allocated); returns the output width. A layer may adjust the one before it first
+    (BatchNorm drops a linear Dense's bias)."""
+    for prev, layer in zip(layers, layers[1:]):
+        layer.prepare_previous(prev)
+    dim = input_dim
+    for layer in layers:
+        dim = layer.build(dim)
+    return dim
+
+
+def tensor_specs(layers):
+    """(layer, name, is_state, shape) of every ``get_weights()`` entry of built ``layers``, in
+    that order: per layer its parameters, then its non-trainable state (BatchNorm: gamma,
+    beta, running_mean, running_var). The model file reader (``fastdl/model_schema.py``)
+    checks a file's tensors against it before a model is allocated."""
+    return [spec for i, layer in enumerate(layers) for spec in
+            [(i, s.name, False, tuple(s.shape)) for s in layer.param_specs(i)]
+            + [(i, n, True, tuple(layer.state_shape(n))) for n in layer.state_names]]
 
 
 class Sequential:
@@ -50,8 +76,10 @@ class Sequential:
         Number of input features n[0].
     loss : str, optional
         "binary_crossentropy", "categorical_crossentropy" (alias
-        "sparse_categorical_crossentropy") or "mse". Default: inferred from the output
-        activation (sigmoid -> binary, softmax -> categorical, otherwise mse).
+        "sparse_categorical_crossentropy"), "mse" or "poisson" (half Poisson deviance of an
+        "exp" output, scikit-learn's ``MLPRegressor(loss="poisson")``). Default: inferred from
+        the output activation (sigmoid -> binary, softmax -> categorical, exp -> poisson,
+        otherwise mse).
     dtype : "float32" (default, ``config.DEFAULT_DTYPE``) or "float64".
     seed : int, optional
         Seeds initialization and the per-epoch shuffles (a pure function of seed and epoch, so
@@ -104,23 +132,18 @@ class Sequential:
 
     # ---------------------------------------------------------------- construction
     def _build(self, loss):
-        dim = self.input_dim
-        for prev, layer in zip(self.layers, self.layers[1:]):
-            layer.prepare_previous(prev)    # BatchNorm drops a linear Dense's bias
-        for layer in self.layers:
-            dim = layer.build(dim)
-        self.output_dim = dim
+        self.output_dim = build_layers(self.layers, self.input_dim)
         # Fuse Dense(linear) + Activation(g) into one kernel (Dense computes g directly).
         for prev, layer in zip(self.layers, self.layers[1:]):
             layer.fused = False if isinstance(layer, Activation) else getattr(layer, "fused", False)
             if (isinstance(layer, Activation) and isinstance(prev, Dense)
                     and prev.activation == "linear" and prev.runtime_activation == LINEAR
-                    and layer.activation != "softmax"):
+                    and layer.activation not in OUTPUT_ONLY):
                 prev.runtime_activation = layer.runtime_activation
                 prev.runtime_alpha = layer.alpha
                 layer.fused = True
             elif (isinstance(layer, Activation) and getattr(prev, "fuses_activation", False)
-                    and prev.runtime_activation == LINEAR and layer.activation != "softmax"
+                    and prev.runtime_activation == LINEAR and layer.activation not in OUTPUT_ONLY
                     and layer is not self.layers[-1]):      # BatchNorm + Activation
                 prev.runtime_activation = layer.runtime_activation
                 prev.runtime_alpha = layer.alpha
@@ -132,20 +155,23 @@ class Sequential:
         if isinstance(last, Dense) and last.activation == "linear":
             out_act = {v: k for k, v in ACTIVATIONS.items()}[last.runtime_activation]
         for i, layer in enumerate(self.layers):
-            if getattr(layer, "activation", None) == "softmax" and layer is not last:
-                raise ValueError(f"layers[{i}] uses softmax, which fastdl supports only as the "
-                                 "output activation (fused with categorical_crossentropy)")
+            act = getattr(layer, "activation", None)
+            if act in OUTPUT_ONLY and layer is not last:
+                fused = "categorical_crossentropy" if act == "softmax" else "poisson"
+                raise ValueError(f"layers[{i}] uses {act}, which fastdl supports only as the "
+                                 f"output activation (fused with {fused})")
         if loss is None:
-            loss = {"sigmoid": "binary_crossentropy",
-                    "softmax": "categorical_crossentropy"}.get(out_act, "mse")
+            loss = {"sigmoid": "binary_crossentropy", "softmax": "categorical_crossentropy",
+                    "exp": "poisson"}.get(out_act, "mse")
         self.loss = get_loss(loss)
         want = self.loss.output_activation
         if want is not None and out_act != want:
-            raise ValueError(f"loss={loss!r} needs a {want} output layer (it is fused with "
-                             f"the loss), but the model's output activation is {out_act!r}")
-        if want is None and out_act == "softmax":
-            raise ValueError(f"loss={loss!r} cannot follow a softmax output; use "
-                             "loss='categorical_crossentropy'")
+            raise ValueError(f"loss={loss!r} needs {_a(want)} {want} output layer (it is fused "
+                             f"with the loss), but the model's output activation is {out_act!r}")
+        if want is None and out_act in OUTPUT_ONLY:
+            fused = "categorical_crossentropy" if out_act == "softmax" else "poisson"
+            raise ValueError(f"loss={loss!r} cannot follow {_a(out_act)} {out_act} output; "
+                             f"use loss={fused!r}")
         self.output_activation = out_act
         if want is not None:            # the network emits logits; the loss kernel does the rest
             if isinstance(last, Activation):
@@ -478,6 +504,8 @@ class Sequential:
                 k.activation_forward(ws.prob, z, ACTIVATIONS["sigmoid"], 0.0)
                 z = ws.prob
             out[s:s + chunk.shape[0]] = self._bk.to_numpy(z)
+        if self.loss.output_activation == "exp":    # the log link's inverse (loss="poisson")
+            np.exp(out, out=out)
         return out
 
     def predict_proba(self, X):
@@ -548,9 +576,7 @@ class Sequential:
     def _weight_keys(self):
         """(layer, name, is_state) of every get_weights() entry: per layer its parameters,
         then its non-trainable state (BatchNorm: gamma, beta, running_mean, running_var)."""
-        return [(i, n, st) for i, layer in enumerate(self.layers)
-                for n, st in [(s.name, False) for s in layer.param_specs(i)]
-                + [(n, True) for n in layer.state_names]]
+        return [(i, n, st) for i, n, st, _ in tensor_specs(self.layers)]
 
     def get_weights(self):
         """[W1, b1, W2, b2, ...] as NumPy copies (W of shape (units, inputs)); a BatchNorm

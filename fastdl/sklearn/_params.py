@@ -67,9 +67,30 @@ def hidden_sizes(value):
     sizes = [value] if not hasattr(value, "__iter__") or isinstance(value, str) else list(value)
     for s in sizes:
         if not _is_int(s) or s < 1:
-            raise ValueError(f"hidden_layer_sizes={value!r} is invalid; expected an integer "
-                             ">= 1 or a sequence of them (units per hidden layer)")
+            shown = [int(v) if _is_int(v) else v for v in sizes]
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {shown}. "    # scikit-learn's
+                             f"(hidden_layer_sizes={value!r} is invalid; expected an integer "
+                             ">= 1 or a sequence of them: units per hidden layer)")
     return [int(s) for s in sizes]
+
+
+def sklearn_constraints(est):
+    """scikit-learn's own parameter validation of its MLP's parameters (its
+    ``_parameter_constraints``, so the same ``InvalidParameterError``, a ValueError and
+    TypeError, with the same text: "The 'alpha' parameter of MLPClassifier must be a float in
+    the range [0.0, inf). Got -1 instead."). Skipped where scikit-learn's private validation
+    module is not there; fastdl's own checks (``check_params``) follow either way."""
+    try:
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+        from sklearn.utils._param_validation import validate_parameter_constraints
+    except ImportError:     # pragma: no cover - scikit-learn < 1.2 or a moved private module
+        return
+    peer = MLPRegressor if est._regression else MLPClassifier
+    constraints = getattr(peer, "_parameter_constraints", None)
+    if not constraints:     # pragma: no cover
+        return
+    params = {k: getattr(est, k) for k in constraints if hasattr(est, k)}
+    validate_parameter_constraints(constraints, params, caller_name=type(est).__name__)
 
 
 def keep_probs(value, n_hidden):
@@ -94,6 +115,7 @@ def keep_probs(value, n_hidden):
 def check_params(est):
     """Validate every constructor parameter of ``est``; raises ValueError naming the first bad
     one. Returns the hidden layer sizes as a list."""
+    sklearn_constraints(est)
     sizes = hidden_sizes(est.hidden_layer_sizes)
     _choice("activation", est.activation, ACTIVATIONS)
     _choice("solver", est.solver, SOLVERS)

@@ -299,6 +299,58 @@ def case_weighted_mean_squared_error(rng, dtype):
                         lambda rng, m, c: rng.standard_normal((m, c)))
 
 
+def _poisson_problem(rng, dtype, m, c):
+    """Log-means in [-20, 20] (exp stays inside float32's range: the cuda kernel computes in
+    the input dtype, the reference in float64) with zeros; counts with zeros, a large count
+    and fractional rates."""
+    Z = np.clip(hostile(rng, (m, c), dtype), -20, 20).astype(dtype)
+    Y = rng.poisson(1.5, (m, c)).astype(np.float64)
+    Y.reshape(-1)[0] = 500.0
+    Y.reshape(-1)[-1] = 0.25
+    return Z, Y.astype(dtype)
+
+
+def case_exp_half_poisson_deviance(rng, dtype):
+    for m, c in ((3, 4), (9, 5), (1, 1)):
+        Z, Y = _poisson_problem(rng, dtype, m, c)
+        rloss, rdZ = np.zeros(1), np.empty_like(Z)
+        R.exp_half_poisson_deviance(rloss, rdZ, Z, Y)
+        for loss_dtype in (np.float64, dtype):
+            loss, dZ = poisoned(1, loss_dtype), poisoned(Z.shape, dtype)
+            K.exp_half_poisson_deviance(loss, dZ, dev(Z), dev(Y))
+            assert_close(loss, rloss, dtype, rtol=max(RTOL[dtype], 1e-5 if dtype == np.float32
+                                                      else 0))
+            assert_close(dZ, rdZ, dtype)
+        Zd = dev(Z)  # in place: dZ aliases Z
+        K.exp_half_poisson_deviance(poisoned(1, dtype), Zd, Zd, dev(Y))
+        assert_close(Zd, rdZ, dtype)
+
+
+def case_weighted_exp_half_poisson_deviance(rng, dtype):
+    for m, c in ((3, 4), (9, 5), (1, 1)):
+        Z, Y = _poisson_problem(rng, dtype, m, c)
+        w = rng.random(m).astype(dtype)
+        w[0] = 0.0
+        w[-1] = 7.5
+        for ww in (w, np.zeros(m, dtype)):
+            wsum = float(ww.astype(np.float64).sum())
+            rloss, rdZ = np.zeros(1), np.empty_like(Z)
+            R.weighted_exp_half_poisson_deviance(rloss, rdZ, Z, Y, ww, wsum)
+            loss, dZ = poisoned(1, np.float64), poisoned(Z.shape, dtype)
+            K.weighted_exp_half_poisson_deviance(loss, dZ, dev(Z), dev(Y), dev(ww), wsum)
+            assert_close(loss, rloss, dtype, rtol=max(RTOL[dtype], 1e-5 if dtype == np.float32
+                                                      else 0))
+            assert_close(dZ, rdZ, dtype)
+            if wsum == 0:
+                assert rloss[0] == 0.0 and (rdZ == 0).all()
+        Zd = dev(Z)
+        rloss, rdZ = np.zeros(1), np.empty_like(Z)
+        R.weighted_exp_half_poisson_deviance(rloss, rdZ, Z, Y, w, float(w.sum()))
+        K.weighted_exp_half_poisson_deviance(poisoned(1, dtype), Zd, Zd, dev(Y), dev(w),
+                                             float(w.sum()))
+        assert_close(Zd, rdZ, dtype)
+
+
 # --- optimizers -------------------------------------------------------------------------------
 N_PARAMS, N_L2 = 11, 6
 OPT_CONFIGS = {
@@ -508,7 +560,8 @@ STATE_ROWS = {0: 0, 1: 1, 2: 1, 3: 2}
 EPOCH_NETS = [(1, 3, 0, (1, 3), True, 0, 0.0),    # softmax CE, relu/tanh, SGD
               (0, 1, 0, (2,), True, 3, 0.1),      # sigmoid BCE, leaky relu, Adam + L2
               (2, 2, 4, (4, 1), False, 1, 0.05),  # MSE with sigmoid output, no bias, Nesterov
-              (1, 2, 0, (3,), True, 2, 0.0)]      # softmax CE, tanh, RMSprop
+              (1, 2, 0, (3,), True, 2, 0.0),      # softmax CE, tanh, RMSprop
+              (3, 2, 0, (3,), True, 3, 0.1)]      # exp + Poisson deviance, tanh, Adam + L2
 
 
 def _epoch_problem(rng, dtype, loss, k_out, out_act, hidden, bias, opt, l2):
@@ -533,6 +586,8 @@ def _epoch_problem(rng, dtype, loss, k_out, out_act, hidden, bias, opt, l2):
         Y = rng.integers(0, 2, (m, k_out))
     elif loss == 1:
         Y = np.eye(k_out)[rng.integers(0, k_out, m)]
+    elif loss == 3:
+        Y = rng.poisson(1.5, (m, k_out))
     else:
         Y = rng.random((m, k_out))
     Y = Y.astype(dtype)

@@ -38,11 +38,11 @@ from ._device import SHARED_SIZE, as_device, as_host, block_sum, blocks, empty_b
 from .activations import _act_fns
 from .batching import _gather_rows_kernel
 from .dense import dense_backward, dense_forward
-from .losses import MSE, SIGMOID_BCE, SOFTMAX_CE, _loss_into
+from .losses import MSE, POISSON, SIGMOID_BCE, SOFTMAX_CE, _loss_into, _poisson_cost
 from .optim import _bias_corrections, _derived_hyper, _fused_update, _update_fns
 from .reductions import _sum_squares_partials
 
-_LOSS_KINDS = (SIGMOID_BCE, SOFTMAX_CE, MSE)  # fastdl.kernels.LOSSES codes 0, 1, 2
+_LOSS_KINDS = (SIGMOID_BCE, SOFTMAX_CE, MSE, POISSON)  # fastdl.kernels.LOSSES codes 0..3
 
 
 def _per_batch_scalars(m, batch_size, k_out, loss, l2, n_l2, opt_kind, hyper, step):
@@ -145,6 +145,10 @@ def _train_epoch_kernel(T):
                         acc += (max(z, T(0)) - z * y) + math.log1p(ez)
                         sig = T(1) / (T(1) + ez) if z >= T(0) else ez / (T(1) + ez)
                         ws[dout_off + e] = (sig - y) * scale
+                    elif loss == 3:  # exp + half Poisson deviance
+                        mu = math.exp(z)
+                        acc += _poisson_cost(z, y, mu, T(0))
+                        ws[dout_off + e] = (mu - y) * scale
                     else:  # mean squared error
                         diff = z - y
                         acc += diff * diff

@@ -33,10 +33,13 @@ import numpy as np
 
 from .batching import gather_rows
 from .dense import dense_backward, dense_forward
-from .losses import mean_squared_error, sigmoid_binary_cross_entropy, softmax_cross_entropy
+from .losses import (exp_half_poisson_deviance, mean_squared_error, sigmoid_binary_cross_entropy,
+                     softmax_cross_entropy)
 from .optim import _fused_update
 
-_LOSS_KERNELS = (sigmoid_binary_cross_entropy, softmax_cross_entropy, mean_squared_error)
+#: indexed by the codes of fastdl.kernels.LOSSES
+_LOSS_KERNELS = (sigmoid_binary_cross_entropy, softmax_cross_entropy, mean_squared_error,
+                 exp_half_poisson_deviance)
 
 
 #: The fused epoch computes in the parameters' dtype (no bfloat16 copies: size-0 outputs).

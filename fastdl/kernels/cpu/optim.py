@@ -146,11 +146,14 @@ def _sgd_parallel(params, shadow, grads, lr, weight_decay, sum_sq, max_norm, cli
                   n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
-    with numba.parallel_chunksize(1):   # dynamic: blocks go to whichever thread is free
-        for b in prange(_n_blocks(n)):
-            lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
-            _sgd_block(params, grads, lo, hi, n_l2, lr, weight_decay, l2, clip, coef, clip_value)
-            _write_shadow(shadow, params, lo, hi)
+    # dynamic scheduling: blocks go to whichever thread is free (a vCPU woken late
+    # does not hold the step back); a `with parallel_chunksize` block would not cache
+    old = numba.set_parallel_chunksize(1)
+    for b in prange(_n_blocks(n)):
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _sgd_block(params, grads, lo, hi, n_l2, lr, weight_decay, l2, clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
+    numba.set_parallel_chunksize(old)
 
 
 def sgd_update(params, shadow, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
@@ -224,12 +227,15 @@ def _momentum_parallel(params, shadow, velocity, grads, lr, beta, dampening, nes
                        weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
-    with numba.parallel_chunksize(1):   # dynamic: blocks go to whichever thread is free
-        for b in prange(_n_blocks(n)):
-            lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
-            _momentum_block(params, velocity, grads, lo, hi, n_l2, lr, beta, dampening, nesterov,
-                            weight_decay, l2, clip, coef, clip_value)
-            _write_shadow(shadow, params, lo, hi)
+    # dynamic scheduling: blocks go to whichever thread is free (a vCPU woken late
+    # does not hold the step back); a `with parallel_chunksize` block would not cache
+    old = numba.set_parallel_chunksize(1)
+    for b in prange(_n_blocks(n)):
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _momentum_block(params, velocity, grads, lo, hi, n_l2, lr, beta, dampening, nesterov,
+                        weight_decay, l2, clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
+    numba.set_parallel_chunksize(old)
 
 
 def momentum_update(params, shadow, velocity, grads, lr, beta, dampening, nesterov, weight_decay,
@@ -298,12 +304,15 @@ def _rmsprop_parallel(params, shadow, square_avg, grads, lr, beta, eps, weight_d
                       max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
-    with numba.parallel_chunksize(1):   # dynamic: blocks go to whichever thread is free
-        for b in prange(_n_blocks(n)):
-            lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
-            _rmsprop_block(params, square_avg, grads, lo, hi, n_l2, lr, beta, eps, weight_decay, l2,
-                           clip, coef, clip_value)
-            _write_shadow(shadow, params, lo, hi)
+    # dynamic scheduling: blocks go to whichever thread is free (a vCPU woken late
+    # does not hold the step back); a `with parallel_chunksize` block would not cache
+    old = numba.set_parallel_chunksize(1)
+    for b in prange(_n_blocks(n)):
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _rmsprop_block(params, square_avg, grads, lo, hi, n_l2, lr, beta, eps, weight_decay, l2,
+                       clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
+    numba.set_parallel_chunksize(old)
 
 
 def rmsprop_update(params, shadow, square_avg, grads, lr, beta, eps, weight_decay, sum_sq,
@@ -382,12 +391,15 @@ def _adam_parallel(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, wei
                    decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
-    with numba.parallel_chunksize(1):   # dynamic: blocks go to whichever thread is free
-        for b in prange(_n_blocks(n)):
-            lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
-            _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step,
-                        weight_decay, decoupled_decay, l2, clip, coef, clip_value)
-            _write_shadow(shadow, params, lo, hi)
+    # dynamic scheduling: blocks go to whichever thread is free (a vCPU woken late
+    # does not hold the step back); a `with parallel_chunksize` block would not cache
+    old = numba.set_parallel_chunksize(1)
+    for b in prange(_n_blocks(n)):
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step,
+                    weight_decay, decoupled_decay, l2, clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
+    numba.set_parallel_chunksize(old)
 
 
 def adam_update(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,

@@ -66,6 +66,20 @@ def _n_blocks(n):
     return (n + _BLOCK - 1) // _BLOCK
 
 
+def _dynamic(kernel):
+    """``kernel`` run with dynamic scheduling of its ``prange`` blocks (chunks of one block go
+    to whichever thread is free, so a thread that starts late, e.g. a vCPU woken from idle,
+    does not hold the step back). Set around the call, not inside the jitted function: there
+    ``numba.set_parallel_chunksize`` makes the kernel uncacheable."""
+    def run(*args):
+        old = numba.set_parallel_chunksize(1)
+        try:
+            kernel(*args)
+        finally:
+            numba.set_parallel_chunksize(old)
+    return run
+
+
 @jit(inline="always")
 def _write_shadow(shadow, params, lo, hi):
     """shadow[lo:k] = bf16(params[lo:k]), k = min(hi, len(shadow)): the block just updated."""
@@ -146,20 +160,17 @@ def _sgd_parallel(params, shadow, grads, lr, weight_decay, sum_sq, max_norm, cli
                   n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
-    # dynamic scheduling: blocks go to whichever thread is free (a vCPU woken late
-    # does not hold the step back); a `with parallel_chunksize` block would not cache
-    old = numba.set_parallel_chunksize(1)
     for b in prange(_n_blocks(n)):
         lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
         _sgd_block(params, grads, lo, hi, n_l2, lr, weight_decay, l2, clip, coef, clip_value)
         _write_shadow(shadow, params, lo, hi)
-    numba.set_parallel_chunksize(old)
 
 
 def sgd_update(params, shadow, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     """p <- p - lr * g (g: clipped gradient + coupled weight decay + L2 on the weight prefix);
     shadow = bf16(p[:len(shadow)])."""
-    f = _sgd_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _sgd_serial
+    f = _dynamic(_sgd_parallel) if params.shape[0] >= config.PARALLEL_MIN_SIZE \
+        else _sgd_serial
     f(params, shadow, grads, float(lr), float(weight_decay), sum_sq, float(max_norm),
       float(clip_value), float(l2), int(n_l2))
 
@@ -227,22 +238,19 @@ def _momentum_parallel(params, shadow, velocity, grads, lr, beta, dampening, nes
                        weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
-    # dynamic scheduling: blocks go to whichever thread is free (a vCPU woken late
-    # does not hold the step back); a `with parallel_chunksize` block would not cache
-    old = numba.set_parallel_chunksize(1)
     for b in prange(_n_blocks(n)):
         lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
         _momentum_block(params, velocity, grads, lo, hi, n_l2, lr, beta, dampening, nesterov,
                         weight_decay, l2, clip, coef, clip_value)
         _write_shadow(shadow, params, lo, hi)
-    numba.set_parallel_chunksize(old)
 
 
 def momentum_update(params, shadow, velocity, grads, lr, beta, dampening, nesterov, weight_decay,
                     sum_sq, max_norm, clip_value, l2, n_l2):
     """v <- beta v + (1 - dampening) g;  p <- p - lr * (v, or (1 - dampening) g + beta v);
     shadow = bf16(p[:len(shadow)])."""
-    f = _momentum_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _momentum_serial
+    f = _dynamic(_momentum_parallel) if params.shape[0] >= config.PARALLEL_MIN_SIZE \
+        else _momentum_serial
     f(params, shadow, velocity, grads, float(lr), float(beta), float(dampening),
       bool(nesterov), float(weight_decay), sum_sq, float(max_norm), float(clip_value),
       float(l2), int(n_l2))
@@ -304,22 +312,19 @@ def _rmsprop_parallel(params, shadow, square_avg, grads, lr, beta, eps, weight_d
                       max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
-    # dynamic scheduling: blocks go to whichever thread is free (a vCPU woken late
-    # does not hold the step back); a `with parallel_chunksize` block would not cache
-    old = numba.set_parallel_chunksize(1)
     for b in prange(_n_blocks(n)):
         lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
         _rmsprop_block(params, square_avg, grads, lo, hi, n_l2, lr, beta, eps, weight_decay, l2,
                        clip, coef, clip_value)
         _write_shadow(shadow, params, lo, hi)
-    numba.set_parallel_chunksize(old)
 
 
 def rmsprop_update(params, shadow, square_avg, grads, lr, beta, eps, weight_decay, sum_sq,
                    max_norm, clip_value, l2, n_l2):
     """s <- beta s + (1 - beta) g^2;  p <- p - lr g / (sqrt(s) + eps);
     shadow = bf16(p[:len(shadow)])."""
-    f = _rmsprop_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _rmsprop_serial
+    f = _dynamic(_rmsprop_parallel) if params.shape[0] >= config.PARALLEL_MIN_SIZE \
+        else _rmsprop_serial
     f(params, shadow, square_avg, grads, float(lr), float(beta), float(eps),
       float(weight_decay), sum_sq, float(max_norm), float(clip_value), float(l2), int(n_l2))
 
@@ -391,22 +396,19 @@ def _adam_parallel(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, wei
                    decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
-    # dynamic scheduling: blocks go to whichever thread is free (a vCPU woken late
-    # does not hold the step back); a `with parallel_chunksize` block would not cache
-    old = numba.set_parallel_chunksize(1)
     for b in prange(_n_blocks(n)):
         lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
         _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step,
                     weight_decay, decoupled_decay, l2, clip, coef, clip_value)
         _write_shadow(shadow, params, lo, hi)
-    numba.set_parallel_chunksize(old)
 
 
 def adam_update(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
                 decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     """Adam / AdamW with bias correction, eps outside the sqrt of the corrected v (1-based
     step); shadow = bf16(p[:len(shadow)])."""
-    f = _adam_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _adam_serial
+    f = _dynamic(_adam_parallel) if params.shape[0] >= config.PARALLEL_MIN_SIZE \
+        else _adam_serial
     f(params, shadow, m, v, grads, float(lr), float(beta1), float(beta2), float(eps), int(step),
       float(weight_decay), float(decoupled_decay), sum_sq, float(max_norm), float(clip_value),
       float(l2), int(n_l2))

@@ -377,13 +377,17 @@ def test_cpu_kernels_keep_float32_in_the_loop():
     float32 scalars only."""
     import numba
     p, m, v, g = (np.ones(16, np.float32) for _ in range(4))
-    # a fresh (uncached) caller makes Numba type the loops' calls and record their signatures
-    block = numba.njit(error_model="numpy")(cpu_optim._adam_block.py_func)
-    block(p, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0, False, 1.0, np.inf)
-    block(p, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0, True, 0.5, 2.0)
+    for shadow in (np.empty(0, np.uint16), np.zeros(16, np.uint16)):
+        # a fresh (uncached) caller makes Numba type the loops' calls and record signatures
+        block = numba.njit(error_model="numpy")(cpu_optim._adam_block.py_func)
+        block(p, shadow, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0, False,
+              1.0, np.inf)
+        block(p, shadow, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0, True,
+              0.5, 2.0)
     for loop in (cpu_optim._adam_loop, cpu_optim._adam_clip_loop):
         sigs = [s for s in loop.signatures if s[0].dtype.name == "float32"]
-        assert sigs and all(str(t) == "float32" for t in sigs[0][4:]), (loop, sigs)
+        # (params, shadow, m, v, grads) then the scalars
+        assert sigs and all(str(t) == "float32" for t in sigs[0][5:]), (loop, sigs)
 
 
 # ------------------------------------------------------------------- fused dispatch ----

@@ -18,7 +18,9 @@ from .nn import BatchNorm, Dropout
 from .data import Augment, Standardizer
 from .train import EarlyStopping
 from .io import load
+from .model_file import ModelFileError
 from .optim import EWA, ewa
+from .precision import PrecisionUnavailable, bf16_supported
 from .train import Callback, DivergenceError, History
 from .train import LearningRateScheduler, ModelCheckpoint
 from .train import GradientMonitor, callbacks  # fd.callbacks.GradientMonitor too
@@ -28,7 +30,8 @@ __version__ = "0.1.0"
 __all__ = ["Sequential", "Dense", "Activation", "Layer", "optim", "data", "gradcheck",
            "GradcheckResult", "diagnose", "Diagnosis", "set_backend", "get_backend", "set_num_threads", "Callback",
            "History", "DivergenceError", "config"]
-__all__ += ["load", "ModelCheckpoint", "LearningRateScheduler", "EWA", "ewa"]
+__all__ += ["load", "ModelFileError", "ModelCheckpoint", "LearningRateScheduler", "EWA", "ewa"]
 __all__ += ["nn", "Dropout", "BatchNorm", "Standardizer", "Augment", "EarlyStopping"]
 __all__ += ["tune", "distributed"]
 __all__ += ["GradientMonitor", "callbacks"]
+__all__ += ["bf16_supported", "PrecisionUnavailable"]

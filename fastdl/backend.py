@@ -101,9 +101,10 @@ def set_backend(name: str) -> None:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by parallel Numba kernels and by BLAS (NumPy's OpenBLAS/MKL, through
-    threadpoolctl, a required dependency): both pools are set, since they take turns within a
-    training step and contend when they disagree (docs/design.md, "Measured facts")."""
+    """Threads used by parallel Numba kernels, by BLAS (NumPy's OpenBLAS/MKL, through
+    threadpoolctl, a required dependency) and by oneDNN's GEMMs (its OpenMP runtime): all pools
+    are set, since they take turns within a training step and contend when they disagree
+    (docs/design.md, "Measured facts")."""
     import numba
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -119,3 +120,5 @@ def set_num_threads(n: int) -> None:
                           "install threadpoolctl. Nothing was changed.") from e
     numba.set_num_threads(int(n))
     threadpool_limits(int(n), user_api="blas")
+    from .kernels.cpu import _onednn
+    _onednn.set_num_threads(int(n))

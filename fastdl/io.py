@@ -4,7 +4,8 @@
     model = fd.load("m.npz")             # model.optimizer, model.standardizer come back too
     model.fit(X, y, epochs=20, resume_from="ckpt.npz")   # continue a killed run
 
-What the file holds (every entry a plain array; ``np.load(path, allow_pickle=False)`` reads it):
+What the file holds (every entry a plain array; ``np.load(path, allow_pickle=False)`` reads it;
+``fastdl/model_schema.py`` declares each member and its rules):
 
     fastdl_format, format_version     "fastdl.model", 1
     architecture                      ``model.get_config()`` as JSON (a 0-d unicode array)
@@ -23,6 +24,15 @@ fsync'ed and then renamed over the target with ``os.replace`` (atomic on POSIX a
 the directory is fsync'ed; a write killed midway leaves the previous file intact and at worst
 a stray ``.<name>.*.tmp`` beside it.
 
+Reading is checked (``read``; the member declarations are in ``fastdl/model_schema.py``, the
+reader in ``fastdl/model_file.py``): every member is parsed as a plain .npy array without pickle,
+with sizes bounded by the file's before anything is allocated, and checked for the dtype, shape,
+type and finiteness its declaration (and the saved architecture) imply, before a model is built.
+A damaged or foreign file raises one exception, :class:`~fastdl.model_file.ModelFileError` (a
+``ValueError``, ``fd.ModelFileError``), naming the file, the member and what was expected;
+``tests/test_model_file_fuzz.py`` holds that against ~1300 kinds of damage. See
+``docs/model-files.md``.
+
 Resuming is exact: the parameters, optimizer state and step counters are restored bit for bit,
 and the batches of every epoch are a pure function of (seed, epoch) (``data/batches.py``), so a
 run resumed from the checkpoint of epoch k ends with exactly the parameters of an uninterrupted
@@ -34,13 +44,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import zipfile
-import zlib
 
 import numpy as np
 
-FORMAT = "fastdl.model"
-VERSION = 1
+from .model_file import ModelFileError, check_members, read_members
+from .model_schema import FORMAT, MEMBERS, VERSION
 
 #: Model attributes saved under counter/<name> when present: the epoch counter (it drives the
 #: shuffles), the epoch the current fit started from, the step counter (it drives dropout masks).
@@ -152,78 +160,29 @@ def save(model, path, optimizer=None):
 
 
 # ----------------------------------------------------------------------------- reading
-def _read(path):
-    """All arrays of a model file, or a clear error."""
+def read(path):
+    """The checked contents of the model or checkpoint file at ``path``: a
+    :class:`~fastdl.model_file.ModelFile` whose members all passed the declarations of
+    ``fastdl/model_schema.py`` (container, .npy format, dtype, shape, finiteness, metadata
+    types). Every problem raises :class:`ModelFileError` naming the file, the member and what
+    was expected; nothing is built before the whole file has passed. ``fd.load``,
+    ``fit(..., resume_from=path)`` and ``fastdl evaluate`` read through it."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path={path!r} must be a file path")
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"model file {path!r} is a directory; expected a .npz file")
-    try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single .npy array, not a .npz archive")
-        with z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError) as e:
-        raise ValueError(f"{path!r} is not a readable fastdl model file: it is truncated or "
-                         f"corrupt ({type(e).__name__}: {e})") from None
-    fmt = arrays.get("fastdl_format")
-    if fmt is None or str(fmt) != FORMAT:
-        raise ValueError(f"{path!r} is a .npz archive but not a fastdl model file (no "
-                         f"fastdl_format={FORMAT!r} entry; expected a file written by model.save)")
-    version = int(arrays.get("format_version", -1))
-    if version > VERSION:
-        raise ValueError(f"{path!r} has format_version {version}; this fastdl reads up to "
-                         f"{VERSION} (upgrade fastdl)")
-    return path, arrays
+    arrays = read_members(path)
+    if "fastdl_format" not in arrays:
+        raise ModelFileError(path, None, f"is a .npz archive without a 'fastdl_format' member "
+                             f"(members: {sorted(arrays)[:8]})",
+                             "a fastdl model file written by model.save or ModelCheckpoint")
+    return check_members(path, arrays, MEMBERS)
 
 
-def _json(arrays, key, path):
-    try:
-        return json.loads(str(arrays[key]))
-    except KeyError:
-        raise ValueError(f"{path!r} lacks the {key!r} entry; the file is incomplete") from None
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{path!r}: the {key!r} entry is not valid JSON ({e})") from None
-
-
-def _group(arrays, prefix):
-    n = len(prefix)
-    return {k[n:]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-
-def _check_params(model, arrays, path):
-    """The saved tensors in get_weights() order, each checked against the architecture."""
-    saved = _group(arrays, "param/")
-    out = []
-    for (i, name), fresh in zip(_weight_keys(model), model.get_weights()):
-        key = f"{i}/{name}"
-        shape = fresh.shape
-        if key not in saved:
-            raise ValueError(f"{path!r} lacks param/{key} ({name} of layer {i}, shape {shape}); "
-                             "the arrays do not match the saved architecture")
-        a = saved.pop(key)
-        if a.shape != shape:
-            raise ValueError(f"{path!r}: param/{key} has shape {a.shape} but the saved "
-                             f"architecture gives layer {i} a {name} of shape {shape}")
-        if a.dtype != model.dtype:
-            raise ValueError(f"{path!r}: param/{key} has dtype {a.dtype} but the architecture "
-                             f"says {model.dtype}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{path!r}: param/{key} contains NaN or inf")
-        out.append(a)
-    if saved:
-        raise ValueError(f"{path!r} has parameters {sorted('param/' + k for k in saved)} that "
-                         "the saved architecture does not have")
-    return out
-
-
-def _optimizer_from(arrays, path, optimizer=None):
+def _optimizer_from(f, optimizer=None):
     """The saved optimizer state loaded into ``optimizer`` (or into a new one of the saved
-    class); None when the file holds no optimizer.
+    class); ``optimizer`` itself when the file holds none.
 
     A given ``optimizer`` keeps its own hyperparameters (lr, betas, ...): only the state rows and
     the step counter come from the file. That is how a paused run is resumed with a new learning
@@ -231,75 +190,82 @@ def _optimizer_from(arrays, path, optimizer=None):
     --lr``); ``load_state_dict`` alone would put the saved lr back, as PyTorch's does. With
     ``optimizer=None`` the saved hyperparameters are used."""
     from . import optim
-    d = _group(arrays, "optimizer/")
-    if not d:
+    name = f.get("optimizer/optimizer")
+    if name is None:
         return optimizer
-    name = str(d.get("optimizer", ""))
+    d = f.group("optimizer/")
+    mine = {}
     try:
-        mine = {}
         if optimizer is None:
-            cls = getattr(optim, name, None)
-            if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
-                raise ValueError(f"optimizer class {name!r} is not in fastdl.optim")
-            optimizer = cls(**{h: d[h].item() for h in cls.hyperparameters})
+            cls = getattr(optim, name)
+            optimizer = cls(**{h: f[f"optimizer/{h}"] for h in cls.hyperparameters})
         else:
             mine = {h: getattr(optimizer, h) for h in (*getattr(optimizer, "hyperparameters", ()),
                                                        *getattr(optimizer, "clip_options", ()))}
         optimizer.load_state_dict(d)
-        for h, v in mine.items():      # the caller's explicit settings win over the file's
-            setattr(optimizer, h, v)
-    except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"{path!r}: the saved optimizer state cannot be restored: {e}") \
-            from None
+    except (ValueError, TypeError) as e:    # e.g. a given optimizer already sized elsewhere
+        raise ModelFileError(f.path, "optimizer/state", f"cannot be restored ({e})",
+                             "the state_dict() of the optimizer being restored") from None
+    for h, v in mine.items():      # the caller's explicit settings win over the file's
+        setattr(optimizer, h, v)
     return optimizer
 
 
-def _check_optimizer_size(optimizer, model, arrays, path):
-    st = arrays.get("optimizer/state")
-    if st is not None and (st.ndim != 2 or st.shape[1] != model.params.size
-                           or st.dtype != model.dtype):
-        raise ValueError(f"{path!r}: the optimizer state has shape {st.shape} ({st.dtype}) but "
-                         f"the model has {model.params.size} parameters of {model.dtype}")
-
-
-def _standardizer_from(arrays, path):
-    d = _group(arrays, "standardizer/")
-    if not d and "standardizer_class" not in arrays:
+def _standardizer_from(f):
+    if "standardizer_class" not in f:
         return None
-    try:
-        from .data import preprocessing
-        cls = getattr(preprocessing, str(arrays.get("standardizer_class", "Standardizer")))
-        st = cls()
-        st.set_state(d)
-    except (ImportError, AttributeError, ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"{path!r}: the saved standardizer cannot be restored: {e}") from None
+    from .data import preprocessing
+    st = getattr(preprocessing, f["standardizer_class"])()
+    st.set_state(f.group("standardizer/"))          # checked: finite means, stds > 0
     return st
 
 
-def _restore(model, arrays, path, weights):
+def _weights(model, f):
+    """The file's tensors in the model's get_weights() order (shapes already checked)."""
+    return [f[f"param/{i}/{name}"] for i, name in _weight_keys(model)]
+
+
+def _restore(model, f, weights):
     model.set_weights(weights)
-    for name, v in _group(arrays, "counter/").items():
-        if name in COUNTERS:
-            setattr(model, name, int(v))
+    for name in COUNTERS:
+        if f"counter/{name}" in f:
+            setattr(model, name, f[f"counter/{name}"])
 
 
-def load(path, backend=None):
+_KEEP = object()
+
+
+def load(path, backend=None, compute_dtype=_KEEP, allow_slow=False):
     """The model saved at ``path`` (``model.save`` / ``ModelCheckpoint``), with
     ``model.optimizer`` (ready to continue training) and ``model.standardizer`` when they were
-    saved. ``backend``: where to put it (default: ``config.DEFAULT_BACKEND``)."""
+    saved. ``backend``: where to put it (default: ``config.DEFAULT_BACKEND``).
+    ``compute_dtype``: the saved one by default; ``None`` loads a bfloat16 model to compute in
+    float32 (its float32 weights are the same). ``allow_slow``: as ``fd.Sequential``'s (a
+    bfloat16 model loaded where bfloat16 cannot be fast).
+
+    A damaged file, or one that is not a fastdl model, raises :class:`ModelFileError` (a
+    ``ValueError``) naming the file, the member and what was expected; see :func:`read`."""
+    from .backend import check_name
     from .nn.sequential import Sequential
-    path, arrays = _read(path)
-    cfg = _json(arrays, "architecture", path)
+    from .precision import PrecisionUnavailable, check_compute_dtype
+    if backend is not None:
+        check_name(backend)          # a bad argument is the caller's error, not the file's
+    cfg_over = {} if compute_dtype is _KEEP else \
+        {"compute_dtype": check_compute_dtype(compute_dtype)}
+    f = read(path)
     try:
-        model = Sequential.from_config(cfg, backend=backend)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path!r}: the saved architecture is invalid ({type(e).__name__}: "
-                         f"{e})") from None
-    weights = _check_params(model, arrays, path)
-    _check_optimizer_size(None, model, arrays, path)
-    model.optimizer = _optimizer_from(arrays, path)
-    model.standardizer = _standardizer_from(arrays, path)
-    _restore(model, arrays, path, weights)
+        model = Sequential.from_config({**f["architecture"].config, **cfg_over},
+                                       backend=backend, allow_slow=allow_slow)
+    except PrecisionUnavailable as e:   # the file is fine; this machine cannot run it as saved
+        raise PrecisionUnavailable(f"{f.path!r}: {e} (or load it to compute in float32: "
+                                   f"fd.load(path, compute_dtype=None))") from None
+    except (TypeError, ValueError) as e:    # e.g. a loss that does not fit the output layer
+        raise ModelFileError(f.path, "architecture", f"describes a model that cannot be built "
+                             f"({type(e).__name__}: {e})",
+                             "the get_config() of a model that was built") from None
+    model.optimizer = _optimizer_from(f)
+    model.standardizer = _standardizer_from(f)
+    _restore(model, f, _weights(model, f))
     return model
 
 
@@ -308,47 +274,48 @@ _IGNORED_LAYER_KEYS = ("init", "init_scale")
 
 def _same_architecture(model, cfg, path):
     mine = model.get_config()
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path!r}: the saved architecture is not a JSON object")
+    expected = "the architecture of the model given to fit (resume_from= continues a run of " \
+               "the same model)"
+
+    def refuse(problem):
+        raise ModelFileError(path, "architecture", f"was saved from a different model: {problem}",
+                             expected)
     for key in ("input_dim", "loss", "dtype"):
-        if cfg.get(key) != mine[key]:
-            raise ValueError(f"checkpoint {path!r} was saved from a different model: {key} is "
-                             f"{cfg.get(key)!r} there and {mine[key]!r} here")
-    theirs = cfg.get("layers", [])
+        if cfg[key] != mine[key]:
+            refuse(f"{key} is {cfg[key]!r} there and {mine[key]!r} here")
+    theirs = cfg["layers"]
     if len(theirs) != len(mine["layers"]):
-        raise ValueError(f"checkpoint {path!r} was saved from a model with {len(theirs)} layers; "
-                         f"this one has {len(mine['layers'])}")
+        refuse(f"a model with {len(theirs)} layers; this one has {len(mine['layers'])}")
+    strip = lambda c: {k: v for k, v in c.items() if k not in _IGNORED_LAYER_KEYS}
     for i, (a, b) in enumerate(zip(theirs, mine["layers"])):
-        strip = lambda c: {k: v for k, v in c.items() if k not in _IGNORED_LAYER_KEYS}
-        if not isinstance(a, dict) or strip(a) != strip(b):
-            raise ValueError(f"checkpoint {path!r}: layer {i} is {a!r} there and {b!r} here")
+        if strip(a) != strip(b):
+            refuse(f"layer {i} is {a!r} there and {b!r} here")
 
 
 def resume_into(model, path, optimizer=None):
     """Load the checkpoint at ``path`` into ``model`` to continue its run (``fit(...,
     resume_from=path)``): parameters, layer state, counters and seed; the optimizer state goes
-    into ``optimizer`` (or a new optimizer of the saved class). Everything is validated before
-    the model changes. Returns ``(optimizer, info)`` with info's ``fit_start_epoch``,
+    into ``optimizer`` (or a new optimizer of the saved class). The whole file is checked
+    (:func:`read`) and matched against ``model`` before the model changes; every refusal is a
+    :class:`ModelFileError`. Returns ``(optimizer, info)`` with info's ``fit_start_epoch``,
     ``epoch`` and ``history`` (the History so far)."""
-    path, arrays = _read(path)
-    cfg = _json(arrays, "architecture", path)
-    _same_architecture(model, cfg, path)
-    weights = _check_params(model, arrays, path)
-    _check_optimizer_size(optimizer, model, arrays, path)
-    if optimizer is not None:
-        saved = str(arrays.get("optimizer/optimizer", type(optimizer).__name__))
-        if saved != type(optimizer).__name__:
-            raise ValueError(f"checkpoint {path!r} holds the state of a {saved} optimizer but "
-                             f"fit was given {optimizer!r}; pass a {saved} (or optimizer=None "
-                             "to rebuild it from the checkpoint)")
-    optimizer = _optimizer_from(arrays, path, optimizer)
-    hist = _json(arrays, "history", path) if "history" in arrays else \
-        {"epoch": [], "history": {}}
-    st = _standardizer_from(arrays, path)
-    _restore(model, arrays, path, weights)
-    model.seed = int(cfg.get("seed", model.seed))
+    f = read(path)
+    cfg = f["architecture"].config
+    _same_architecture(model, cfg, f.path)
+    saved = f.get("optimizer/optimizer")
+    if optimizer is not None and saved is not None and saved != type(optimizer).__name__:
+        raise ModelFileError(f.path, "optimizer/optimizer",
+                             f"holds the state of a {saved} optimizer",
+                             f"a {type(optimizer).__name__}, the optimizer fit was given (pass a "
+                             f"{saved}, or optimizer=None to rebuild it from the checkpoint)")
+    weights = _weights(model, f)
+    optimizer = _optimizer_from(f, optimizer)
+    st = _standardizer_from(f)
+    hist = f.get("history", {"epoch": [], "history": {}})
+    _restore(model, f, weights)
+    model.seed = cfg["seed"]
     if st is not None:
         model.standardizer = st
-    info = {"fit_start_epoch": int(arrays.get("counter/_fit_start_epoch", 0)),
-            "epoch": hist.get("epoch", []), "history": hist.get("history", {})}
+    info = {"fit_start_epoch": f.get("counter/_fit_start_epoch", 0),
+            "epoch": hist["epoch"], "history": hist["history"]}
     return optimizer, info

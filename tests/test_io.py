@@ -84,6 +84,21 @@ def test_round_trip_of_every_optimizer(tmp_path, make_opt):
     same_weights(model, back)
 
 
+def test_a_loaded_model_saved_again_loads_and_resumes(tmp_path):
+    """fd.load does not bring the History back, so its file has the counters alone."""
+    X, y = spirals()
+    model, path = _saved(tmp_path)
+    again = str(tmp_path / "again.npz")
+    fd.load(path).save(again)
+    with np.load(again) as z:
+        assert "counter/_fit_start_epoch" in z.files and "history" not in z.files
+    same_weights(model, fd.load(again))
+    a, b = every_layer_net(), every_layer_net()
+    a.fit(X, y, epochs=3, verbose=0, resume_from=path)
+    b.fit(X, y, epochs=3, verbose=0, resume_from=again)
+    same_weights(a, b)
+
+
 def test_regression_model_and_untrained_model_round_trip(tmp_path):
     m = fd.Sequential([fd.Dense(4, activation="leaky_relu", alpha=0.2), fd.Dense(2)],
                       input_dim=3, loss="mse", seed=5, dtype="float64")
@@ -227,35 +242,144 @@ def test_corrupted_bytes_are_caught_by_the_zip_checksums(tmp_path):
 
 
 def test_arrays_that_do_not_match_the_architecture(tmp_path):
-    _, path = _saved(tmp_path)
+    """Each refusal is a ModelFileError naming the file, the member and what was expected."""
+    model, path = _saved(tmp_path)
+    n = model.count_params()
+    arch = lambda **kw: np.array(json.dumps({"input_dim": 2, "loss": "mse", "dtype": "float32",
+                                             "seed": 0, "layers": [{"type": "Dense", "units": 1}],
+                                             **kw}))
     cases = [
-        (lambda a: a.__setitem__("param/0/W", np.zeros((15, 2), np.float32)),
-         r"param/0/W has shape \(15, 2\) but the saved architecture gives layer 0 a W of "
-         r"shape \(16, 2\)"),
-        (lambda a: a.pop("param/5/b"), "lacks param/5/b"),
-        (lambda a: a.__setitem__("param/4/b", np.zeros(8, np.float32)),
-         r"parameters \['param/4/b'\] that the saved architecture does not have"),
-        (lambda a: a.__setitem__("param/5/W", a["param/5/W"].astype(np.float64)),
-         "dtype float64 but the architecture says float32"),
-        (lambda a: a.__setitem__("param/5/b", np.full(3, np.nan, np.float32)), "NaN or inf"),
-        (lambda a: a.__setitem__("architecture", np.array("{not json")), "not valid JSON"),
-        (lambda a: a.pop("architecture"), "lacks the 'architecture' entry"),
+        (lambda a: a.__setitem__("param/0/W", np.zeros((15, 2), np.float32)), "param/0/W",
+         r"found a float32 array of shape \(15, 2\); expected a float32 array of shape "
+         r"\(16, 2\) \(the saved architecture's\)"),
+        (lambda a: a.pop("param/5/b"), "param/5/b", "is missing; expected a float32 array"),
+        (lambda a: a.__setitem__("param/4/b", np.zeros(8, np.float32)), "param/4/b",
+         r"is not a member fastdl writes \(unknown: \['param/4/b'\]\)"),
+        (lambda a: a.__setitem__("param/5/W", a["param/5/W"].astype(np.float64)), "param/5/W",
+         "found a float64 array of shape .*; expected a float32 array"),
+        (lambda a: a.__setitem__("param/5/b", np.full(3, np.nan, np.float32)), "param/5/b",
+         "found 3 NaN or infinite value"),
+        (lambda a: a.__setitem__("param/1/running_var", -a["param/1/running_var"]),
+         "param/1/running_var", r"with entries >= 0 \(variances\)"),
+        (lambda a: a.__setitem__("architecture", np.array("{not json")), "architecture",
+         "found text that is not valid JSON"),
+        (lambda a: a.pop("architecture"), "architecture", "is missing; expected JSON text"),
+        (lambda a: a.__setitem__("architecture", arch(layers=[{"type": "Conv2D"}])),
+         "architecture", r"layers\[0\] to be a layer's get_config\(\), with a 'type' among"),
+        (lambda a: a.__setitem__("architecture", arch(input_dim="2")), "architecture",
+         "found 'input_dim': '2'; expected 'input_dim' to be an integer >= 1"),
+        (lambda a: a.__setitem__("architecture", arch(dropout=0.5)), "architecture",
+         r"found the unknown keys \['dropout'\]"),
         (lambda a: a.__setitem__("architecture", np.array(json.dumps(
-            {"input_dim": 2, "loss": "mse", "dtype": "float32", "seed": 0,
-             "layers": [{"type": "Conv2D"}]}))), "saved architecture is invalid"),
-        (lambda a: a.pop("fastdl_format"), "not a fastdl model file"),
-        (lambda a: a.__setitem__("format_version", np.array(99)), "format_version 99"),
+            {**json.loads(str(a["architecture"])), "loss": "binary_crossentropy"}))),
+         "architecture", "describes a model that cannot be built .*needs a sigmoid output"),
+        (lambda a: a.pop("fastdl_format"), None, "without a 'fastdl_format' member"),
+        (lambda a: a.__setitem__("fastdl_format", np.array("keras.model")), "fastdl_format",
+         r"found the text 'keras.model'; expected a text scalar \(0-d unicode array\), one of "
+         r"\('fastdl.model',\)"),
+        (lambda a: a.__setitem__("format_version", np.array(99)), "format_version",
+         "format_version 99; this fastdl reads 1 to 1"),
+        (lambda a: a.__setitem__("format_version", np.array([1])), "format_version",
+         r"found a int64 array of shape \(1,\); expected a scalar"),
         (lambda a: a.__setitem__("optimizer/state", np.zeros((2, 5), np.float32)),
-         r"optimizer state has shape \(2, 5\)"),
-        (lambda a: a.__setitem__("optimizer/optimizer", np.array("Lion")),
-         "'Lion' is not in fastdl.optim"),
-        (lambda a: a.__setitem__("standardizer/std", np.zeros(2)), "standardizer cannot be "
-         "restored"),
+         "optimizer/state", r"found a float32 array of shape \(2, 5\); expected a float32 "
+         rf"array of shape \(2, {n}\) \(rows \('m', 'v'\) over the architecture's {n} "),
+        (lambda a: a.__setitem__("optimizer/optimizer", np.array("Lion")), "optimizer/optimizer",
+         "found the text 'Lion'; expected a text scalar .* one of .*'Adam'"),
+        (lambda a: a.__setitem__("optimizer/lr", np.array(-1.0)), "optimizer/lr",
+         r"Adam's hyperparameter lr \(lr=-1.0 is invalid; expected a finite number > 0\)"),
+        (lambda a: a.pop("optimizer/optimizer"), "optimizer/optimizer", "is missing"),
+        (lambda a: a.update({"standardizer_class": np.array("Standardizer"),
+                             "standardizer/mean": np.zeros(2), "standardizer/std": np.zeros(2)}),
+         "standardizer/std", "with entries > 0"),
+        (lambda a: a.update({"standardizer_class": np.array("Standardizer"),
+                             "standardizer/std": np.ones(2)}), "standardizer/mean", "is missing"),
+        (lambda a: a.update({"standardizer/std": np.ones(2), "standardizer/mean": np.ones(2)}),
+         "standardizer_class", "is missing"),
+        (lambda a: a.__setitem__("counter/_fit_start_epoch", np.array(5)),
+         "counter/_fit_start_epoch", "expected an integer scalar .* >= 0 and <= 1"),
+        (lambda a: a.__setitem__("counter/steps_trained", np.array(2.0)),
+         "counter/steps_trained", "found the float64 scalar 2.0; expected an integer scalar"),
+        (lambda a: a.__setitem__("history", np.array('{"epoch": [0], "history": [1]}')),
+         "history", r"expected JSON text: \{'epoch'"),
     ]
-    for i, (edit, match) in enumerate(cases):
+    for i, (edit, member, match) in enumerate(cases):
         bad = _rewrite(path, str(tmp_path / f"bad{i}.npz"), edit)
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(fd.ModelFileError, match=match) as e:
             fd.load(bad)
+        assert e.value.path == bad and e.value.member == member, (i, str(e.value))
+        assert str(e.value).startswith(f"model file {bad!r}")
+
+
+def test_fortran_order_members_load_the_same_model(tmp_path):
+    """.npy members in Fortran order (np.save writes fortran_order=True for them) are valid."""
+    model, path = _saved(tmp_path)
+    out = _rewrite(path, str(tmp_path / "f.npz"),
+                   lambda a: a.update({k: np.asfortranarray(v) for k, v in a.items()
+                                       if v.ndim == 2}))
+    with zipfile.ZipFile(out) as z:
+        assert b"'fortran_order': True" in z.read("param/0/W.npy")[:128]
+    same_weights(model, fd.load(out))
+    W = fio.read(out)["param/0/W"]
+    np.testing.assert_array_equal(W, model.get_weights()[0])
+    assert W.flags.c_contiguous and W.flags.writeable
+
+
+def test_damaged_containers_name_the_member(tmp_path):
+    """Members that are not .npy arrays, pickles and object arrays, forged sizes."""
+    _, path = _saved(tmp_path)
+    with zipfile.ZipFile(path) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+
+    def write(name, edit):
+        m = dict(members)
+        edit(m)
+        out = str(tmp_path / name)
+        with zipfile.ZipFile(out, "w") as z:
+            for k, v in m.items():
+                z.writestr(k, v)
+        return out
+    import io
+    import pickle
+    obj = io.BytesIO()
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    huge = io.BytesIO()
+    np.lib.format.write_array_header_1_0(huge, {"descr": "<f4", "fortran_order": False,
+                                                "shape": (10**12, 16)})
+    cases = [
+        (lambda m: m.__setitem__("param/0/W.npy", pickle.dumps({"W": 1})), "param/0/W",
+         "is not a .npy array"),
+        (lambda m: m.__setitem__("param/0/W.npy", obj.getvalue()), "param/0/W",
+         r"is an object array \(dtype object: pickled Python objects\); expected a .npy array "
+         "of plain numbers or text"),
+        (lambda m: m.__setitem__("param/0/W.npy", huge.getvalue() + b"\0" * 128), "param/0/W",
+         "declares 64000000000000 bytes of data .* but holds 128"),
+        (lambda m: m.__setitem__("notes.txt", b"hello"), "notes.txt", "is not a .npy file"),
+    ]
+    for i, (edit, member, match) in enumerate(cases):
+        with pytest.raises(fd.ModelFileError, match=match) as e:
+            fd.load(write(f"c{i}.npz", edit))
+        assert e.value.member == member
+    # deflated members load; one declaring more than deflate can expand to is refused unread
+    deflated = str(tmp_path / "deflated.npz")
+    with zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, v in members.items():
+            z.writestr(k, v)
+    same_weights(fd.load(path), fd.load(deflated))
+    raw = bytearray(open(deflated, "rb").read())
+    with zipfile.ZipFile(deflated) as z:
+        info = z.getinfo("param/0/W.npy")
+        cd_start = z.start_dir
+    pos = raw.index(b"PK\x01\x02", cd_start)        # the central directory's first entry
+    while raw[pos + 46:pos + 46 + len(info.filename)] != info.filename.encode():
+        pos = raw.index(b"PK\x01\x02", pos + 4)
+    raw[pos + 24:pos + 28] = (info.compress_size * 2000).to_bytes(4, "little")  # APPNOTE 4.3.12
+    bomb = str(tmp_path / "bomb.npz")
+    open(bomb, "wb").write(bytes(raw))
+    with pytest.raises(fd.ModelFileError, match="is deflated and declares .* at most 1032 "
+                       "times the compressed size") as e:
+        fd.load(bomb)
+    assert e.value.member == "param/0/W"
 
 
 # =========================================================================== resume
@@ -355,7 +479,8 @@ def test_resume_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         every_layer_net().fit(X, y, epochs=1, verbose=0, resume_from=str(tmp_path / "x.npz"))
     other = fd.Sequential([fd.Dense(16), fd.Dense(3, activation="softmax")], input_dim=2)
-    with pytest.raises(ValueError, match="checkpoint .* model with 6 layers; this one has 2"):
+    with pytest.raises(fd.ModelFileError, match="member 'architecture': was saved from a "
+                       "different model: a model with 6 layers; this one has 2"):
         other.fit(X, y, epochs=1, verbose=0, resume_from=path)
     wider = fd.Sequential([fd.Dense(17, init="he"), fd.BatchNorm(), fd.Activation("relu"),
                            fd.Dropout(keep_prob=0.8),
@@ -368,7 +493,8 @@ def test_resume_errors(tmp_path):
         f64.fit(X, y, epochs=1, verbose=0, resume_from=path)
     fresh = every_layer_net()
     before = fresh.get_weights()
-    with pytest.raises(ValueError, match="holds the state of a Adam optimizer but fit was given"):
+    with pytest.raises(fd.ModelFileError, match="holds the state of a Adam optimizer; expected a "
+                       "SGD, the optimizer fit was given"):
         fresh.fit(X, y, optimizer=fd.optim.SGD(lr=0.1), epochs=2, verbose=0, resume_from=path)
     for a, b in zip(before, fresh.get_weights()):     # validated before anything changed
         np.testing.assert_array_equal(a, b)

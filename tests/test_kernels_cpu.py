@@ -20,6 +20,10 @@ from fastdl.kernels import reference as R
 from fastdl.kernels.cpu import activations as cpu_activations
 from fastdl.kernels.cpu import losses as cpu_losses
 
+#: empty bfloat16 outputs (A16, dZ16, the optimizers' shadow): kernels compute without
+#: mixed-precision copies here (tests/test_precision.py covers them)
+NO16 = np.zeros((0, 0), np.uint16)
+
 DTYPES = (np.float32, np.float64)
 ACTS = sorted(ACTIVATIONS.values())
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -105,7 +109,7 @@ def test_dense_backward_db_accumulation_float32(rng):
     W = np.ones((n, 1), np.float32)
     db, dW = np.empty(n, np.float32), np.empty((n, 1), np.float32)
     exact = dA.astype(np.float64).sum(axis=0)
-    C.dense_backward(np.zeros(0, np.float32), dW, db, dA, A, X, W, 0, 0.0)
+    C.dense_backward(np.zeros(0, np.float32), dW, db, NO16, dA, A, X, W, 0, 0.0)
     np.testing.assert_allclose(db, exact, rtol=1e-6)  # row-by-row float32 (reference): 3e-6
 
 
@@ -120,15 +124,15 @@ def test_dense_fuzz(m, n_in, n_out, act, bias, scale, seed, dtype):
     b = randn(rng, (n_out,), dtype) if bias else np.zeros(0, dtype)
     res = []
     A_ref = np.empty((m, n_out), dtype)
-    R.dense_forward(A_ref, X, W, b, act, 0.3)
+    R.dense_forward(A_ref, NO16, X, W, b, act, 0.3)
     for k in (C, R):
         A = np.empty((m, n_out), dtype)
-        k.dense_forward(A, X, W, b, act, 0.3)
+        k.dense_forward(A, NO16, X, W, b, act, 0.3)
         # backward from the same A: 1 - a^2 near a = 1 would amplify a 1-ulp forward difference
         dA = np.cos(np.arange(m * n_out, dtype=dtype)).reshape(m, n_out)
         dX, dW, db = (np.empty((m, n_in), dtype), np.empty((n_out, n_in), dtype),
                       np.empty(b.shape, dtype))
-        k.dense_backward(dX, dW, db, dA, A_ref, X, W, act, 0.3)
+        k.dense_backward(dX, dW, db, NO16, dA, A_ref, X, W, act, 0.3)
         res.append((A, dX, dW, db))
     rtol = RTOL[dtype] * (5 if dtype == np.float32 else 1)
     # Backward outputs are compared at the scale of the products without the activation's

@@ -146,5 +146,6 @@ def test_spy_sees_the_parallel_path(monkeypatch):
     spy = ParallelSpy(monkeypatch)
     for n, expect in ((PARALLEL_TEST_SIZE - 1, 0), (PARALLEL_TEST_SIZE, 1)):
         p = np.zeros(n, np.float32)
-        sgd_update(p, np.ones(n, np.float32), 0.5, 0.0, np.zeros(1), np.inf, np.inf, 0.0, 0)
+        sgd_update(p, np.zeros(0, np.uint16), np.ones(n, np.float32), 0.5, 0.0, np.zeros(1),
+                   np.inf, np.inf, 0.0, 0)
         assert spy.calls == expect and (p == -0.5).all()

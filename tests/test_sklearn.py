@@ -321,13 +321,18 @@ def test_keep_prob_per_layer_and_dtype(iris):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(alpha=-1.0), r"alpha=-1.0 is invalid; expected a real number in \[0.0, inf\)"),
+    # scikit-learn's own parameter validation first, with its text (and exception class)
+    (dict(alpha=-1.0), r"The 'alpha' parameter of MLPClassifier must be a float in the range "
+                       r"\[0.0, inf\). Got -1.0 instead."),
+    (dict(solver="newton"), r"The 'solver' parameter of MLPClassifier must be a str among"),
+    (dict(n_iter_no_change=0), r"The 'n_iter_no_change' parameter of MLPClassifier must be"),
+    (dict(hidden_layer_sizes=(3, 0)), r"hidden_layer_sizes must be > 0, got \[3, 0\]. "
+                                      r"\(hidden_layer_sizes=\(3, 0\) is invalid"),
+    # then fastdl's extras and limits
+    (dict(momentum=1.0), r"momentum=1.0 is invalid; expected a real number in \[0.0, 1.0\)"),
     (dict(keep_prob=(0.5, 0.5)), r"keep_prob=\(0.5, 0.5\) has 2 entries; expected one per "),
     (dict(keep_prob=0.0), r"keep_prob=0.0 is invalid"),
     (dict(dtype="float16"), r"dtype='float16' is invalid"),
-    (dict(solver="newton"), r"solver='newton' is invalid; expected one of"),
-    (dict(hidden_layer_sizes=(3, 0)), r"hidden_layer_sizes=\(3, 0\) is invalid"),
-    (dict(n_iter_no_change=0), r"n_iter_no_change=0 is invalid"),
     (dict(backend="tpu"), r"backend='tpu' is not a known backend"),
 ])
 def test_bad_parameters_named_in_errors(iris, kw, match):
@@ -336,10 +341,14 @@ def test_bad_parameters_named_in_errors(iris, kw, match):
         MLPClassifier(**kw).fit(X, y)
 
 
-def test_regressor_poisson_is_a_clear_error(regression):
-    X, Y = regression
-    with pytest.raises(ValueError, match="loss='poisson' is not supported"):
-        MLPRegressor(loss="poisson").fit(X, Y[:, 0])
+def test_parameter_errors_are_sklearns_exception_class(iris):
+    """Code catching scikit-learn's InvalidParameterError (or TypeError, which it also is)
+    catches fastdl's."""
+    from sklearn.utils._param_validation import InvalidParameterError
+    with pytest.raises(InvalidParameterError):
+        MLPClassifier(learning_rate="sometimes").fit(*iris)
+    with pytest.raises(TypeError):
+        MLPRegressor(loss="huber").fit(*iris)
 
 
 def test_lbfgs_without_scipy_is_a_clear_error(iris, monkeypatch):

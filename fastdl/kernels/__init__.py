@@ -6,8 +6,13 @@ enforces it, and kernel tests iterate over this table, so registering a kernel h
 under test.
 
 Contract (docs/design.md): outputs first, the caller allocates every buffer, kernels never
-validate data or draw random numbers (an unknown integer code raises ValueError). A buffer of size 0 passed for an optional output (``dX``, a
+validate data or draw random numbers (an unknown integer code raises ValueError). A buffer
+of size 0 passed for an optional output (``dX``, a
 bias) means "skip it".
+
+Mixed precision (``compute_dtype="bfloat16"``): ``gemm`` is the one GEMM of every dense kernel,
+the provider layer (BLAS for float operands; oneDNN or an exact emulation for bfloat16 ones);
+``precision`` converts. See ``reference/blas.py`` and ``reference/precision.py``.
 
 Gradient clipping has no kernel of its own: the optimizer updates (``optim``) clip inline, from
 the squared global norm that ``reductions.sum_squares`` writes (see ``reference/optim.py``).
@@ -21,22 +26,30 @@ KERNELS = {
     "dense": ("dense_forward", "dense_backward"),
     "losses": ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error",
                "weighted_softmax_cross_entropy", "weighted_sigmoid_binary_cross_entropy",
-               "weighted_mean_squared_error", "correct_predictions"),
+               "weighted_mean_squared_error", "exp_half_poisson_deviance",
+               "weighted_exp_half_poisson_deviance", "correct_predictions"),
     "optim": ("sgd_update", "momentum_update", "rmsprop_update", "adam_update"),
     "batching": ("gather_rows",),
     "epoch": ("train_epoch",),
     "reductions": ("sum_squares",),
     "dropout": ("dropout_forward", "dropout_backward"),
     "batchnorm": ("batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward"),
+    "precision": ("to_bfloat16", "from_bfloat16"),
+    "blas": ("gemm",),
 }
+
+#: Storage dtype of bfloat16 arrays: uint16 bit patterns (``reference/precision.py``). Kernels
+#: that take optional bfloat16 outputs (``A16``, ``dZ16``, the optimizers' ``shadow``) skip them
+#: when they have size 0.
+BF16 = "uint16"
 
 #: Activation name -> integer code understood by every kernel.
 ACTIVATIONS = {"linear": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
 LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID = range(5)
 
 #: Loss name -> integer code (used by the fused-epoch kernels).
-LOSSES = {"binary_crossentropy": 0, "categorical_crossentropy": 1, "mse": 2}
-BCE, CCE, MSE = range(3)
+LOSSES = {"binary_crossentropy": 0, "categorical_crossentropy": 1, "mse": 2, "poisson": 3}
+BCE, CCE, MSE, POISSON = range(4)
 
 
 def all_kernel_names():

@@ -6,6 +6,9 @@ are encoded, and what ``predict`` returns.
                                probability rows (m, C). Alias: sparse_categorical_crossentropy
     mse                        any element-wise output activation; y (m,) or (m, k).
                                Alias: mean_squared_error
+    poisson                    exp output (log-means inside: the log link); counts or rates
+                               y >= 0, (m,) or (m, k); the half Poisson deviance, as
+                               scikit-learn's MLPRegressor(loss="poisson")
 
 The cost is the mean over the batch (see ``fastdl.kernels.reference.losses`` for the formulas).
 """
@@ -28,7 +31,7 @@ LOSS_NAMES = tuple(LOSSES) + tuple(ALIASES)
 class LossSpec:
     name: str
     kernel: str
-    output_activation: str | None   # activation the loss is fused with (None: any but softmax)
+    output_activation: str | None   # activation the loss is fused with (None: any element-wise)
 
     @property
     def code(self):
@@ -36,7 +39,7 @@ class LossSpec:
 
     @property
     def is_classification(self):
-        return self.name != "mse"
+        return self.name in ("binary_crossentropy", "categorical_crossentropy")
 
     def encode(self, y: np.ndarray, n_out: int, dtype, yname="y") -> np.ndarray:
         """Targets as a C-contiguous (m, n_out) array of ``dtype``, range-checked."""
@@ -49,6 +52,12 @@ class LossSpec:
             expect = f"(m,) or (m, {n_out})" if n_out == 1 else f"(m, {n_out})"
             raise ValueError(f"{yname} has shape {given}; the model has {n_out} output unit(s), "
                              f"so expected {expect}")
+        if self.name == "poisson":
+            yf = y.astype(np.float64)
+            if not np.isfinite(yf).all() or yf.min() < 0:
+                bad = yf[~(np.isfinite(yf) & (yf >= 0))][0]
+                raise ValueError(f"{yname} has a value {bad}; loss='poisson' expects finite "
+                                 "counts or rates >= 0")
         if self.name == "binary_crossentropy":
             yf = y.astype(np.float64)
             if yf.min() < 0 or yf.max() > 1:
@@ -60,7 +69,8 @@ class LossSpec:
         """Predictions from the network's outputs, as scikit-learn returns them: for the fused
         losses the outputs are logits, and a sigmoid unit is class 1 when its logit is >= 0
         (sigmoid >= 1/2 in exact arithmetic; shape (m,) for one unit), a softmax row is the
-        argmax of its logits (the first of equal ones); for mse the values themselves.
+        argmax of its logits (the first of equal ones); for mse the values themselves, for
+        poisson their exp (the means).
 
         This is the ONE decision rule of ``predict``, ``evaluate``'s accuracy and the training
         accuracy (the kernels' ``correct_predictions`` implement the same). It reads logits, not
@@ -70,6 +80,8 @@ class LossSpec:
         if self.name == "binary_crossentropy":
             labels = (outputs >= 0).astype(np.int64)
             return labels[:, 0] if labels.shape[1] == 1 else labels
+        if self.output_activation == "exp":        # poisson: log-means in, means out
+            outputs = np.exp(outputs)
         return outputs[:, 0] if outputs.shape[1] == 1 else outputs
 
     def correct(self, outputs: np.ndarray, Y: np.ndarray):
@@ -122,6 +134,7 @@ _SPECS = {
     "categorical_crossentropy": LossSpec("categorical_crossentropy", "softmax_cross_entropy",
                                          "softmax"),
     "mse": LossSpec("mse", "mean_squared_error", None),
+    "poisson": LossSpec("poisson", "exp_half_poisson_deviance", "exp"),
 }
 
 

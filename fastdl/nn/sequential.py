@@ -24,9 +24,10 @@ from .._validation import (as_features, as_sample_weight, as_targets, check_dtyp
                            check_float, check_int, check_rows, numeric_array)
 from ..backend import check_name, get_backend, is_device_array
 from ..data.batches import count_rows, is_streamable, row_chunks
-from ..kernels import ACTIVATIONS, LINEAR
+from ..kernels import ACTIVATIONS, BF16, LINEAR
 from ..params import FlatParams
-from .layers import Activation, Dense, Layer, layer_from_config
+from ..precision import resolve as resolve_precision
+from .layers import OUTPUT_ONLY, Activation, Dense, Layer, layer_from_config
 from .losses import get_loss
 
 #: Rows per chunk in predict/evaluate: bounds workspace memory for large inputs.
@@ -35,10 +36,36 @@ EVAL_CHUNK = 8192
 _MAX_WORKSPACES = 4
 
 
+def _a(word):
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def _pair(pair, name):
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise ValueError(f"{name} must be a tuple (X, y)")
     return pair
+
+
+def build_layers(layers, input_dim):
+    """Give ``layers`` their shapes for an input of ``input_dim`` features (no memory is
+    allocated); returns the output width. A layer may adjust the one before it first
+    (BatchNorm drops a linear Dense's bias)."""
+    for prev, layer in zip(layers, layers[1:]):
+        layer.prepare_previous(prev)
+    dim = input_dim
+    for layer in layers:
+        dim = layer.build(dim)
+    return dim
+
+
+def tensor_specs(layers):
+    """(layer, name, is_state, shape) of every ``get_weights()`` entry of built ``layers``, in
+    that order: per layer its parameters, then its non-trainable state (BatchNorm: gamma,
+    beta, running_mean, running_var). The model file reader (``fastdl/model_schema.py``)
+    checks a file's tensors against it before a model is allocated."""
+    return [spec for i, layer in enumerate(layers) for spec in
+            [(i, s.name, False, tuple(s.shape)) for s in layer.param_specs(i)]
+            + [(i, n, True, tuple(layer.state_shape(n))) for n in layer.state_names]]
 
 
 class Sequential:
@@ -52,16 +79,30 @@ class Sequential:
         Number of input features n[0].
     loss : str, optional
         "binary_crossentropy", "categorical_crossentropy" (alias
-        "sparse_categorical_crossentropy") or "mse". Default: inferred from the output
-        activation (sigmoid -> binary, softmax -> categorical, otherwise mse).
+        "sparse_categorical_crossentropy"), "mse" or "poisson" (half Poisson deviance of an
+        "exp" output, scikit-learn's ``MLPRegressor(loss="poisson")``). Default: inferred from
+        the output activation (sigmoid -> binary, softmax -> categorical, exp -> poisson,
+        otherwise mse).
     dtype : "float32" (default, ``config.DEFAULT_DTYPE``) or "float64".
     seed : int, optional
         Seeds initialization and the per-epoch shuffles (a pure function of seed and epoch, so
         a resumed run sees the same batches). Default: drawn from the OS.
     backend : "cpu" (Numba, default), "numpy" (reference) or "cuda".
+    compute_dtype : None (default: compute in ``dtype``) or "bfloat16"
+        Mixed precision (Keras' name; PyTorch's ``autocast``): with ``dtype="float32"``, every
+        Dense GEMM takes bfloat16 operands and accumulates in float32, while parameters,
+        optimizer state, losses, batch-norm statistics and outputs stay float32
+        (``fastdl/precision.py``, ``docs/mixed_precision.md``). Needs oneDNN
+        (``pip install "fastdl[bf16]"``) and a CPU with bfloat16 instructions
+        (``fd.bf16_supported()``), else a clear error unless ``allow_slow``.
+    allow_slow : bool, default False
+        Accept ``compute_dtype="bfloat16"`` where it cannot be fast (no bfloat16 instructions
+        or no oneDNN: exact float32 emulation of the same arithmetic; the numpy backend: the
+        reference arithmetic).
     """
 
-    def __init__(self, layers, input_dim, loss=None, dtype=None, seed=None, backend=None):
+    def __init__(self, layers, input_dim, loss=None, dtype=None, seed=None, backend=None,
+                 compute_dtype=None, allow_slow=False):
         if not isinstance(layers, (list, tuple)) or len(layers) == 0:
             raise ValueError(f"layers={layers!r} is invalid; expected a non-empty list of layers")
         for i, layer in enumerate(layers):
@@ -77,6 +118,9 @@ class Sequential:
             seed = int(np.random.SeedSequence().entropy % (2**63))
         self.seed = check_int("seed", seed, minimum=0)
         self.backend_name = check_name(config.DEFAULT_BACKEND if backend is None else backend)
+        self.allow_slow = allow_slow
+        self.precision = resolve_precision(compute_dtype, self.dtype, self.backend_name,
+                                           allow_slow)
         self.stop_training = False
         self.epochs_trained = 0     # epochs completed by fit (the shuffle counter)
         self.steps_trained = 0      # updates taken by fit/train_on_batch (the dropout counter)
@@ -94,23 +138,18 @@ class Sequential:
 
     # ---------------------------------------------------------------- construction
     def _build(self, loss):
-        dim = self.input_dim
-        for prev, layer in zip(self.layers, self.layers[1:]):
-            layer.prepare_previous(prev)    # BatchNorm drops a linear Dense's bias
-        for layer in self.layers:
-            dim = layer.build(dim)
-        self.output_dim = dim
+        self.output_dim = build_layers(self.layers, self.input_dim)
         # Fuse Dense(linear) + Activation(g) into one kernel (Dense computes g directly).
         for prev, layer in zip(self.layers, self.layers[1:]):
             layer.fused = False if isinstance(layer, Activation) else getattr(layer, "fused", False)
             if (isinstance(layer, Activation) and isinstance(prev, Dense)
                     and prev.activation == "linear" and prev.runtime_activation == LINEAR
-                    and layer.activation != "softmax"):
+                    and layer.activation not in OUTPUT_ONLY):
                 prev.runtime_activation = layer.runtime_activation
                 prev.runtime_alpha = layer.alpha
                 layer.fused = True
             elif (isinstance(layer, Activation) and getattr(prev, "fuses_activation", False)
-                    and prev.runtime_activation == LINEAR and layer.activation != "softmax"
+                    and prev.runtime_activation == LINEAR and layer.activation not in OUTPUT_ONLY
                     and layer is not self.layers[-1]):      # BatchNorm + Activation
                 prev.runtime_activation = layer.runtime_activation
                 prev.runtime_alpha = layer.alpha
@@ -123,20 +162,23 @@ class Sequential:
         if isinstance(last, Dense) and last.activation == "linear":
             out_act = {v: k for k, v in ACTIVATIONS.items()}[last.runtime_activation]
         for i, layer in enumerate(self.layers):
-            if getattr(layer, "activation", None) == "softmax" and layer is not last:
-                raise ValueError(f"layers[{i}] uses softmax, which fastdl supports only as the "
-                                 "output activation (fused with categorical_crossentropy)")
+            act = getattr(layer, "activation", None)
+            if act in OUTPUT_ONLY and layer is not last:
+                fused = "categorical_crossentropy" if act == "softmax" else "poisson"
+                raise ValueError(f"layers[{i}] uses {act}, which fastdl supports only as the "
+                                 f"output activation (fused with {fused})")
         if loss is None:
-            loss = {"sigmoid": "binary_crossentropy",
-                    "softmax": "categorical_crossentropy"}.get(out_act, "mse")
+            loss = {"sigmoid": "binary_crossentropy", "softmax": "categorical_crossentropy",
+                    "exp": "poisson"}.get(out_act, "mse")
         self.loss = get_loss(loss)
         want = self.loss.output_activation
         if want is not None and out_act != want:
-            raise ValueError(f"loss={loss!r} needs a {want} output layer (it is fused with "
-                             f"the loss), but the model's output activation is {out_act!r}")
-        if want is None and out_act == "softmax":
-            raise ValueError(f"loss={loss!r} cannot follow a softmax output; use "
-                             "loss='categorical_crossentropy'")
+            raise ValueError(f"loss={loss!r} needs {_a(want)} {want} output layer (it is fused "
+                             f"with the loss), but the model's output activation is {out_act!r}")
+        if want is None and out_act in OUTPUT_ONLY:
+            fused = "categorical_crossentropy" if out_act == "softmax" else "poisson"
+            raise ValueError(f"loss={loss!r} cannot follow {_a(out_act)} {out_act} output; "
+                             f"use loss={fused!r}")
         self.output_activation = out_act
         if want is not None:            # the network emits logits; the loss kernel does the rest
             if isinstance(last, Activation):
@@ -159,10 +201,26 @@ class Sequential:
                                  f"(layers[{dense[-1] if dense else 0}]); put it after a hidden "
                                  "layer's activation: the output layer's activation is fused "
                                  "with the loss, and dropping outputs has no meaning")
+    @property
+    def compute_dtype(self):
+        """None (GEMMs in ``dtype``) or "bfloat16" (see the class docstring)."""
+        return self.precision.compute_dtype
+
+    def _plan_precision(self):
+        """Which layers read / write bfloat16 copies (the Layer docstring): a Dense reads its
+        input only through GEMMs, so under mixed precision it takes the bfloat16 copy, which the
+        layer before it (or the model, for the input X) writes."""
+        low = self.precision.low
+        for i, op in enumerate(self._ops):
+            op.low_input = low and isinstance(op, Dense)
+        for op, nxt in zip(self._ops, self._ops[1:] + [None]):
+            op.low_output = nxt is not None and nxt.low_input
+        self._low_input = bool(self._ops[0].low_input)
 
     def _allocate(self):
+        self._plan_precision()
         specs = [s for i, layer in enumerate(self.layers) for s in layer.param_specs(i)]
-        self.params = FlatParams(specs, self.dtype, self._bk)
+        self.params = FlatParams(specs, self.dtype, self._bk, self.precision.low)
         for i, layer in enumerate(self.layers):
             layer.bind(self.params, i, self._bk)
             layer.attach(self)              # Dropout reads seed and steps_trained
@@ -177,7 +235,8 @@ class Sequential:
             bk, dt = self._bk, self.dtype
             ws = SimpleNamespace(
                 m=m, layers=[op.make_workspace(m, dt) for op in self._ops],
-                Xb=bk.empty((m, self.input_dim), dt), Yb=bk.empty((m, self.output_dim), dt),
+                Xb=bk.empty((m, self.input_dim), dt),
+                X16=bk.empty((m, self.input_dim) if self._low_input else (0, 0), BF16), Yb=bk.empty((m, self.output_dim), dt),
                 dout=bk.empty((m, self.output_dim), dt), prob=bk.empty((m, self.output_dim), dt),
                 loss=bk.zeros((1,), np.float64), sq=bk.zeros((1,), np.float64))
             self._workspaces[m] = ws
@@ -188,10 +247,16 @@ class Sequential:
         return ws
 
     # ---------------------------------------------------------------- passes
-    def _forward(self, X, ws, training):
-        A = X
+    def _forward(self, X, ws, training, x16_ready=False):
+        """The network's output for X (m rows, ``ws`` of m rows). Under mixed precision the
+        first Dense reads ``ws.X16``, X's bfloat16 copy: converted here unless the batch source
+        already gathered it (``x16_ready``)."""
+        A, A16 = X, ws.X16
+        if self._low_input and not x16_ready:
+            self._bk.k.to_bfloat16(A16, X)
         for op, w in zip(self._ops, ws.layers):
-            A = op.forward(A, w, training)
+            A = op.forward(A16 if op.low_input else A, w, training)
+            A16 = w.A16
         return A
 
     def _backward(self, ws):
@@ -227,14 +292,15 @@ class Sequential:
         self._bk.k.sum_squares(sq_buf, self.params.data[:self.params.n_decay])
 
     def _step_costs(self, Xb, Yb, ws, l2, loss_buf=None, sq_buf=None, w=None, wsum=0.0,
-                    correct_buf=None):
+                    correct_buf=None, x16_ready=False):
         """Forward, loss and backward for one batch; fills the gradient buffer (data loss only;
         the L2 gradient is folded into the optimizer update). Returns nothing: the loss and
         the weights' squared norm land in ``loss_buf`` / ``sq_buf`` (device-friendly), and with
         ``correct_buf`` the (weighted) count of examples classified right before the update
         (the training accuracy). ``w``/``wsum``: the batch's per-example weights (see
-        ``_loss_into``)."""
-        out = self._forward(Xb, ws, training=True)
+        ``_loss_into``); ``x16_ready``: ``ws.X16`` already holds the batch in bfloat16 (see
+        ``_forward``)."""
+        out = self._forward(Xb, ws, training=True, x16_ready=x16_ready)
         self._loss_into(ws.loss if loss_buf is None else loss_buf, out, Yb, ws, w, wsum)
         if correct_buf is not None:
             self._bk.k.correct_predictions(correct_buf, out, Yb,
@@ -327,10 +393,23 @@ class Sequential:
         if not np.isfinite(cost):
             raise DivergenceError(f"the cost of this batch is {cost}; the update was not "
                                   "applied (lower the learning rate, check inputs)")
-        optimizer.step(self.params.data, self.params.grad, l2=l2 / denom,
-                       n_l2=self.params.n_decay)
+        self._apply_update(optimizer, l2 / denom)
         self.steps_trained += 1
         return cost
+
+    def _apply_update(self, optimizer, l2_m):
+        """One optimizer step over the flat buffers (the L2 term ``l2_m * W`` folded in).
+        Under mixed precision fastdl's optimizers also rewrite the weights' bfloat16 shadow in
+        their update kernel; another library's optimizer (no ``writes_shadow``) gets it
+        refreshed by one conversion pass after its step."""
+        p = self.params
+        if not p.shadow.size:
+            optimizer.step(p.data, p.grad, l2=l2_m, n_l2=p.n_decay)
+        elif getattr(optimizer, "writes_shadow", False):
+            optimizer.step(p.data, p.grad, l2=l2_m, n_l2=p.n_decay, shadow=p.shadow)
+        else:
+            optimizer.step(p.data, p.grad, l2=l2_m, n_l2=p.n_decay)
+            p._refresh_shadow()
 
     def loss_and_grads(self, X, y, l2=0.0, sample_weight=None):
         """(cost, grads): the cost on (X, y) (L2 term included) and its gradient with respect
@@ -533,12 +612,23 @@ class Sequential:
         """Probabilities: (m, C) for softmax, (m, k) for sigmoid outputs; raw outputs for mse.
         ``X`` may be a ``.npy`` path or an ``np.memmap`` (read in chunks) and may have 0 rows.
         Outputs that are not finite raise FloatingPointError naming the layer that overflowed."""
-        m, chunks = self._input_chunks(X, allow_empty=True)
+        return self._proba_of_chunks(*self._input_chunks(X, allow_empty=True))
+
+    def _outputs(self, Xc):
+        """:meth:`predict_proba` of an in-memory X already validated by the caller (model
+        dtype, finite, right width): ``fastdl.sklearn`` validates once itself, and its one-row
+        latency is why this path skips the second validation."""
+        return self._proba_of_chunks(Xc.shape[0], ((s, Xc[s:s + EVAL_CHUNK])
+                                                   for s in range(0, Xc.shape[0], EVAL_CHUNK)))
+
+    def _proba_of_chunks(self, m, chunks):
         out = np.empty((m, self.output_dim), dtype=self.dtype)
         for start, xb in chunks:
             ws = self._workspace(xb.shape[0])
             z, _ = self._logits(xb, ws, "predict_proba", start)
             out[start:start + xb.shape[0]] = self._bk.to_numpy(self._proba_into(z, ws))
+        if self.loss.output_activation == "exp":    # the log link's inverse (loss="poisson")
+            np.exp(out, out=out)
         return out
 
     def predict(self, X):
@@ -627,9 +717,7 @@ class Sequential:
     def _weight_keys(self):
         """(layer, name, is_state) of every get_weights() entry: per layer its parameters,
         then its non-trainable state (BatchNorm: gamma, beta, running_mean, running_var)."""
-        return [(i, n, st) for i, layer in enumerate(self.layers)
-                for n, st in [(s.name, False) for s in layer.param_specs(i)]
-                + [(n, True) for n in layer.state_names]]
+        return [(i, n, st) for i, n, st, _ in tensor_specs(self.layers)]
 
     def get_weights(self):
         """[W1, b1, W2, b2, ...] as NumPy copies (W of shape (units, inputs)); a BatchNorm
@@ -694,21 +782,28 @@ class Sequential:
     def to(self, backend):
         """Move the model (parameters, workspaces) to another backend; returns self."""
         name = check_name(backend)
+        precision = resolve_precision(self.compute_dtype, self.dtype, name, self.allow_slow)
         host = self.params.snapshot()
-        self.backend_name = name
+        self.backend_name, self.precision = name, precision
         self._bk = get_backend(name)
         self._allocate()
         self.params.restore(host)
         return self
 
     def get_config(self):
-        return {"input_dim": self.input_dim, "loss": self.loss.name, "dtype": self.dtype.name,
-                "seed": self.seed, "layers": [layer.get_config() for layer in self.layers]}
+        cfg = {"input_dim": self.input_dim, "loss": self.loss.name, "dtype": self.dtype.name,
+               "seed": self.seed, "layers": [layer.get_config() for layer in self.layers]}
+        if self.compute_dtype is not None:     # only when set: older files stay unchanged
+            cfg["compute_dtype"] = self.compute_dtype
+        return cfg
 
     @classmethod
-    def from_config(cls, cfg, backend=None):
+    def from_config(cls, cfg, backend=None, allow_slow=False):
+        """The model ``get_config()`` describes (fresh weights). ``allow_slow``: see the class
+        docstring (a bfloat16 model built where bfloat16 cannot be fast)."""
         return cls([layer_from_config(c) for c in cfg["layers"]], input_dim=cfg["input_dim"],
-                   loss=cfg["loss"], dtype=cfg["dtype"], seed=cfg["seed"], backend=backend)
+                   loss=cfg["loss"], dtype=cfg["dtype"], seed=cfg["seed"], backend=backend,
+                   compute_dtype=cfg.get("compute_dtype"), allow_slow=allow_slow)
 
     def summary(self, print_fn=print):
         """A table of layers, output shapes and parameter counts; printed and returned."""
@@ -724,6 +819,9 @@ class Sequential:
         out = [fmt(rows[0]), line] + [fmt(r) for r in rows[1:]] + [line,
                f"Total params: {self.params.size:,}  (input_dim={self.input_dim}, "
                f"loss={self.loss.name}, dtype={self.dtype.name}, backend={self.backend_name})"]
+        if self.precision.low:
+            out.append(f"Mixed precision: {self.precision.describe()}; parameters, optimizer "
+                       f"state and outputs in {self.dtype.name}")
         text = "\n".join(out)
         if print_fn is not None:
             print_fn(text)

@@ -5,7 +5,7 @@ Layout per hidden layer (docs/design.md order): ``Dense(h, activation)``, or wit
 ``Dense(h)`` (no bias: beta takes its role) -> ``BatchNorm()`` -> ``Activation``; then
 ``Dropout(keep_prob)`` when keep_prob < 1. The output layer is ``Dense(n_outputs_)`` with the
 activation scikit-learn calls ``out_activation_``: softmax (multiclass), logistic (binary and
-multilabel), identity (regression), fused with its loss.
+multilabel), identity (regression), exp (``loss="poisson"``), fused with its loss.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from ._params import FD_ACTIVATION
 #: out_activation_ -> (fastdl output activation, fastdl loss)
 OUTPUTS = {"softmax": ("softmax", "categorical_crossentropy"),
            "logistic": ("sigmoid", "binary_crossentropy"),
-           "identity": ("linear", "mse")}
+           "identity": ("linear", "mse"),
+           "exp": ("exp", "poisson")}
 
 
 def build_model(sizes, n_in, n_out, activation, out_activation, keep_probs, batchnorm, dtype,
-                seed, backend):
+                seed, backend, compute_dtype=None, allow_slow=False):
     """An untrained ``fd.Sequential`` for this architecture (weights set by ``init_sklearn``)."""
     act = FD_ACTIVATION[activation]
     layers = []
@@ -39,7 +40,7 @@ def build_model(sizes, n_in, n_out, activation, out_activation, keep_probs, batc
     out_act, loss = OUTPUTS[out_activation]
     layers.append(Dense(n_out, activation=out_act, init="xavier"))
     return Sequential(layers, input_dim=n_in, loss=loss, dtype=dtype, seed=seed,
-                      backend=backend)
+                      backend=backend, compute_dtype=compute_dtype, allow_slow=allow_slow)
 
 
 def _slots(model):
@@ -100,6 +101,59 @@ def export_coefs(model):
     return coefs, intercepts
 
 
+def coef_views(model):
+    """(coefs_, intercepts_) as views of the model's parameters ((fan_in, fan_out) = ``W.T``,
+    a transposed view), so that editing them in place edits the network, as scikit-learn's
+    live arrays do; None where views cannot be had (a BatchNorm folded in, or parameters in
+    device memory)."""
+    if model._bk.on_device or any(isinstance(layer, BatchNorm) for layer in model.layers):
+        return None
+    coefs, intercepts = [], []
+    for layer in model.layers:
+        if isinstance(layer, Dense):
+            if not layer.use_bias:
+                return None
+            coefs.append(layer.W.T)
+            intercepts.append(layer.b)
+    return coefs, intercepts
+
+
+def import_coefs(model, coefs, intercepts):
+    """Write scikit-learn-layout ``coefs``/``intercepts`` (lists of (fan_in, fan_out) and
+    (fan_out,) arrays, validated by the caller) into ``model``: the inverse of ``export_coefs``.
+    A BatchNorm after a Dense keeps gamma and its running statistics and takes the rest:
+    ``W = (coef / s).T`` and ``beta = intercept + running_mean * s`` with ``s = gamma /
+    sqrt(running_var + eps)``, so the inference-mode network computes exactly
+    ``act(X @ coef + intercept)``; a unit with gamma = 0 (s = 0) cannot take a new coef."""
+    weights = model.get_weights()
+    slots = _slots(model)
+    dense = [k for k, (layer, _) in enumerate(slots) if isinstance(layer, Dense)]
+    for j, k in enumerate(dense):
+        layer, idx = slots[k]
+        coef = np.asarray(coefs[j], dtype=np.float64)
+        intercept = np.asarray(intercepts[j], dtype=np.float64)
+        nxt = slots[k + 1] if k + 1 < len(slots) else None
+        if nxt is not None and isinstance(nxt[0], BatchNorm):
+            gamma, _, mean, var = (weights[i].astype(np.float64) for i in nxt[1])
+            s = gamma / np.sqrt(var + nxt[0].eps)
+            if (s == 0).any():
+                raise ValueError(f"coefs_[{j}] cannot be loaded into the batch-normalized layer "
+                                 f"{j}: its BatchNorm gamma is 0 for unit(s) "
+                                 f"{np.flatnonzero(s == 0).tolist()}, which multiplies the "
+                                 "weights by 0; fit anew with warm_start=False")
+            weights[idx[0]] = (coef / s).T
+            if layer.use_bias:
+                weights[idx[1]] = np.zeros(layer.units)
+            weights[nxt[1][1]] = intercept + mean * s
+        else:
+            weights[idx[0]] = coef.T
+            if layer.use_bias:
+                weights[idx[1]] = intercept
+            elif np.any(intercept != 0):
+                raise ValueError(f"intercepts_[{j}] must be 0: layer {j} has no bias")
+    model.set_weights(weights)
+
+
 def make_optimizer(solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, backend):
     """fastdl's optimizer for a stochastic solver, in scikit-learn's update rule:
 
@@ -122,11 +176,12 @@ def model_state(model):
     and counters; plain Python and NumPy objects only (no Numba or device objects)."""
     return {"config": model.get_config(), "backend": model.backend_name,
             "weights": model.get_weights(), "epochs_trained": model.epochs_trained,
-            "steps_trained": model.steps_trained}
+            "steps_trained": model.steps_trained, "allow_slow": model.allow_slow}
 
 
 def model_from_state(state):
-    model = Sequential.from_config(state["config"], backend=state["backend"])
+    model = Sequential.from_config(state["config"], backend=state["backend"],
+                                   allow_slow=state.get("allow_slow", False))
     model.set_weights(state["weights"])
     model.epochs_trained = state["epochs_trained"]
     model.steps_trained = state["steps_trained"]

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from .._validation import check_dtype
+from ..precision import check_compute_dtype
 from ..backend import check_name
 
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
@@ -66,9 +67,30 @@ def hidden_sizes(value):
     sizes = [value] if not hasattr(value, "__iter__") or isinstance(value, str) else list(value)
     for s in sizes:
         if not _is_int(s) or s < 1:
-            raise ValueError(f"hidden_layer_sizes={value!r} is invalid; expected an integer "
-                             ">= 1 or a sequence of them (units per hidden layer)")
+            shown = [int(v) if _is_int(v) else v for v in sizes]
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {shown}. "    # scikit-learn's
+                             f"(hidden_layer_sizes={value!r} is invalid; expected an integer "
+                             ">= 1 or a sequence of them: units per hidden layer)")
     return [int(s) for s in sizes]
+
+
+def sklearn_constraints(est):
+    """scikit-learn's own parameter validation of its MLP's parameters (its
+    ``_parameter_constraints``, so the same ``InvalidParameterError``, a ValueError and
+    TypeError, with the same text: "The 'alpha' parameter of MLPClassifier must be a float in
+    the range [0.0, inf). Got -1 instead."). Skipped where scikit-learn's private validation
+    module is not there; fastdl's own checks (``check_params``) follow either way."""
+    try:
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+        from sklearn.utils._param_validation import validate_parameter_constraints
+    except ImportError:     # pragma: no cover - scikit-learn < 1.2 or a moved private module
+        return
+    peer = MLPRegressor if est._regression else MLPClassifier
+    constraints = getattr(peer, "_parameter_constraints", None)
+    if not constraints:     # pragma: no cover
+        return
+    params = {k: getattr(est, k) for k in constraints if hasattr(est, k)}
+    validate_parameter_constraints(constraints, params, caller_name=type(est).__name__)
 
 
 def keep_probs(value, n_hidden):
@@ -93,6 +115,7 @@ def keep_probs(value, n_hidden):
 def check_params(est):
     """Validate every constructor parameter of ``est``; raises ValueError naming the first bad
     one. Returns the hidden layer sizes as a list."""
+    sklearn_constraints(est)
     sizes = hidden_sizes(est.hidden_layer_sizes)
     _choice("activation", est.activation, ACTIVATIONS)
     _choice("solver", est.solver, SOLVERS)
@@ -133,6 +156,10 @@ def check_params(est):
         except ValueError:
             raise ValueError(f"dtype={est.dtype!r} is invalid; expected 'auto' (the input's "
                              "float32/float64, as scikit-learn), 'float32' or 'float64'") from None
+    if check_compute_dtype(est.compute_dtype) not in (None, "float32", "float64", "bfloat16"):
+        raise ValueError(f"compute_dtype={est.compute_dtype!r} is invalid here; expected None "
+                         "or 'bfloat16'")
+    _bool("allow_slow", est.allow_slow)
     if est.random_state is not None and not _is_int(est.random_state) \
             and not isinstance(est.random_state, np.random.RandomState):
         raise ValueError(f"random_state={est.random_state!r} is invalid; expected None, an "

@@ -6,8 +6,10 @@ Loss scaling (why ``GradScale`` exists). scikit-learn minimizes, per batch of m 
     classification: J = logloss (mean over rows, summed over outputs) + alpha/(2m) ||W||^2
     regression:     J = (1/(2 m k)) sum (y_hat - y)^2 + alpha/(2m) ||W||^2   (k outputs)
 
-with ``sklearn/neural_network/_base.py`` losses and ``_multilayer_perceptron._backprop``. fastdl's
-cost is ``loss + l2/(2m) ||W||^2`` (docs/design.md). For the cross-entropies the data terms are
+(and for ``loss="poisson"`` the half Poisson deviance, summed over outputs like the
+cross-entropies: c = 1) with ``sklearn/neural_network/_base.py`` losses and
+``_multilayer_perceptron._backprop``. fastdl's cost is ``loss + l2/(2m) ||W||^2``
+(docs/design.md). For the cross-entropies the data terms are
 identical, so ``l2 = alpha`` and everything matches as is (scale c = 1). fastdl's ``mse`` is
 ``(1/(m k)) sum (y_hat - y)^2`` with gradient ``2 (y_hat - y)/(m k)``, while scikit-learn
 back-propagates ``(y_hat - y)/m`` (its gradient does not divide by k, its reported loss does).
@@ -29,11 +31,13 @@ from ..train.callbacks import Callback
 
 
 class GradScale:
-    """c such that fastdl's gradient (with ``l2 = c * alpha``) is c times scikit-learn's."""
+    """c such that fastdl's gradient (with ``l2 = c * alpha``) is c times scikit-learn's.
+    ``squared_error``: the loss is fastdl's mse (c = 2/k); the cross-entropies and the Poisson
+    deviance have scikit-learn's data terms exactly (mean over rows, sum over outputs: c = 1)."""
 
-    def __init__(self, is_regression, n_outputs, alpha):
-        self.regression, self.k, self.alpha = is_regression, n_outputs, float(alpha)
-        self.c = 2.0 / n_outputs if is_regression else 1.0
+    def __init__(self, squared_error, n_outputs, alpha):
+        self.regression, self.k, self.alpha = squared_error, n_outputs, float(alpha)
+        self.c = 2.0 / n_outputs if squared_error else 1.0
 
     @property
     def l2(self):
@@ -67,7 +71,9 @@ def rescale_velocity(optimizer, ratio):
 class StochasticEpochs(Callback):
     """scikit-learn's per-iteration bookkeeping after each fastdl epoch: ``n_iter_``, ``t_``,
     ``loss_``, ``loss_curve_``, the no-improvement counter (training loss vs ``tol``, or the
-    validation score with ``early_stopping``), best weights, the ``invscaling``/``adaptive``
+    validation score with ``early_stopping``, which also records ``validation_loss_curve_``:
+    the validation rows' data loss, weighted by their sample weights, without the alpha
+    term), best weights, the ``invscaling``/``adaptive``
     learning rates, and stopping after ``n_iter_no_change`` epochs without improvement."""
 
     def __init__(self, est, optimizer, n_train, n_batches, val, m_inv=None):
@@ -124,8 +130,12 @@ class StochasticEpochs(Callback):
     def _update_no_improvement(self):
         est = self.est
         if est.early_stopping:
-            score = est._score_validated(*self.val)
+            Xv, yv, wv, Yv = self.val
+            score = est._score_validated(Xv, yv, wv)
             est.validation_scores_.append(score)
+            # the data loss on the validation rows in scikit-learn's units (no alpha term)
+            val_loss = self.model.evaluate(Xv, Yv, sample_weight=wv)["loss"]
+            est.validation_loss_curve_.append(est._scale.to_sklearn_loss(val_loss, 0.0, 0.0))
             if est.verbose:
                 print("Validation score: %f" % score)
             if not score >= est.best_validation_score_ + est.tol:   # NaN counts as no gain

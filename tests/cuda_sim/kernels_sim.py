@@ -44,6 +44,11 @@ from kernel_cases import (CUDA_RTOL, Draw, compare, copy_args, draw_args,  # noq
                           load_cases, reference_kernel)
 from kernel_cases import epoch as epoch_cases  # noqa: E402
 
+#: empty bfloat16 outputs (A16, dZ16, the optimizers' shadow): kernels compute without
+#: mixed-precision copies here (tests/test_precision.py covers them)
+NO16 = np.zeros((0, 0), np.uint16)
+NO_SHADOW = np.zeros(0, np.uint16)
+
 #: The simulator runs the dropout hash on NumPy uint64 scalars, which warn when they wrap
 #: (the hash relies on wrapping mod 2^64; numba's compiled uint64 wraps silently).
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in scalar:RuntimeWarning")
@@ -141,18 +146,18 @@ def _dense_inputs(rng, m, n_in, n_out, dtype, bias):
 def _check_dense_backward(rng, dtype, m, n_in, n_out, bias, want_dx, code):
     X, W, b = _dense_inputs(rng, m, n_in, n_out, dtype, bias)
     A = np.empty((m, n_out), dtype)
-    R.dense_forward(A, X, W, b, code, ALPHA)
+    R.dense_forward(A, NO16, X, W, b, code, ALPHA)
     dA0 = hostile(rng, (m, n_out), dtype, 1.0)
     rdX = np.empty((m, n_in), dtype) if want_dx else np.zeros(0, dtype)
     rdW = np.empty((n_out, n_in), dtype)
     rdb = np.empty(n_out, dtype) if bias else np.zeros(0, dtype)
     rdA = dA0.copy()
-    R.dense_backward(rdX, rdW, rdb, rdA, A, X, W, code, ALPHA)
+    R.dense_backward(rdX, rdW, rdb, NO16, rdA, A, X, W, code, ALPHA)
     dX = poisoned(rdX.shape, dtype)
     dW = poisoned(rdW.shape, dtype)
     db = poisoned(rdb.shape, dtype)
     dA = dev(dA0)
-    K.dense_backward(dX, dW, db, dA, dev(A), dev(X), dev(W), code, ALPHA)
+    K.dense_backward(dX, dW, db, dev(NO16), dA, dev(A), dev(X), dev(W), code, ALPHA)
     assert_close(dA, rdA, dtype)  # dA was overwritten with dZ
     assert_close(dW, rdW, dtype)
     assert_close(db, rdb, dtype)
@@ -193,8 +198,8 @@ def test_update_kernels_clip_nan_as_the_reference():
             g = np.array([np.nan, 9.0, -9.0, 0.25], dtype)
             sq = np.array([np.nan if nan_norm else 100.0])
             p_ref, p_dev = np.zeros(4, dtype), dev(np.zeros(4, dtype))
-            R_optim.sgd_update(p_ref, g, 1.0, 0.0, sq, max_norm, clip_value, 0.0, 0)
-            K_optim.sgd_update(p_dev, dev(g), 1.0, 0.0, dev(sq), max_norm, clip_value, 0.0, 0)
+            R_optim.sgd_update(p_ref, NO_SHADOW, g, 1.0, 0.0, sq, max_norm, clip_value, 0.0, 0)
+            K_optim.sgd_update(p_dev, dev(NO_SHADOW), dev(g), 1.0, 0.0, dev(sq), max_norm, clip_value, 0.0, 0)
             got = p_dev.copy_to_host()
             np.testing.assert_array_equal(np.isnan(got), np.isnan(p_ref))
             np.testing.assert_array_equal(got[~np.isnan(got)], p_ref[~np.isnan(p_ref)])
@@ -216,6 +221,64 @@ def test_train_epoch_both_implementations(monkeypatch, fused, net):
     *p, dtype = EPOCH_SIM[net]
     args = epoch_cases.draw(Draw(np.random.default_rng(100 + net), dtype), *p)
     _run_cuda("train_epoch", CASES["train_epoch"][1], args, dtype, f"{p} fused={fused}")
+
+
+def test_bfloat16_outputs_of_the_layer_kernels():
+    """A16 / dZ16 / shadow / bfloat16 gathers equal bf16 of the reference's float32 values."""
+    rng = np.random.default_rng(16)
+    f32 = np.float32
+    m, n_in, n_out = 6, 5, 4
+    X, W, b = _dense_inputs(rng, m, n_in, n_out, f32, True)
+    X16, W16 = (np.empty(a.shape, np.uint16) for a in (X, W))
+    R.to_bfloat16(X16, X)
+    R.to_bfloat16(W16, W)
+    for code in (1, 3):
+        A, A16 = np.empty((m, n_out), f32), np.empty((m, n_out), np.uint16)
+        R.dense_forward(A, A16, X16, W16, b, code, ALPHA)
+        Ad, A16d = poisoned((m, n_out), f32), cuda.to_device(np.zeros((m, n_out), np.uint16))
+        K.dense_forward(Ad, A16d, dev(X16), dev(W16), dev(b), code, ALPHA)
+        assert_close(Ad, A, f32)
+        np.testing.assert_array_equal(A16d.copy_to_host(), A16)
+        dA = hostile(rng, (m, n_out), f32, 1.0)
+        ref = [np.empty((m, n_in), f32), np.empty((n_out, n_in), f32), np.empty(n_out, f32),
+               np.empty((m, n_out), np.uint16)]
+        R.dense_backward(*ref, dA.copy(), A, X16, W16, code, ALPHA)
+        got = [poisoned(r.shape, f32) for r in ref[:3]] + \
+            [cuda.to_device(np.zeros((m, n_out), np.uint16))]
+        K.dense_backward(*got, dev(dA), dev(A), dev(X16), dev(W16), code, ALPHA)
+        for g, r in zip(got[:3], ref[:3]):
+            assert_close(g, r, f32)
+        np.testing.assert_array_equal(got[3].copy_to_host(), ref[3])
+    # dropout and batch norm write A16 after A
+    A16 = cuda.to_device(np.zeros(X.shape, np.uint16))
+    K.dropout_forward(dev(np.empty_like(X)), A16, dev(X), 3, 1, 2, 0.7)
+    ref, ref16 = np.empty_like(X), np.empty(X.shape, np.uint16)
+    R.dropout_forward(ref, ref16, X, 3, 1, 2, 0.7)
+    np.testing.assert_array_equal(A16.copy_to_host(), ref16)
+    gamma, beta = hostile(rng, n_in, f32, 1.0), hostile(rng, n_in, f32, 1.0)
+    rmean, rvar = np.zeros(n_in, f32), np.ones(n_in, f32)
+    ref, ref16 = np.empty_like(X), np.empty(X.shape, np.uint16)
+    R.batchnorm_forward_eval(ref, ref16, X, gamma, beta, rmean, rvar, 1e-5, 1, ALPHA)
+    A, A16 = poisoned(X.shape, f32), cuda.to_device(np.zeros(X.shape, np.uint16))
+    K.batchnorm_forward_eval(A, A16, dev(X), dev(gamma), dev(beta), dev(rmean), dev(rvar), 1e-5,
+                             1, ALPHA)
+    assert_close(A, ref, f32)
+    # batch norm's float32 pass may round A differently by an ulp; compare A16 to A's bf16
+    got = np.empty(X.shape, np.uint16)
+    R.to_bfloat16(got, A.copy_to_host())
+    np.testing.assert_array_equal(A16.copy_to_host(), got)
+    # gather with rounding, and the optimizers' shadow
+    idx = np.array([3, 0, 5], np.int64)
+    out = cuda.to_device(np.zeros((3, n_in), np.uint16))
+    K.gather_rows(out, dev(X), dev(idx))
+    np.testing.assert_array_equal(out.copy_to_host(), X16[idx])
+    p, g = hostile(rng, 50, f32, 1.0), hostile(rng, 50, f32, 1.0)
+    ref_p, sh_ref = p.copy(), np.zeros(30, np.uint16)
+    R.sgd_update(ref_p, sh_ref, g, 0.1, 0.0, np.zeros(1), np.inf, np.inf, 0.0, 0)
+    pd, sh = dev(p), cuda.to_device(np.zeros(30, np.uint16))
+    K.sgd_update(pd, sh, dev(g), 0.1, 0.0, dev(np.zeros(1)), np.inf, np.inf, 0.0, 0)
+    assert_close(pd, ref_p, f32)
+    np.testing.assert_array_equal(sh.copy_to_host(), sh_ref)
 
 
 # --- device helpers and the backend object ------------------------------------------------------

@@ -35,7 +35,11 @@ What one comparison does, for each dtype in ``dtypes`` and each tuple ``p`` of a
    ``scale`` the largest finite ``|ref|`` of that output (or ``scale[name](args)``), ``rtol``
    per dtype (``loosen[name]`` multiplies it; ``cuda_rtol`` replaces ``rtol`` for cuda);
    ``rtol = 0`` means bit for bit. NaN must sit where the reference has NaN. Outputs from
-   ``d.out`` start as NaN, so an element a kernel forgets to write fails.
+   ``d.out`` start as NaN, so an element a kernel forgets to write fails. bfloat16 outputs
+   (``uint16`` bit patterns, ``fastdl.kernels.BF16``; the mixed-precision copies ``A16``,
+   ``dZ16``, ``shadow``, a gathered batch) are compared as the float32 values they hold:
+   bit for bit when ``rtol = 0``, else to within one bfloat16 ulp (2^-8 relative), since a
+   float32 result an ulp away from the reference's may round to the neighbouring bfloat16.
 4. Every other array argument except ``scratch`` (workspaces) must be left unchanged.
 5. For each ``(output, input)`` in ``aliases`` the fast kernel runs again with the output
    buffer *being* the input array (``A is Z``: in-place use the contract allows), and its
@@ -64,7 +68,8 @@ from typing import Callable
 
 import numpy as np
 
-from fastdl.kernels import KERNELS
+from fastdl.kernels import BF16, KERNELS
+from fastdl.kernels import reference as _R
 
 #: ``config.PARALLEL_MIN_SIZE`` during the ``parallel`` cases: small enough that the cases stay
 #: cheap, large enough that the serial cases (real threshold, 2**20) differ from them.
@@ -75,6 +80,9 @@ RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 #: Default for the cuda kernels (float32 transcendental functions of the GPU libraries differ
 #: from NumPy's by ~2 ulp more).
 CUDA_RTOL = {np.float32: 2e-5, np.float64: 1e-12}
+#: One bfloat16 ulp, relative: the tolerance of bfloat16 outputs rounded from float32 results
+#: that may differ by float32 ulps (see the module docstring).
+BF16_RTOL = 2.0 ** -8
 #: Bit for bit (copies, masks).
 EXACT = {np.float32: 0.0, np.float64: 0.0, np.int64: 0.0}
 
@@ -103,13 +111,31 @@ class Draw:
         return z.astype(dtype or self.dtype)
 
     def out(self, shape, dtype=None):
-        """An output buffer poisoned with NaN (or -7 for integer dtypes)."""
+        """An output buffer poisoned with NaN (-7 for signed integer dtypes; for bfloat16
+        0x7FC1, a NaN pattern the rounding never writes: it writes sign | 0x7FC0)."""
         dt = np.dtype(dtype or self.dtype)
+        if dt == np.dtype(BF16):
+            return np.full(shape, 0x7FC1, dt)
         return np.full(shape, np.nan if dt.kind == "f" else -7, dt)
 
     def skip(self, dtype=None):
         """A size-0 buffer: "no bias" / "skip this optional output" in the kernel contract."""
         return np.zeros(0, dtype or self.dtype)
+
+    @property
+    def low(self):
+        """Whether bfloat16 (mixed-precision) variants apply: float32 data only."""
+        return self.dtype == np.float32
+
+    def no16(self, ndim=2):
+        """An empty bfloat16 buffer of ``ndim`` dimensions: "no bfloat16 copy"."""
+        return np.zeros((0,) * ndim, BF16)
+
+    def bf16(self, x):
+        """The bfloat16 bit patterns of ``x`` rounded from float32 (the reference's rule)."""
+        out = np.empty(np.shape(x), BF16)
+        _R.to_bfloat16(out, np.asarray(x, np.float32))
+        return out
 
 
 @dataclass(frozen=True)
@@ -190,6 +216,11 @@ def assert_output_close(got, ref, rtol, scale=None, what=""):
     got, ref = np.asarray(got), np.asarray(ref)
     assert got.shape == ref.shape and got.dtype == ref.dtype, \
         f"{what}: got {got.dtype}{got.shape}, the reference wrote {ref.dtype}{ref.shape}"
+    if got.dtype == np.dtype(BF16):             # bfloat16 bit patterns
+        if rtol == 0:
+            np.testing.assert_array_equal(got, ref, err_msg=what)
+            return
+        got, ref, rtol = widen_bf16(got), widen_bf16(ref), max(rtol, BF16_RTOL)
     if rtol == 0:
         np.testing.assert_array_equal(got, ref, err_msg=what)
         return
@@ -198,6 +229,11 @@ def assert_output_close(got, ref, rtol, scale=None, what=""):
         finite = np.abs(ref[np.isfinite(ref)]).astype(np.float64)
         scale = float(finite.max()) if finite.size else 1.0
     np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def widen_bf16(bits):
+    """float32 values of bfloat16 bit patterns."""
+    return (np.asarray(bits).astype(np.uint32) << 16).view(np.float32)
 
 
 def compare(name, case, args, ref_args, got_args, dtype, rtol_table, what, inputs=True,

@@ -3,6 +3,8 @@ are bit-identical in every backend (a counter-based hash), so outputs are compar
 
 import numpy as np
 
+from fastdl.kernels import BF16
+
 from . import EXACT, KernelCase
 
 #: (seed, step, layer, keep_prob): large counters, keep_prob 1 (identity) and tiny
@@ -17,9 +19,11 @@ def _inputs(d, m, n):
     return X
 
 
-def _forward(d, m, n, seed, step, layer, keep_prob):
-    return dict(A=d.out((m, n)), X=_inputs(d, m, n), seed=seed, step=step, layer=layer,
-                keep_prob=keep_prob)
+def _forward(d, m, n, seed, step, layer, keep_prob, low=False):
+    """``low``: the bfloat16 copy A16 is written too (mixed precision, float32 only)."""
+    A16 = d.out((m, n), BF16) if low and d.low else d.no16()
+    return dict(A=d.out((m, n)), A16=A16, X=_inputs(d, m, n), seed=seed, step=step,
+                layer=layer, keep_prob=keep_prob)
 
 
 def _backward(d, m, n, seed, step, layer, keep_prob):
@@ -32,8 +36,10 @@ CPU = [s + p for s in ((1, 1), (1, 17), (7, 1), (37, 53), (0, 5)) for p in DRAWS
 PARALLEL = [(37, 131) + p for p in DRAWS[:2]]
 
 CASES = {
-    "dropout_forward": KernelCase(draw=_forward, sim=SIM, cpu=CPU, parallel=PARALLEL,
-                                  outputs=("A",), aliases=(("A", "X"),), rtol=EXACT,
+    "dropout_forward": KernelCase(draw=_forward, sim=SIM + [SIM[1] + (True,)],
+                                  cpu=CPU + [p + (True,) for p in CPU[::3]],
+                                  parallel=PARALLEL + [PARALLEL[0] + (True,)],
+                                  outputs=("A", "A16"), aliases=(("A", "X"),), rtol=EXACT,
                                   cpu_parallel=True),
     "dropout_backward": KernelCase(draw=_backward, sim=SIM, cpu=CPU, parallel=PARALLEL,
                                    outputs=("dX",), aliases=(("dX", "dA"),), rtol=EXACT,

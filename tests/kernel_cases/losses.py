@@ -96,6 +96,44 @@ for _name, _inp, _grad in (("softmax_cross_entropy", "Z", "dZ"),
         aliases=((_grad, _inp),), scale=_scale, cpu_parallel=False)
 
 
+def _poisson(d, m, c, weights=None):
+    """Log-means in [-20, 20] (the cuda kernel's exp works in the input dtype: float32 keeps
+    exp(20)) with zeros; counts with zeros, a large count and a fractional rate. ``weights``:
+    "random" / "zero" as ``_weighted``, None for the unweighted kernel."""
+    Z = np.clip(d.hostile((m, c), 3.0), -20, 20).astype(d.dtype)
+    Y = d.rng.poisson(1.5, (m, c)).astype(np.float64)
+    Y.reshape(-1)[0] = 500.0
+    Y.reshape(-1)[-1] = 0.25 if Y.size > 1 else Y.reshape(-1)[-1]
+    args = dict(loss=d.out((1,), np.float64), dZ=d.out((m, c)), Z=Z, Y=Y.astype(d.dtype))
+    if weights is not None:
+        w = np.zeros(m, d.dtype) if weights == "zero" else (3 * d.rng.random(m) + 0.1).astype(
+            d.dtype)
+        args.update(w=w, wsum=float(w.astype(np.float64).sum()))
+    return args
+
+
+def _poisson_cost_scale(args):
+    """The deviance's terms exp(z) - y z + y log y - y cancel near the optimum; compare the cost
+    at the scale of its largest row sum of |terms|."""
+    z = args["Z"].astype(np.float64)
+    y = args["Y"].astype(np.float64)
+    ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
+    return float((np.exp(z) + np.abs(y * z) + np.abs(ylogy) + y).sum(axis=1).max(initial=0.0))
+
+
+CASES["exp_half_poisson_deviance"] = KernelCase(
+    draw=_poisson, sim=[(3, 4), (9, 5), (1, 1)],
+    cpu=[(1, 1), (1, 3), (7, 17), (129, 17), (2, 1100)], parallel=[(37, 131)],
+    outputs=("loss", "dZ"), aliases=(("dZ", "Z"),), scale={"loss": _poisson_cost_scale},
+    cpu_parallel=False)
+CASES["weighted_exp_half_poisson_deviance"] = KernelCase(
+    draw=_poisson, sim=[(3, 4, "random"), (9, 5, "random"), (3, 4, "zero")],
+    cpu=[(1, 1, "random"), (7, 17, "random"), (129, 3, "random"), (7, 17, "zero")],
+    parallel=[(37, 131, "random")],
+    outputs=("loss", "dZ"), aliases=(("dZ", "Z"),), scale={"loss": _poisson_cost_scale},
+    cpu_parallel=False)
+
+
 def _correct(d, m, c, loss, weights, ties=False):
     """Logits with both signs around 0 (and, with ``ties``, equal maxima, NaN-free), targets
     one-hot / probability rows (softmax) or 0-1 / soft labels (sigmoid), weights or none."""

@@ -3,13 +3,16 @@
 A case is ``(n, config, clip, flavour, n_l2)``: ``config`` indexes the optimizer's
 hyperparameter sets below, ``clip`` is ``(max_norm, clip_value)`` of the inline clipping (inf:
 off), ``flavour`` is "normal", "zeros" (every other gradient 0) or "nan" (one NaN gradient),
-``n_l2`` the length of the weight prefix the L2 term applies to. Gradients are scaled by 10
+``n_l2`` the length of the weight prefix the L2 term applies to; an optional sixth entry
+``n_shadow`` is the length of the bfloat16 weight shadow the update also writes (mixed
+precision: the first ``n_shadow`` parameters, float32 only; 0 or float64: no shadow). Gradients are scaled by 10
 when clipping is on, so that it bites; ``sum_sq`` is NaN when norm clipping is off (a kernel
 that reads it then fails).
 """
 
 import numpy as np
 
+from fastdl.kernels import BF16
 from fastdl.kernels.cpu import optim as cpu_optim
 
 from . import KernelCase
@@ -37,9 +40,10 @@ CLIPS = [(INF, INF), (1.0, INF), (1e9, INF), (INF, 0.5), (2.0, 0.3)]
 
 
 def _draw(name):
-    def draw(d, n, config, clip, flavour, n_l2):
+    def draw(d, n, config, clip, flavour, n_l2, n_shadow=0):
         args = dict(CONFIGS[name][config])
         args["params"] = d.normal(n)
+        args["shadow"] = d.out(n_shadow, BF16) if n_shadow and d.low else d.no16(1)
         for row, sign in STATE[name]:
             args[row] = d.normal(n) if sign == "any" else d.normal(n) ** 2
         g = d.normal(n, 1.0 if clip == (INF, INF) else 10.0)
@@ -68,12 +72,21 @@ PARALLEL = ([(3 * B + 7, 1, (INF, INF), "normal", n_l2)
             + [(3 * B + 7, 0, (INF, INF), "nan", B - 1),
                (2 * B + 7, 1, (2.0, 0.3), "normal", B + 3), (2 * B + 7, 0, (1.0, INF), "nan", 5)])
 SIM = [(11, cfg, clip, "normal", 6) for cfg in (0, 1) for clip in CLIPS] \
-    + [(11, 1, CLIPS[4], "nan", 3)]
+    + [(11, 1, CLIPS[4], "nan", 3), (11, 1, CLIPS[0], "normal", 6, 6),
+       (11, 0, CLIPS[4], "normal", 4, 6)]
+#: the shadow: the whole weight prefix (its length n_decay = n_l2 in the model), shorter and
+#: longer than the L2 prefix, with clipping; across blocks and ending inside one (parallel)
+CPU += [(n, cfg, clip, "normal", n_l2, n_sh) for n in (7, 1000) for cfg in (0, 1)
+        for clip in (CLIPS[0], CLIPS[4]) for n_l2, n_sh in ((n // 2, n // 2), (n // 3, n - 1),
+                                                            (n, 1))]
+PARALLEL += [(3 * B + 7, 1, (INF, INF), "normal", 2 * B + 17, 2 * B + 17),
+             (3 * B + 7, 0, (2.0, 0.3), "normal", B - 1, 3 * B + 7),
+             (3 * B + 7, 1, (INF, INF), "normal", 3 * B, B + 5)]
 
 #: float32: the update's few operations round differently in fused (cpu/cuda) and NumPy
 #: (reference) evaluation order; the parameters are compared at their own scale (~1)
 CASES = {name: KernelCase(draw=_draw(name), sim=SIM, cpu=CPU, parallel=PARALLEL,
-                          outputs=("params",) + tuple(r for r, _ in STATE[name]),
+                          outputs=("params", "shadow") + tuple(r for r, _ in STATE[name]),
                           rtol={np.float32: 2e-6, np.float64: 1e-14},
                           cuda_rtol={np.float32: 8e-5, np.float64: 4e-12},
                           cpu_parallel=True)

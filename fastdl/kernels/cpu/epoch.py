@@ -115,6 +115,18 @@ def _loss_grad(loss, At, dAt, Y, rows, mb):
                 total -= y * logp
                 dAt[u, r] = (np.exp(logp) * ysum - y) / mb
         return total / mb
+    if loss == 3:  # exp + half Poisson deviance (losses._poisson_element)
+        for u in range(k):
+            z_u = At[u]
+            d_u = dAt[u]
+            for r in range(n):
+                z = np.float64(z_u[r])
+                y = np.float64(Y[rows[r], u])
+                mu = np.exp(z)
+                ylogy = y * np.log(y) if y > 0.0 else 0.0
+                total += mu - y * z + (ylogy - y)
+                d_u[r] = (mu - y) / mb
+        return total / mb
     n_el = k * n  # mean squared error
     for u in range(k):
         a_u = At[u]

@@ -133,6 +133,31 @@ def _mse_serial(loss, dA, A, Y):
     loss[0] = total / n
 
 
+@jit(inline="always")
+def _poisson_element(z, y):
+    """(half deviance exp(z) - y z + y log y - y, exp(z) - y) of one element, in float64."""
+    mu = np.exp(z)
+    ylogy = y * np.log(y) if y > 0.0 else 0.0
+    return mu - y * z + (ylogy - y), mu - y
+
+
+@jit
+def _poisson(loss, dZ, Z, Y, w, inv):
+    """Row pass: row i's cost and gradient scaled by w[i] * inv (w empty: by inv)."""
+    total = 0.0
+    weighted = w.shape[0] > 0
+    for i in range(Z.shape[0]):
+        z_i, y_i, dz_i = Z[i], Y[i], dZ[i]
+        scale = np.float64(w[i]) * inv if weighted else inv
+        row = 0.0
+        for j in range(z_i.shape[0]):
+            cost, grad = _poisson_element(np.float64(z_i[j]), np.float64(y_i[j]))
+            row += cost
+            dz_i[j] = grad * scale
+        total += scale * row
+    loss[0] = total
+
+
 def _empty_batch(loss, Z):
     if Z.shape[0] == 0:  # the reference's 0/0
         loss[0] = np.nan
@@ -165,6 +190,13 @@ def mean_squared_error(loss, dA, A, Y):
     if _empty_batch(loss, A):
         return
     _mse_serial(loss, dA, A, Y)
+
+
+def exp_half_poisson_deviance(loss, dZ, Z, Y):
+    """Fused element pass in float64 (cost and dZ) without temporaries."""
+    if _empty_batch(loss, Z):
+        return
+    _poisson(loss, dZ, Z, Y, Z[:0, 0], 1.0 / Z.shape[0])
 
 
 # ------------------------------------------------------------------------- weighted variants
@@ -229,6 +261,11 @@ def weighted_sigmoid_binary_cross_entropy(loss, dZ, Z, Y, w, wsum):
 def weighted_mean_squared_error(loss, dA, A, Y, w, wsum):
     """Fused element pass in float64, each row scaled by w_i / (wsum k)."""
     _wmse(loss, dA, A, Y, w, _inv(wsum, A.shape[1]))
+
+
+def weighted_exp_half_poisson_deviance(loss, dZ, Z, Y, w, wsum):
+    """Fused element pass in float64, each row scaled by w_i / wsum."""
+    _poisson(loss, dZ, Z, Y, w, _inv(wsum))
 
 
 # ------------------------------------------------------------------------ correct predictions

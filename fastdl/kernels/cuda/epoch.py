@@ -33,16 +33,17 @@ import numpy as np
 from numba import cuda
 
 from ... import config
-from ._device import SHARED_SIZE, as_device, as_host, block_sum, blocks, \
+from ._device import SHARED_SIZE, as_device, as_host, block_sum, blocks, empty_bf16, \
     per_dtype, tpb
 from .activations import _act_fns
 from .batching import _gather_rows_kernel
 from .dense import dense_backward, dense_forward
-from .losses import MSE, SIGMOID_BCE, SOFTMAX_CE, _argmax_row, _correct_into, _loss_into
+from .losses import (MSE, POISSON, SIGMOID_BCE, SOFTMAX_CE, _argmax_row, _correct_into,
+                     _loss_into, _poisson_cost)
 from .optim import _bias_corrections, _derived_hyper, _fused_update, _update_fns
 from .reductions import _sum_squares_partials
 
-_LOSS_KINDS = (SIGMOID_BCE, SOFTMAX_CE, MSE)  # fastdl.kernels.LOSSES codes 0, 1, 2
+_LOSS_KINDS = (SIGMOID_BCE, SOFTMAX_CE, MSE, POISSON)  # fastdl.kernels.LOSSES codes 0..3
 
 
 def _per_batch_scalars(m, batch_size, k_out, loss, l2, n_l2, opt_kind, hyper, step):
@@ -145,6 +146,10 @@ def _train_epoch_kernel(T):
                         acc += (max(z, T(0)) - z * y) + math.log1p(ez)
                         sig = T(1) / (T(1) + ez) if z >= T(0) else ez / (T(1) + ez)
                         ws[dout_off + e] = (sig - y) * scale
+                    elif loss == 3:  # exp + half Poisson deviance
+                        mu = math.exp(z)
+                        acc += _poisson_cost(z, y, mu, T(0))
+                        ws[dout_off + e] = (mu - y) * scale
                     else:  # mean squared error
                         diff = z - y
                         acc += diff * diff
@@ -282,6 +287,7 @@ def _train_epoch_launches(costs, correct, params, grads, state, ws, X, Y, order,
     last = full if last_mb == batch_size else views(last_mb)
     no_dx = ws[:0]
     no_w = ws[:0]
+    no16 = empty_bf16()          # no bfloat16 copies: the epoch computes in the params' dtype
     for bi in range(n_batches):
         start = bi * batch_size
         mb = min(batch_size, m - start)
@@ -289,7 +295,7 @@ def _train_epoch_launches(costs, correct, params, grads, state, ws, X, Y, order,
         _gather_rows_kernel[blocks(mb * n_in), tpb()](Xb, X, order, start, mb)
         inp = Xb
         for li, (W, b, _, _, act) in enumerate(layers):
-            dense_forward(acts[li], inp, W, b, act, alpha)
+            dense_forward(acts[li], no16, inp, W, b, act, alpha)
             inp = acts[li]
         extra = None
         if l2 != 0.0 and n_l2 > 0:
@@ -300,8 +306,8 @@ def _train_epoch_launches(costs, correct, params, grads, state, ws, X, Y, order,
             _correct_into(correct, bi, acts[-1], Y, no_w, loss, order, start)
         for li in range(n_layers - 1, -1, -1):
             W, _, dW, db, act = layers[li]
-            dense_backward(douts[li - 1] if li > 0 else no_dx, dW, db, douts[li], acts[li],
-                           acts[li - 1] if li > 0 else Xb, W, act, alpha)
+            dense_backward(douts[li - 1] if li > 0 else no_dx, dW, db, no16, douts[li],
+                           acts[li], acts[li - 1] if li > 0 else Xb, W, act, alpha)
         _fused_update(params, grads, state_rows, opt_kind, hyper_h, step + bi + 1, l2 / mb, n_l2)
 
 

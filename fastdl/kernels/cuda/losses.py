@@ -16,6 +16,9 @@ instead of gathering Y first.
 rule, in the dtype of Z: counts are exact up to 2^24 rows), reduced the same way; it also takes
 ``order, start`` for the epoch launcher and an optional ``W`` (size 0: unweighted).
 
+The Poisson deviance is one thread per element like the binary cross-entropy (its ``y log y``
+term is computed in the input dtype too).
+
 The weighted variants (``weighted_*``, see the reference) use their own stage-1 kernels, with
 ``W`` (m,) in place of the shuffle indirection (the step path gathers the batch's rows, weights
 included, before the loss): row r's terms are multiplied by ``W[r]`` and ``scale`` is
@@ -30,7 +33,7 @@ from numba import cuda
 from ._device import (SHARED_SIZE, block_sum, empty_index, finish, per_dtype, reduce_blocks,
                       scratch, tpb)
 
-SOFTMAX_CE, SIGMOID_BCE, MSE = "softmax_ce", "sigmoid_bce", "mse"
+SOFTMAX_CE, SIGMOID_BCE, MSE, POISSON = "softmax_ce", "sigmoid_bce", "mse", "poisson"
 
 
 @cuda.jit(device=True, inline="always")
@@ -114,6 +117,55 @@ def _mean_squared_error_kernel(T):
     return kernel
 
 
+@cuda.jit(device=True, inline="always")
+def _poisson_cost(z, y, mu, zero):
+    """exp(z) - y z + y log y - y (the half deviance; y log y = 0 at y = 0), given mu = exp(z)."""
+    ylogy = y * math.log(y) if y > zero else zero
+    return (mu - y * z) + (ylogy - y)
+
+
+@per_dtype
+def _exp_half_poisson_deviance_kernel(T):
+    @cuda.jit
+    def kernel(out, k, scale, partial, direct, dZ, Z, Y, order, start):
+        """One thread per element: exp(z) - y z + y log y - y; dZ = (exp(z) - y) m^-1."""
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        n = Z.shape[1]
+        acc = T(0)
+        for i in range(cuda.grid(1), Z.shape[0] * n, cuda.gridsize(1)):
+            r = i // n
+            c = i - r * n
+            yr = order[start + r] if order.shape[0] > 0 else r
+            z = Z[r, c]
+            y = Y[yr, c]
+            mu = math.exp(z)
+            acc += _poisson_cost(z, y, mu, T(0))
+            dZ[r, c] = (mu - y) * scale
+        _emit(out, k, scale, partial, direct, block_sum(sh, acc))
+    return kernel
+
+
+@per_dtype
+def _weighted_exp_half_poisson_deviance_kernel(T):
+    @cuda.jit
+    def kernel(out, k, scale, partial, direct, dZ, Z, Y, W):
+        """One thread per element: W[r] * half deviance; dZ = (exp(z) - y) W[r] scale."""
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        n = Z.shape[1]
+        acc = T(0)
+        for i in range(cuda.grid(1), Z.shape[0] * n, cuda.gridsize(1)):
+            r = i // n
+            c = i - r * n
+            w = W[r]
+            z = Z[r, c]
+            y = Y[r, c]
+            mu = math.exp(z)
+            acc += w * _poisson_cost(z, y, mu, T(0))
+            dZ[r, c] = (mu - y) * (w * scale)
+        _emit(out, k, scale, partial, direct, block_sum(sh, acc))
+    return kernel
+
+
 @per_dtype
 def _weighted_softmax_cross_entropy_kernel(T):
     @cuda.jit
@@ -189,12 +241,14 @@ def _weighted_mean_squared_error_kernel(T):
 
 _WEIGHTED = {SOFTMAX_CE: _weighted_softmax_cross_entropy_kernel,
              SIGMOID_BCE: _weighted_sigmoid_binary_cross_entropy_kernel,
-             MSE: _weighted_mean_squared_error_kernel}
+             MSE: _weighted_mean_squared_error_kernel,
+             POISSON: _weighted_exp_half_poisson_deviance_kernel}
 
 
 _KERNELS = {SOFTMAX_CE: _softmax_cross_entropy_kernel,
             SIGMOID_BCE: _sigmoid_binary_cross_entropy_kernel,
-            MSE: _mean_squared_error_kernel}
+            MSE: _mean_squared_error_kernel,
+            POISSON: _exp_half_poisson_deviance_kernel}
 
 
 def _loss_into(kind, out, k, dZ, Z, Y, order=None, start=0, extra=None):
@@ -213,6 +267,10 @@ def _loss_into(kind, out, k, dZ, Z, Y, order=None, start=0, extra=None):
     if not direct:
         p2, n2, s2 = extra if extra is not None else (None, 0, 0.0)
         finish(out, k, partial, nb, inv, p2, n2, s2)
+
+
+def exp_half_poisson_deviance(loss, dZ, Z, Y):
+    _loss_into(POISSON, loss, 0, dZ, Z, Y)
 
 
 def softmax_cross_entropy(loss, dZ, Z, Y):
@@ -252,6 +310,10 @@ def weighted_sigmoid_binary_cross_entropy(loss, dZ, Z, Y, w, wsum):
 
 def weighted_mean_squared_error(loss, dA, A, Y, w, wsum):
     _weighted_loss_into(MSE, loss, dA, A, Y, w, wsum)
+
+
+def weighted_exp_half_poisson_deviance(loss, dZ, Z, Y, w, wsum):
+    _weighted_loss_into(POISSON, loss, dZ, Z, Y, w, wsum)
 
 
 # ------------------------------------------------------------------------ correct predictions

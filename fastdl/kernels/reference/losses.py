@@ -14,6 +14,13 @@ sigmoid_binary_cross_entropy (logits Z, targets Y in [0, 1], (m, k)):
     (summed over the k outputs, mean over examples; k = 1 is the course's cost exactly)
 mean_squared_error (predictions A, targets Y, (m, k)), as PyTorch MSELoss / Keras 'mse':
     J  = (1/(m k)) sum (a - y)^2          dA = 2 (a - y) / (m k)
+exp_half_poisson_deviance (log-means Z, counts or rates Y >= 0, (m, k)): the half Poisson
+deviance of mu = exp(z) (log link fused with the loss, as softmax/sigmoid are), summed over the
+k outputs and averaged over examples, as scikit-learn 1.9's ``MLPRegressor(loss="poisson")``
+(``sklearn/neural_network/_base.py:poisson_loss``, ``xlogy(y, y / mu) - y + mu``):
+    J  = (1/m) sum_i sum_j [exp(z) - y z + y log y - y]     (y log y = 0 at y = 0)
+    dZ = (exp(z) - y) / m
+    J is 0 at a perfect fit (mu = y) and the gradient is scikit-learn's delta ``mu - y``.
 
 Weighted variants (``weighted_<loss>(loss, dZ, Z, Y, w, wsum)``): per-example weights ``w``
 (m,) >= 0 with ``wsum = sum_i w_i`` given by the caller (it needs the sum on the host anyway,
@@ -22,7 +29,8 @@ cost and gradient are multiplied by w_i, and the mean over m becomes the weighte
 
     J  = sum_i w_i l_i / wsum             dZ_i = w_i (dl_i/dz_i) / wsum
 
-with l_i the row's cost above (for mse: sum_j (a_ij - y_ij)^2 / k). This is scikit-learn's
+with l_i the row's cost above (for mse: sum_j (a_ij - y_ij)^2 / k; for the Poisson deviance
+the row's sum over its k outputs). This is scikit-learn's
 ``MLPClassifier``/``MLPRegressor`` weighting (``_multilayer_perceptron._backprop``: deltas times
 sample_weight, gradients divided by sample_weight.sum()); Keras divides by m instead. All-ones
 weights give the unweighted kernels' values (to rounding). ``wsum == 0`` (a batch whose
@@ -68,6 +76,22 @@ def mean_squared_error(loss, dA, A, Y):
     dA[...] = 2.0 * diff / n
 
 
+def _poisson_terms(Z, Y):
+    """(per-element half deviance exp(z) - y z + y log y - y, exp(z) - y) in float64."""
+    z = Z.astype(np.float64)
+    y = Y.astype(np.float64)
+    mu = np.exp(z)
+    ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
+    return mu - y * z + (ylogy - y), mu - y
+
+
+def exp_half_poisson_deviance(loss, dZ, Z, Y):
+    m = Z.shape[0]
+    cost, grad = _poisson_terms(Z, Y)
+    loss[0] = cost.sum() / m
+    dZ[...] = grad / m
+
+
 def _inv_weight_sum(wsum):
     return 1.0 / wsum if wsum > 0 else 0.0
 
@@ -97,6 +121,13 @@ def weighted_mean_squared_error(loss, dA, A, Y, w, wsum):
     diff = A.astype(np.float64) - Y
     loss[0] = (scale * diff * diff).sum()
     dA[...] = 2.0 * diff * scale
+
+
+def weighted_exp_half_poisson_deviance(loss, dZ, Z, Y, w, wsum):
+    scale = np.asarray(w, dtype=np.float64)[:, None] * _inv_weight_sum(wsum)
+    cost, grad = _poisson_terms(Z, Y)
+    loss[0] = (scale * cost).sum()
+    dZ[...] = grad * scale
 
 
 def correct_predictions(out, Z, Y, w, loss):

@@ -17,7 +17,7 @@ from .nn import Activation, Dense, Layer, Sequential
 from .nn import BatchNorm, Dropout
 from .data import Augment, Standardizer
 from .train import EarlyStopping
-from .io import load
+from .nn.sequential import load
 from .model_file import ModelFileError
 from .optim import EWA, ewa
 from .train import Callback, DivergenceError, History

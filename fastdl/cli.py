@@ -524,7 +524,7 @@ def _resume_optimizer(path, opt, lr, schedule):
     step counter are loaded into it by fit). No ``--lr`` and no schedule: the checkpoint's own
     optimizer, so its learning rate carries on. A schedule sets the lr every epoch from ``--lr``
     (or the optimizer's default), as in the first run."""
-    from .io import load
+    from .nn.sequential import load
     ck = load(path)
     saved, epochs = ck.optimizer, ck.epochs_trained
     if saved is None or type(saved) is not type(opt):
@@ -546,7 +546,7 @@ def _print_paused(a, model):
     if not os.path.exists(a.checkpoint):
         print(f"no epoch finished, so {a.checkpoint} was not written", file=sys.stderr)
         return
-    from .io import load
+    from .nn.sequential import load
     # read from the file, not the model: Ctrl-C during a save leaves the previous checkpoint
     saved = load(a.checkpoint).epochs_trained
     print(f"paused: {a.checkpoint} holds the model after epoch {saved}.\n"

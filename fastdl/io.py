@@ -18,6 +18,10 @@ What the file holds (every entry a plain array; ``np.load(path, allow_pickle=Fal
                                       fit started from, and other step counters of the model
     history                           the History of the current fit, as JSON
 
+``fd.load`` (``nn/sequential.py``: it builds a Sequential, which this module never imports,
+so the model, the training loop and this module import each other in one direction only)
+reads a file through :func:`read` and :func:`restore`.
+
 Atomic write: the arrays go to a temporary file in the target's directory, which is flushed,
 fsync'ed and then renamed over the target with ``os.replace`` (atomic on POSIX and Windows), and
 the directory is fsync'ed; a write killed midway leaves the previous file intact and at worst
@@ -217,28 +221,14 @@ def _restore(model, f, weights):
             setattr(model, name, f[f"counter/{name}"])
 
 
-def load(path, backend=None):
-    """The model saved at ``path`` (``model.save`` / ``ModelCheckpoint``), with
-    ``model.optimizer`` (ready to continue training) and ``model.standardizer`` when they were
-    saved. ``backend``: where to put it (default: ``config.DEFAULT_BACKEND``).
-
-    A damaged file, or one that is not a fastdl model, raises :class:`ModelFileError` (a
-    ``ValueError``) naming the file, the member and what was expected; see :func:`read`."""
-    from .backend import check_name
-    from .nn.sequential import Sequential
-    if backend is not None:
-        check_name(backend)          # a bad argument is the caller's error, not the file's
-    f = read(path)
-    try:
-        model = Sequential.from_config(f["architecture"].config, backend=backend)
-    except (TypeError, ValueError) as e:    # e.g. a loss that does not fit the output layer
-        raise ModelFileError(f.path, "architecture", f"describes a model that cannot be built "
-                             f"({type(e).__name__}: {e})",
-                             "the get_config() of a model that was built") from None
+def restore(model, f):
+    """Put the contents of the checked model file ``f`` (:func:`read`) into ``model``, a
+    model built from its architecture (``fd.load``, in ``nn/sequential.py``): parameters and
+    layer state, counters, ``model.optimizer`` (ready to continue training) and
+    ``model.standardizer`` when they were saved."""
     model.optimizer = _optimizer_from(f)
     model.standardizer = _standardizer_from(f)
     _restore(model, f, _weights(model, f))
-    return model
 
 
 _IGNORED_LAYER_KEYS = ("init", "init_scale")

@@ -95,8 +95,7 @@ class Architecture:
 def architecture(cfg, mf):
     """Check the parsed architecture JSON key by key, build its layers' shapes (nothing is
     allocated) and return the :class:`Architecture`."""
-    from .nn.layers import LAYER_TYPES, layer_from_config
-    from .nn.sequential import build_layers, tensor_specs
+    from .nn.layers import LAYER_TYPES, build_layers, layer_from_config, tensor_specs
     if not isinstance(cfg, dict):
         raise Refused("a JSON object (model.get_config())", f"found {_short(cfg)}")
     for k, key in ARCHITECTURE_KEYS.items():

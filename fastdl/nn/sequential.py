@@ -23,7 +23,8 @@ from .._validation import (as_features, as_sample_weight, as_targets, check_dtyp
 from ..backend import check_name, get_backend, is_device_array
 from ..kernels import ACTIVATIONS, LINEAR
 from ..params import FlatParams
-from .layers import OUTPUT_ONLY, Activation, Dense, Layer, layer_from_config
+from .layers import (OUTPUT_ONLY, Activation, Dense, Layer, build_layers,  # noqa: F401
+                     layer_from_config, tensor_specs)
 from .losses import get_loss
 
 #: Rows per chunk in predict/evaluate: bounds workspace memory for large inputs.
@@ -40,28 +41,6 @@ def _pair(pair, name):
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise ValueError(f"{name} must be a tuple (X, y)")
     return pair
-
-
-def build_layers(layers, input_dim):
-    """Give ``layers`` their shapes for an input of ``input_dim`` features (no memory is
-    allocated); returns the output width. A layer may adjust the one before it first
-    (BatchNorm drops a linear Dense's bias)."""
-    for prev, layer in zip(layers, layers[1:]):
-        layer.prepare_previous(prev)
-    dim = input_dim
-    for layer in layers:
-        dim = layer.build(dim)
-    return dim
-
-
-def tensor_specs(layers):
-    """(layer, name, is_state, shape) of every ``get_weights()`` entry of built ``layers``, in
-    that order: per layer its parameters, then its non-trainable state (BatchNorm: gamma,
-    beta, running_mean, running_var). The model file reader (``fastdl/model_schema.py``)
-    checks a file's tensors against it before a model is allocated."""
-    return [spec for i, layer in enumerate(layers) for spec in
-            [(i, s.name, False, tuple(s.shape)) for s in layer.param_specs(i)]
-            + [(i, n, True, tuple(layer.state_shape(n))) for n in layer.state_names]]
 
 
 class Sequential:
@@ -427,11 +406,15 @@ class Sequential:
         (the whole-epoch fused kernel has no weights).
         """
         from ..train.loop import fit
+        strategy = None                 # one process (fastdl/train/strategy.py)
+        if distributed is not False and distributed is not None:
+            from ..distributed.trainer import resolve
+            strategy = resolve(distributed)
         return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                    shuffle=shuffle, lr_schedule=lr_schedule, drop_last=drop_last,
-                   resume_from=resume_from, augment=augment, distributed=distributed,
-                   sample_weight=sample_weight)
+                   resume_from=resume_from, augment=augment, sample_weight=sample_weight,
+                   strategy=strategy)
 
     # ---------------------------------------------------------------- inference API
     def _outputs(self, Xc):
@@ -622,3 +605,26 @@ class Sequential:
     def __repr__(self):
         return (f"Sequential({len(self.layers)} layers, input_dim={self.input_dim}, "
                 f"loss={self.loss.name!r}, params={self.params.size})")
+
+
+def load(path, backend=None):
+    """The model saved at ``path`` (``model.save`` / ``ModelCheckpoint``), with
+    ``model.optimizer`` (ready to continue training) and ``model.standardizer`` when they were
+    saved. ``backend``: where to put it (default: ``config.DEFAULT_BACKEND``). ``fd.load``.
+
+    A damaged file, or one that is not a fastdl model, raises
+    :class:`~fastdl.model_file.ModelFileError` (a ``ValueError``) naming the file, the member
+    and what was expected; see :func:`fastdl.io.read`."""
+    from .. import io
+    from ..model_file import ModelFileError
+    if backend is not None:
+        check_name(backend)          # a bad argument is the caller's error, not the file's
+    f = io.read(path)
+    try:
+        model = Sequential.from_config(f["architecture"].config, backend=backend)
+    except (TypeError, ValueError) as e:    # e.g. a loss that does not fit the output layer
+        raise ModelFileError(f.path, "architecture", f"describes a model that cannot be built "
+                             f"({type(e).__name__}: {e})",
+                             "the get_config() of a model that was built") from None
+    io.restore(model, f)
+    return model

@@ -21,11 +21,9 @@ from .. import config
 from .._validation import check_float, check_int, check_rows
 from ..data.batches import batch_sizes, epoch_order, make_source  # noqa: F401 (epoch_order)
 from .callbacks import Callback, History
+from .errors import DivergenceError  # noqa: F401 (fastdl.train.loop.DivergenceError)
 from .progress import make_progress
-
-
-class DivergenceError(FloatingPointError):
-    """Training produced a non-finite cost; the model keeps its last finite parameters."""
+from .strategy import SingleProcess
 
 
 def check_optimizer(optimizer):
@@ -77,13 +75,12 @@ def _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2, validation_d
 
 
 def _fused_layout(model, optimizer, wants_batches, weighted=False):
-    """The fused-epoch kernel's arguments, or None when the step path must be used."""
+    """The fused-epoch kernel's arguments, or None when the step path must be used
+    (``wants_batches``: a per-step hook is needed: batch callbacks, a distributed reduce)."""
     bk = model._bk
     if not (bk.fused_epoch and model._dense_only) or wants_batches:
         return None
     if weighted:        # train_epoch has no per-example weights: their batches take the step path
-        return None
-    if getattr(model, "_dist", None) is not None:   # distributed: an allreduce every step
         return None
     # On the host the fused kernel pays only for tiny nets; a device backend's train_epoch picks
     # its one-block kernel or per-batch launches itself, without the step path's per-batch Python.
@@ -177,7 +174,7 @@ def _diverged(model, snapshot, epoch, batch, cost):
 
 
 def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, epoch,
-               snapshot, check_each, progress=None, prepare=None):
+               snapshot, check_each, progress=None, prepare=None, strategy=None):
     """One epoch, batch by batch, from ``source`` (``data/batches.py``: in memory or streamed).
     ``prepare(Xb, epoch, batch)``, when given, edits each gathered training batch in place
     (standardization of streamed rows, data augmentation: ``_batch_hook``)."""
@@ -191,9 +188,9 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     losses = bk.zeros((nb,), np.float64)
     sqs = bk.zeros((nb,), np.float64)
     cost = None
-    # fastdl.distributed: ws holds this rank's rows of the global batch b of mb rows (maybe
-    # none: ws.m == 0); dist.reduce makes p.grad and losses[b] the global batch's
-    dist = getattr(model, "_dist", None)
+    # distributed: ws holds this rank's rows of the global batch b of mb rows (maybe none:
+    # ws.m == 0); strategy.reduce makes p.grad and losses[b] the global batch's
+    strategy = SingleProcess() if strategy is None else strategy
     batches = source.batches(model, model.seed, epoch, bs, shuffle, drop_last)
     try:
         for b, ws, mb in batches:
@@ -208,8 +205,7 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
                                   ws.wb, ws.wsum)
             elif ws.m:
                 model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1])
-            if dist is not None:
-                dist.reduce(model, ws, mb, losses[b:b + 1], sqs[b:b + 1], l2)
+            strategy.reduce(model, ws, mb, losses[b:b + 1], sqs[b:b + 1], l2)
             # a batch of zero total weight has no data: no L2 term either (not l2/0)
             l2_m = l2 / denom if denom else 0.0
             if check_each:
@@ -263,19 +259,20 @@ def _batch_hook(model, source, augment):
 
 def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
         callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
-        resume_from=None, augment=None, distributed=False, sample_weight=None, _dp=None):
-    if distributed and sample_weight is not None:
-        raise NotImplementedError(
-            "sample_weight with distributed training is not supported: the ranks' shards carry "
-            "no weights (and the allreduce divides by the global batch size, not its weight "
-            "sum); train with distributed=False, or without sample_weight")
-    if distributed and _dp is None:     # one rank of a data-parallel job: fastdl/distributed
-        from ..distributed.trainer import run_distributed
-        return run_distributed(fit, model, distributed, X, y, optimizer=optimizer,
-                               epochs=epochs, batch_size=batch_size, l2=l2,
-                               validation_data=validation_data, callbacks=callbacks,
-                               verbose=verbose, shuffle=shuffle, lr_schedule=lr_schedule,
-                               drop_last=drop_last, resume_from=resume_from, augment=augment)
+        resume_from=None, augment=None, sample_weight=None, strategy=None):
+    """``Sequential.fit`` (see its docstring). ``strategy``: how the run is spread over
+    processes (``strategy.py``; None: :class:`SingleProcess`, one process)."""
+    strategy = SingleProcess() if strategy is None else strategy
+    strategy.check_arguments(sample_weight=sample_weight)
+    return strategy.run(model, lambda: _fit_process(
+        model, X, y, optimizer, epochs, batch_size, l2, validation_data, callbacks, verbose,
+        shuffle, lr_schedule, drop_last, resume_from, augment, sample_weight, strategy))
+
+
+def _fit_process(model, X, y, optimizer, epochs, batch_size, l2, validation_data, callbacks,
+                 verbose, shuffle, lr_schedule, drop_last, resume_from, augment, sample_weight,
+                 strategy):
+    """This process's part of the run: arguments, resume, data source, then :func:`_fit`."""
     from ..optim import SGD
     if augment is not None:
         _check_augment(model, augment)
@@ -285,20 +282,17 @@ def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation
     elif resume_from is not None:    # weights, counters, seed, optimizer state, standardizer,
         from ..io import resume_into  # history: first, so the inputs see the saved standardizer
         optimizer, resumed = resume_into(model, resume_from, optimizer)
-    if _dp is not None:                     # rank 0 fits it, every rank gets rank 0's
-        _dp.fit_standardizer(model, X)
-    elif model.standardizer is not None:    # fitted on the training inputs only, once
-        model.standardizer._fit_for(model, X)
+    strategy.fit_standardizer(model, X)     # distributed: rank 0 fits it, every rank gets it
     source, val, callbacks = _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2,
                                              validation_data, callbacks, verbose, lr_schedule,
                                              sample_weight)
-    if _dp is not None:     # agree on the run, broadcast rank 0's model, shard the batches
-        source = _dp.setup(model, source, epochs, batch_size, float(l2), shuffle, drop_last)
+    # distributed: agree on the run, broadcast rank 0's model, shard the batches
+    source = strategy.setup(model, source, epochs, batch_size, float(l2), shuffle, drop_last)
     model._epoch_start = None
     try:
         return _fit(model, source, optimizer, epochs, batch_size, float(l2), val, callbacks,
                     verbose, shuffle, lr_schedule, bool(drop_last), resumed, SGD,
-                    augment=augment)
+                    augment=augment, strategy=strategy)
     except KeyboardInterrupt:
         _rewind_interrupted_epoch(model)
         raise
@@ -347,7 +341,8 @@ def _resume_in_memory(model, history, optimizer):
 
 
 def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbose, shuffle,
-         lr_schedule, drop_last, resumed, default_optimizer, augment=None):
+         lr_schedule, drop_last, resumed, default_optimizer, augment=None, strategy=None):
+    strategy = SingleProcess() if strategy is None else strategy
     if optimizer is None:
         optimizer = default_optimizer(lr=0.01)
     bk = model._bk
@@ -379,12 +374,11 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
     plan = None
     prepare = _batch_hook(model, source, augment)
     if prepare is None and not source.streaming and not (drop_last and m % bs):
-        plan = _fused_layout(model, optimizer, bool(batch_cbs),
+        plan = _fused_layout(model, optimizer, bool(batch_cbs) or strategy.reduces_every_step,
                              weighted=getattr(source, "W", None) is not None)
-    dist = getattr(model, "_dist", None)
-    if dist is not None:        # only rank 0 prints; ranks > 0 augment with their own draws
-        verbose = verbose if dist.rank == 0 else 0
-        prepare = dist.wrap_prepare(prepare)
+    # distributed: only rank 0 prints; ranks > 0 augment with their own draws
+    verbose = strategy.verbose(verbose)
+    prepare = strategy.prepare_hook(prepare)
     progress = make_progress(verbose)
     model.stop_training = False
     for cb in cbs:
@@ -414,14 +408,13 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
             check_each = not bk.on_device or bool(batch_cbs)
             bar = progress if progress is not None and progress.per_batch else None
             costs = _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs,
-                               e, snapshot, check_each, bar, prepare)
+                               e, snapshot, check_each, bar, prepare, strategy)
             if not np.isfinite(costs).all():       # device: found at the end of the epoch
                 start.restore(model, optimizer)
                 _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, e,
-                           snapshot, True, prepare=prepare)
+                           snapshot, True, prepare=prepare, strategy=strategy)
         bk.synchronize()
-        if dist is not None:    # rank 0's batch-norm running statistics, for validation
-            dist.end_epoch(model)
+        strategy.end_epoch(model)   # distributed: rank 0's batch-norm running statistics
         elapsed = time.perf_counter() - t0
         logs = {"loss": float(np.dot(costs, sizes) / n_used), "lr": float(optimizer.lr)}
         if val is not None:

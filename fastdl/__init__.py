@@ -20,7 +20,7 @@ from .train import EarlyStopping
 from .nn.sequential import load
 from .model_file import ModelFileError
 from .optim import EWA, ewa
-from .train import Callback, DivergenceError, History
+from .train import Callback, DivergenceError, History, Preempted
 from .train import LearningRateScheduler, ModelCheckpoint
 from .train import GradientMonitor, callbacks  # fd.callbacks.GradientMonitor too
 
@@ -33,3 +33,4 @@ __all__ += ["load", "ModelFileError", "ModelCheckpoint", "LearningRateScheduler"
 __all__ += ["nn", "Dropout", "BatchNorm", "Standardizer", "Augment", "EarlyStopping"]
 __all__ += ["tune", "distributed"]
 __all__ += ["GradientMonitor", "callbacks"]
+__all__ += ["Preempted"]

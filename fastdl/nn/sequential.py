@@ -352,7 +352,8 @@ class Sequential:
 
     def fit(self, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
             callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
-            resume_from=None, augment=None, distributed=False, sample_weight=None):
+            resume_from=None, augment=None, distributed=False, sample_weight=None,
+            preemption_signals=None, preempt_path=None):
         """Mini-batch training; returns a :class:`~fastdl.train.History`.
 
         Batches are reshuffled every epoch from ``seed`` (a pure function of seed and epoch),
@@ -414,7 +415,8 @@ class Sequential:
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                    shuffle=shuffle, lr_schedule=lr_schedule, drop_last=drop_last,
                    resume_from=resume_from, augment=augment, sample_weight=sample_weight,
-                   strategy=strategy)
+                   strategy=strategy, preemption_signals=preemption_signals,
+                   preempt_path=preempt_path)
 
     # ---------------------------------------------------------------- inference API
     def _outputs(self, Xc):

@@ -15,7 +15,7 @@ Adding a member (for example a callback's state in a checkpoint) takes three ste
 
 1. write it in ``fastdl/io.py`` as a plain array (``_arrays``);
 2. declare it here, one line, e.g.
-   ``Member("callback/EarlyStopping/wait", Int(minimum=0), required=False)``
+   ``Member("position/batch_size", Int(minimum=1), required="position/")``
    (kinds: ``Text``, ``Int``, ``Scalar``, ``Json``, ``Tensor``; ``required=False`` keeps files
    written before it loadable; ``required="prefix/"`` makes a group all-or-nothing);
 3. make a fixture of ``tests/test_model_file_fuzz.py`` write it: that test fails while a

@@ -204,6 +204,20 @@ def test_fused_path_stops_at_the_epoch_end_through_preempt_path(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_signal_at_the_end_of_the_last_epoch_lets_fit_return(tmp_path, unbroken):
+    """The run is over when the flag is read (its last epoch end): fit returns normally."""
+    X, y = data()
+
+    class AtLastEpochEnd(fd.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == EPOCHS - 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+    model = make()
+    h = fit(model, X, y, callbacks() + [AtLastEpochEnd()])
+    assert h.stopped_at is None and model.epochs_trained == EPOCHS
+    same(model, unbroken)
+
+
 def test_without_a_checkpoint_the_run_still_stops_cleanly(tmp_path):
     X, y = data()
     model = make()
@@ -462,6 +476,8 @@ def test_bad_preemption_signals_are_refused_before_training(value, error, match)
     (dict(every_seconds=float("nan")), ValueError, "every_seconds=nan is invalid"),
     (dict(on_save_error="ignore"), ValueError, "on_save_error='ignore' is invalid"),
     (dict(every_n_steps=5, save_best_only=True), ValueError, "cannot be combined"),
+    (dict(every_n_epochs=None), ValueError, "every_n_epochs=None saves at no epoch end"),
+    (dict(every_n_epochs=0), ValueError, "every_n_epochs=0"),
 ])
 def test_bad_checkpoint_arguments(tmp_path, kw, error, match):
     with pytest.raises(error, match=match):

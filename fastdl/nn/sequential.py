@@ -379,6 +379,18 @@ class Sequential:
         Ctrl-C (KeyboardInterrupt) rewinds the model to the end of the last completed epoch
         (parameters, optimizer state, counters; not batch-norm running statistics) and
         re-raises, so the model, ``model.history`` and the last checkpoint agree.
+        ``preemption_signals``: signals that stop the run cleanly (docs/long-jobs.md). None
+        (default): SIGTERM, what Slurm and Kubernetes send before they kill a job, when fit
+        runs in the main thread and SIGTERM has its default action; a tuple of names such as
+        ``("SIGTERM", "SIGUSR1")``; ``()`` for none. On such a signal fit finishes the batch in
+        progress (the epoch, on the whole-epoch fused path of tiny nets), writes a resumable
+        checkpoint through the run's first ``ModelCheckpoint`` that saves every state (or to
+        ``preempt_path``), runs the callbacks' ``on_train_end`` and raises
+        :class:`~fastdl.train.errors.Preempted` (``fd.Preempted``); ``history.stopped_at``
+        says where it stopped. ``fit(..., resume_from=that checkpoint)`` (or
+        ``resume_from=model.history``) ends with the parameters of an unbroken run. The
+        previous signal handlers are put back when fit returns. Distributed: every rank
+        stops after the same step and rank 0 writes the checkpoint.
         ``augment``: an ``fd.Augment`` applied to every training mini-batch (never to
         validation data), drawn from (seed, epoch, batch).
         With ``model.standardizer`` set, an unfitted standardizer is fitted on this ``X``.

@@ -46,8 +46,9 @@ class ModelCheckpoint(Callback):
     save_best_only : bool
         Save (at epoch ends) only when ``monitor`` improves on the best value seen in this run.
         Not with ``every_n_steps`` / ``every_seconds`` (nothing is monitored inside an epoch).
-    every_n_epochs : int
-        Save after epochs ``n, 2n, ...`` (counted over the whole run, resumed runs included).
+    every_n_epochs : int or None
+        Save after epochs ``n, 2n, ...`` (counted over the whole run, resumed runs included);
+        None: never at an epoch end (only ``every_n_steps`` / ``every_seconds``).
     mode : "auto", "min" or "max"
         Whether a lower or a higher ``monitor`` is better; "auto": max for accuracies.
     on_save_error : "warn" or "raise"
@@ -91,7 +92,11 @@ class ModelCheckpoint(Callback):
                              f"{ON_SAVE_ERROR}")
         self.path, self.monitor, self.verbose = path, str(monitor), verbose
         self.save_best_only = bool(save_best_only)
-        self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=1)
+        self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=1,
+                                        allow_none=True)
+        if self.every_n_epochs is None and every_n_steps is None and every_seconds is None:
+            raise ValueError("every_n_epochs=None saves at no epoch end; give every_n_steps or "
+                             "every_seconds, or every_n_epochs >= 1")
         self.every_n_steps = every_n_steps
         self.every_seconds = None if every_seconds is None else float(every_seconds)
         self.keep, self.on_save_error = keep, on_save_error
@@ -171,7 +176,7 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if (epoch + 1) % self.every_n_epochs:
+        if self.every_n_epochs is None or (epoch + 1) % self.every_n_epochs:
             return
         if self.save_best_only:
             if self.monitor not in logs:

@@ -569,11 +569,11 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
                 cb.on_epoch_end(e, logs)
             if progress is not None:
                 progress.on_epoch_end(e, logs, costs, sizes, elapsed)
+            if model.stop_training or model.epochs_trained >= last_epoch:
+                break           # the run is over (a signal that came meanwhile: fit returns)
             # a signal that came during validation or the callbacks: stop here, all together
             if strategy.agree(flag.requested):
                 preempted = True
-                break
-            if model.stop_training:
                 break
         if preempted:
             _preempt(model, run, cbs, target, strategy, flag, history, progress)

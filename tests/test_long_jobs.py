@@ -316,6 +316,13 @@ def test_keep_rotates_formatted_and_numbered_files(tmp_path):
         ["a-050.npz", "a-054.npz", "a-060.npz"]
 
 
+def test_steps_only(tmp_path):
+    X, y = data()
+    fit(make(), X, y, [fd.ModelCheckpoint(str(tmp_path / "s-{step}.npz"), every_n_steps=7,
+                                          every_n_epochs=None)])
+    assert sorted(os.listdir(tmp_path)) == [f"s-{k}.npz" for k in (14, 21, 28, 35, 7)]
+
+
 def test_every_seconds_saves_on_the_clock(tmp_path, monkeypatch):
     from fastdl.train import checkpoint
     clock = [0.0]

@@ -17,11 +17,11 @@ from .nn import Activation, Dense, Layer, Sequential
 from .nn import BatchNorm, Dropout
 from .data import Augment, Standardizer
 from .train import EarlyStopping
-from .io import load
+from .nn.sequential import load
 from .model_file import ModelFileError
 from .optim import EWA, ewa
 from .precision import PrecisionUnavailable, bf16_supported
-from .train import Callback, DivergenceError, History
+from .train import Callback, DivergenceError, History, Preempted
 from .train import LearningRateScheduler, ModelCheckpoint
 from .train import GradientMonitor, callbacks  # fd.callbacks.GradientMonitor too
 
@@ -35,3 +35,4 @@ __all__ += ["nn", "Dropout", "BatchNorm", "Standardizer", "Augment", "EarlyStopp
 __all__ += ["tune", "distributed"]
 __all__ += ["GradientMonitor", "callbacks"]
 __all__ += ["bf16_supported", "PrecisionUnavailable"]
+__all__ += ["Preempted"]

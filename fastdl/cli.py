@@ -10,6 +10,13 @@ spirals dataset with Adam, printing progress, the final train/dev/test metrics a
 bias/variance diagnosis: the README's main job. Errors (missing files, bad CSV cells, bad
 arguments) exit with status 2 and a message on stderr.
 
+Exit status of ``fastdl train``: 0 done; 2 an error; 130 Ctrl-C (SIGINT: the model is rewound
+to the last completed epoch, the checkpoint is left as it was); 75 (``EXIT_PREEMPTED``, BSD's
+EX_TEMPFAIL: "try again later") preempted: a ``--preemption-signals`` signal (SIGTERM by
+default, as Slurm and Kubernetes send before they kill a job) arrived, the batch in progress
+was finished, ``--checkpoint`` was written and the command that resumes the run is printed
+on stderr (run it, e.g. from a requeued job, and the run ends as an unbroken one would).
+
 Data files:
   .npz   arrays ``X`` and ``y`` (or exactly two arrays: features then labels)
   .csv   numbers only, an optional header row; the label column is the last one (``--target``
@@ -36,6 +43,11 @@ ACTIVATIONS = ["relu", "leaky_relu", "tanh", "sigmoid"]
 BUILTIN = ["moons", "circles", "spirals", "blobs", "teacher", "digits"]
 #: .npy feature files larger than this train out of core unless --no-stream is given.
 STREAM_ABOVE_BYTES = 256 << 20
+#: Exit status of a preempted ``fastdl train`` (sysexits.h EX_TEMPFAIL: temporary failure,
+#: the user is invited to retry): the checkpoint is written and the resume command printed.
+EXIT_PREEMPTED = 75
+#: Exit status after Ctrl-C (the shell's 128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 class CLIError(ValueError):
@@ -84,6 +96,17 @@ def _keep_prob(text):
     if not 0.0 < v <= 1.0:
         raise argparse.ArgumentTypeError(f"keep_prob={v} is invalid; expected 0 < keep_prob <= 1")
     return v
+
+
+def _signals_arg(text):
+    from .signals import check_signal_names
+    names = () if text.strip().lower() == "none" else \
+        tuple(n if n.startswith("SIG") else "SIG" + n     # TERM as SIGTERM, as kill -s takes
+              for n in (t.strip().upper() for t in text.split(",") if t.strip()))
+    try:
+        return tuple(s.name for s in check_signal_names("--preemption-signals", names))
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _data_args(p, positional=False):
@@ -154,9 +177,20 @@ def _parser():
     s.add_argument("--no-stream", dest="stream", action="store_false")
     t.add_argument("--output", "-o", default=None, help="save the trained model (.npz)")
     t.add_argument("--checkpoint", default=None, help="save a checkpoint (.npz) every epoch")
+    t.add_argument("--checkpoint-steps", type=_positive_int, default=None, metavar="N",
+                   help="also save --checkpoint every N updates, inside epochs")
+    t.add_argument("--checkpoint-seconds", type=float, default=None, metavar="S",
+                   help="also save --checkpoint when S seconds have passed since the last save")
+    t.add_argument("--keep", type=_positive_int, default=None, metavar="K",
+                   help="keep the K most recent checkpoints (the older as CHECKPOINT.1.npz, ...)")
+    t.add_argument("--preemption-signals", type=_signals_arg, default=("SIGTERM",),
+                   metavar="SIGNALS",
+                   help="signals that stop training after the batch in progress, write "
+                        "--checkpoint and exit with status 75 (default SIGTERM; e.g. "
+                        "SIGTERM,SIGUSR1; 'none' for none)")
     t.add_argument("--resume", action="store_true",
-                   help="continue from --checkpoint when it exists (after Ctrl-C or a crash); "
-                        "one continuous history, --epochs counts the whole run")
+                   help="continue from --checkpoint when it exists (after Ctrl-C, a preemption "
+                        "or a crash); one continuous history, --epochs counts the whole run")
     t.add_argument("--plot", default=None, help="save learning curves (.png; needs matplotlib)")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel training under mpiexec (pip install 'fastdl[mpi]'): "
@@ -490,17 +524,26 @@ def cmd_train(a):
     print(f"training on {name}: {train[0].shape[0]:,} train ({where}) / {dev[0].shape[0]:,} dev "
           f"/ {test[0].shape[0]:,} test examples, optimizer {opt!r}"
           + (f", lr schedule {a.schedule}" if schedule else ""))
-    callbacks = [fd.ModelCheckpoint(a.checkpoint, monitor="loss")] if a.checkpoint else []
+    if not a.checkpoint and (a.checkpoint_steps or a.checkpoint_seconds or a.keep):
+        raise CLIError("--checkpoint-steps, --checkpoint-seconds and --keep need --checkpoint "
+                       "PATH")
+    callbacks = [fd.ModelCheckpoint(a.checkpoint, every_n_steps=a.checkpoint_steps,
+                                    every_seconds=a.checkpoint_seconds, keep=a.keep,
+                                    monitor="loss")] if a.checkpoint else []
     t0 = time.perf_counter()
     try:
         history = model.fit(train[0], train[1], optimizer=opt, epochs=a.epochs,
                             batch_size=a.batch_size, l2=a.l2,
                             validation_data=dev if dev[0].shape[0] else None,
                             callbacks=callbacks, verbose=a.verbose, lr_schedule=schedule,
-                            resume_from=resume, distributed=getattr(a, "distributed", False))
+                            resume_from=resume, distributed=getattr(a, "distributed", False),
+                            preemption_signals=a.preemption_signals)
     except KeyboardInterrupt:
         _print_paused(a, model)
-        return 130          # the shell's status for SIGINT
+        return EXIT_INTERRUPTED
+    except fd.Preempted as e:
+        _print_preempted(a, e)
+        return EXIT_PREEMPTED
     dt = time.perf_counter() - t0
     print(f"\ntrained {len(history.epoch)} epochs in {dt:.2f}s"
           + (f" (resumed from {resume})" if resume else ""))
@@ -527,7 +570,7 @@ def _resume_optimizer(path, opt, lr, schedule):
     step counter are loaded into it by fit). No ``--lr`` and no schedule: the checkpoint's own
     optimizer, so its learning rate carries on. A schedule sets the lr every epoch from ``--lr``
     (or the optimizer's default), as in the first run."""
-    from .io import load
+    from .nn.sequential import load
     ck = load(path, allow_slow=True)    # only its optimizer and counters are read
     saved, epochs = ck.optimizer, ck.epochs_trained
     if saved is None or type(saved) is not type(opt):
@@ -540,7 +583,30 @@ def _resume_optimizer(path, opt, lr, schedule):
     return opt
 
 
+def resume_command(a):
+    """The command line that continues this run: the one given, plus ``--resume``."""
+    import shlex
+    argv = list(getattr(a, "_argv", None) or ["train", "..."])
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return "fastdl " + shlex.join(argv)
+
+
+def _where(path):
+    """Where in the run the checkpoint at ``path`` was written, as text."""
+    from .io import read
+    f = read(path)
+    epochs = f["counter/epochs_trained"]
+    where = f"after epoch {epochs}"
+    if "position/batch" in f:
+        where += (f", batch {f['position/batch']} of epoch {epochs + 1} (step "
+                  f"{f['counter/steps_trained']})")
+    return where
+
+
 def _print_paused(a, model):
+    if getattr(a, "_quiet", False):         # ranks > 0 of a distributed run
+        return
     print(f"\n\ninterrupted during epoch {model.epochs_trained + 1}", file=sys.stderr)
     if not a.checkpoint:
         print("no --checkpoint was given, so nothing was saved; next time pass --checkpoint "
@@ -549,14 +615,24 @@ def _print_paused(a, model):
     if not os.path.exists(a.checkpoint):
         print(f"no epoch finished, so {a.checkpoint} was not written", file=sys.stderr)
         return
-    from .io import load
-    # read from the file, not the model: Ctrl-C during a save leaves the previous checkpoint
-    saved = load(a.checkpoint, allow_slow=True).epochs_trained
-    print(f"paused: {a.checkpoint} holds the model after epoch {saved}.\n"
-          "resume with the same command plus --resume, e.g. to lower the learning rate:\n"
-          f"  fastdl train ... --checkpoint {a.checkpoint} --resume --lr NEW_LR --epochs "
-          f"{a.epochs}\n(--epochs counts the whole run; raise it to train longer)",
+    # read from the file, not the model: it says what the last completed save holds
+    print(f"paused: {a.checkpoint} holds the model {_where(a.checkpoint)}.\n"
+          f"resume with:\n  {resume_command(a)}\n"
+          "or, e.g. to lower the learning rate, the same command plus --resume --lr NEW_LR "
+          "(--epochs counts the whole run; raise it to train longer)", file=sys.stderr)
+
+
+def _print_preempted(a, e):
+    if getattr(a, "_quiet", False):
+        return
+    print(f"\n\npreempted: {e.signal} arrived; training stopped after step {e.step}",
           file=sys.stderr)
+    if e.checkpoint is None:
+        print("no --checkpoint was given (or it could not be written), so nothing was saved; "
+              "pass --checkpoint PATH to be able to resume", file=sys.stderr)
+        return
+    print(f"{e.checkpoint} holds the model {_where(e.checkpoint)}.\n"
+          f"resume with:\n  {resume_command(a)}", file=sys.stderr)
 
 
 def cmd_evaluate(a):
@@ -638,7 +714,7 @@ def cmd_make_data(a):
 def cmd_export(a):
     import fastdl as fd
     from .onnx import to_onnx
-    model = fd.load(a.model)
+    model = fd.load(a.model, allow_slow=True)     # the float32 weights are what is exported
     proto = to_onnx(model, a.output, opset=a.opset)
     outs = ", ".join(o.name for o in proto.graph.output)
     print(f"wrote {a.output}: {model!r} -> ONNX opset {proto.opset_import[0].version}, input "
@@ -655,6 +731,7 @@ def main(argv=None):
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["train"] + argv
     args = _parser().parse_args(argv)
+    args._argv = argv
     try:
         return COMMANDS[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, ImportError, OSError) as e:

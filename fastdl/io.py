@@ -16,13 +16,27 @@ What the file holds (every entry a plain array; ``np.load(path, allow_pickle=Fal
     standardizer/<key>                ``model.standardizer.get_state()`` when one is attached
     counter/<name>                    epochs_trained (the shuffle counter), the epoch the current
                                       fit started from, and other step counters of the model
-    history                           the History of the current fit, as JSON
+    history                           the History of the current fit, as JSON: the epochs
+                                      completed (a checkpoint written inside an epoch too)
+  in a checkpoint written during fit (ModelCheckpoint, a preemption), besides:
+    position/<name>                   inside an epoch only: batches done in epoch
+                                      ``epochs_trained`` (``batch``), their costs (``losses``),
+                                      and the rows, batch_size, shuffle and drop_last they
+                                      assume (a resume with other data is refused)
+    callback/<Class>/<k>/state        the state of the k-th callback of that class that
+                                      changes the run (EarlyStopping's counters, ...), as JSON
+    callback/<Class>/<k>/weights/...  EarlyStopping's best weights (restore_best_weights)
+
+``fd.load`` (``nn/sequential.py``: it builds a Sequential, which this module never imports,
+so the model, the training loop and this module import each other in one direction only)
+reads a file through :func:`read` and :func:`restore`.
 
 Atomic write: the arrays go to a temporary file in the target's directory (created with the
 permissions the umask gives any new file, as ``np.save`` would), which is flushed,
 fsync'ed and then renamed over the target with ``os.replace`` (atomic on POSIX and Windows), and
 the directory is fsync'ed; a write killed midway leaves the previous file intact and at worst
-a stray ``.<name>.*.tmp`` beside it.
+a stray ``.<name>.*.tmp`` beside it. A failed write (disk full, read-only file system) removes
+its temp file and raises; signals that arrive during a write are delivered after it.
 
 Reading is checked (``read``; the member declarations are in ``fastdl/model_schema.py``, the
 reader in ``fastdl/model_file.py``): every member is parsed as a plain .npy array without pickle,
@@ -30,13 +44,16 @@ with sizes bounded by the file's before anything is allocated, and checked for t
 type and finiteness its declaration (and the saved architecture) imply, before a model is built.
 A damaged or foreign file raises one exception, :class:`~fastdl.model_file.ModelFileError` (a
 ``ValueError``, ``fd.ModelFileError``), naming the file, the member and what was expected;
-``tests/test_model_file_fuzz.py`` holds that against ~1300 kinds of damage. See
+``tests/test_model_file_fuzz.py`` holds that against ~2300 kinds of damage. See
 ``docs/model-files.md``.
 
 Resuming is exact: the parameters, optimizer state and step counters are restored bit for bit,
 and the batches of every epoch are a pure function of (seed, epoch) (``data/batches.py``), so a
 run resumed from the checkpoint of epoch k ends with exactly the parameters of an uninterrupted
-run. Dropout masks are a pure function of (seed, step, layer, index), so they follow too.
+run. Dropout masks are a pure function of (seed, step, layer, index), so they follow too. A
+checkpoint written inside an epoch holds the batch index (the rest of the epoch's order
+follows from seed and epoch), the costs of the epoch's batches so far and the callbacks'
+states, so a resume from it ends the same way.
 """
 
 from __future__ import annotations
@@ -49,6 +66,7 @@ import numpy as np
 
 from .model_file import ModelFileError, check_members, read_members
 from .model_schema import FORMAT, MEMBERS, VERSION
+from .signals import deferred
 
 #: Model attributes saved under counter/<name> when present: the epoch counter (it drives the
 #: shuffles), the epoch the current fit started from, the step counter (it drives dropout masks).
@@ -130,33 +148,68 @@ def _create_temp(directory, name):
     raise FileExistsError(f"could not create a temporary file beside {name!r} in {directory!r}")
 
 
-def atomic_savez(path, arrays):
+def atomic_savez(path, arrays, before_replace=None):
     """Write ``arrays`` to ``path`` (exactly that name) through a temp file + fsync + rename;
-    the file gets the permissions the umask gives a new file."""
+    the file gets the permissions the umask gives a new file.
+
+    Signals that arrive meanwhile (Ctrl-C, SIGTERM, ...) are held back until the file is
+    complete and renamed, or its temp file removed after a failure, and then delivered
+    (``fastdl/signals.py``): a write is never cut in the middle by a handler.
+    ``before_replace(path)``, when given, runs after the new file is complete and before it
+    replaces ``path`` (``ModelCheckpoint``'s rotation of older files)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"path={path!r}: the directory {directory!r} does not exist")
-    fd, tmp = _create_temp(directory, os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    with deferred():
+        fd, tmp = _create_temp(directory, os.path.basename(path))
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
+            with os.fdopen(fd, "wb") as f:
+                _write_npz(f, arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            if before_replace is not None:
+                before_replace(path)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        _fsync_dir(directory)
 
 
-def save(model, path, optimizer=None):
+def _run_arrays(model, run):
+    """The members of a checkpoint written during ``fit`` beyond the model's: the position
+    inside the epoch (``run["position"]``, None at an epoch boundary) and the states of the
+    run's callbacks (``run["callbacks"]``: {(class name, occurrence): {"state": JSON-able
+    dict, "weights": None or a get_weights()-like list}}). See ``fastdl/train/loop.py``."""
+    out = {}
+    pos = run.get("position")
+    if pos is not None:
+        for k in ("rows", "batch_size", "batch"):
+            out[f"position/{k}"] = np.array(int(pos[k]), dtype=np.int64)
+        for k in ("shuffle", "drop_last"):
+            out[f"position/{k}"] = np.array(bool(pos[k]))
+        out["position/losses"] = np.ascontiguousarray(pos["losses"], dtype=np.float64)
+    keys = _weight_keys(model)
+    for (cls, k), st in sorted(run.get("callbacks", {}).items()):
+        prefix = f"callback/{cls}/{k}/"
+        out[prefix + "state"] = np.array(json.dumps(st["state"]))
+        for (i, name), w in zip(keys, st.get("weights") or ()):
+            out[f"{prefix}weights/{i}/{name}"] = np.asarray(w)
+    return out
+
+
+def save(model, path, optimizer=None, run=None, before_replace=None):
     """Write ``model`` (and ``optimizer``, default ``model.optimizer``) to ``path``; see the
-    module docstring for the layout."""
-    atomic_savez(path, _arrays(model, optimizer))
+    module docstring for the layout. ``run``: the state of the fit in progress (a checkpoint:
+    ``ModelCheckpoint``, a preemption), see :func:`_run_arrays`."""
+    arrays = _arrays(model, optimizer)
+    if run is not None:
+        arrays.update(_run_arrays(model, run))
+    atomic_savez(path, arrays, before_replace)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -232,41 +285,14 @@ def _restore(model, f, weights):
             setattr(model, name, f[f"counter/{name}"])
 
 
-_KEEP = object()
-
-
-def load(path, backend=None, compute_dtype=_KEEP, allow_slow=False):
-    """The model saved at ``path`` (``model.save`` / ``ModelCheckpoint``), with
-    ``model.optimizer`` (ready to continue training) and ``model.standardizer`` when they were
-    saved. ``backend``: where to put it (default: ``config.DEFAULT_BACKEND``).
-    ``compute_dtype``: the saved one by default; ``None`` loads a bfloat16 model to compute in
-    float32 (its float32 weights are the same). ``allow_slow``: as ``fd.Sequential``'s (a
-    bfloat16 model loaded where bfloat16 cannot be fast).
-
-    A damaged file, or one that is not a fastdl model, raises :class:`ModelFileError` (a
-    ``ValueError``) naming the file, the member and what was expected; see :func:`read`."""
-    from .backend import check_name
-    from .nn.sequential import Sequential
-    from .precision import PrecisionUnavailable, check_compute_dtype
-    if backend is not None:
-        check_name(backend)          # a bad argument is the caller's error, not the file's
-    cfg_over = {} if compute_dtype is _KEEP else \
-        {"compute_dtype": check_compute_dtype(compute_dtype)}
-    f = read(path)
-    try:
-        model = Sequential.from_config({**f["architecture"].config, **cfg_over},
-                                       backend=backend, allow_slow=allow_slow)
-    except PrecisionUnavailable as e:   # the file is fine; this machine cannot run it as saved
-        raise PrecisionUnavailable(f"{f.path!r}: {e} (or load it to compute in float32: "
-                                   f"fd.load(path, compute_dtype=None))") from None
-    except (TypeError, ValueError) as e:    # e.g. a loss that does not fit the output layer
-        raise ModelFileError(f.path, "architecture", f"describes a model that cannot be built "
-                             f"({type(e).__name__}: {e})",
-                             "the get_config() of a model that was built") from None
+def restore(model, f):
+    """Put the contents of the checked model file ``f`` (:func:`read`) into ``model``, a
+    model built from its architecture (``fd.load``, in ``nn/sequential.py``): parameters and
+    layer state, counters, ``model.optimizer`` (ready to continue training) and
+    ``model.standardizer`` when they were saved."""
     model.optimizer = _optimizer_from(f)
     model.standardizer = _standardizer_from(f)
     _restore(model, f, _weights(model, f))
-    return model
 
 
 _IGNORED_LAYER_KEYS = ("init", "init_scale")
@@ -317,5 +343,24 @@ def resume_into(model, path, optimizer=None):
     if st is not None:
         model.standardizer = st
     info = {"fit_start_epoch": f.get("counter/_fit_start_epoch", 0),
-            "epoch": hist["epoch"], "history": hist["history"]}
+            "epoch": hist["epoch"], "history": hist["history"], "run": _run_from(f, model)}
     return optimizer, info
+
+
+def _run_from(f, model):
+    """The run state a checkpoint holds (the inverse of :func:`_run_arrays`)."""
+    pos = None
+    if "position/batch" in f:
+        pos = {k: f[f"position/{k}"] for k in ("rows", "batch_size", "batch", "shuffle",
+                                                "drop_last", "losses")}
+    callbacks = {}
+    keys = _weight_keys(model)
+    for name in f.values:
+        parts = name.split("/")
+        if parts[0] == "callback" and parts[-1] == "state":
+            prefix = f"callback/{parts[1]}/{parts[2]}/"
+            weights = None
+            if f"{prefix}weights/{keys[0][0]}/{keys[0][1]}" in f:
+                weights = [np.array(f[f"{prefix}weights/{i}/{n}"]) for i, n in keys]
+            callbacks[(parts[1], int(parts[2]))] = {"state": f[name], "weights": weights}
+    return {"position": pos, "callbacks": callbacks}

@@ -15,7 +15,7 @@ Adding a member (for example a callback's state in a checkpoint) takes three ste
 
 1. write it in ``fastdl/io.py`` as a plain array (``_arrays``);
 2. declare it here, one line, e.g.
-   ``Member("callback/EarlyStopping/wait", Int(minimum=0), required=False)``
+   ``Member("position/batch_size", Int(minimum=1), required="position/")``
    (kinds: ``Text``, ``Int``, ``Scalar``, ``Json``, ``Tensor``; ``required=False`` keeps files
    written before it loadable; ``required="prefix/"`` makes a group all-or-nothing);
 3. make a fixture of ``tests/test_model_file_fuzz.py`` write it: that test fails while a
@@ -30,6 +30,7 @@ required=False)``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -98,8 +99,7 @@ class Architecture:
 def architecture(cfg, mf):
     """Check the parsed architecture JSON key by key, build its layers' shapes (nothing is
     allocated) and return the :class:`Architecture`."""
-    from .nn.layers import LAYER_TYPES, layer_from_config
-    from .nn.sequential import build_layers, tensor_specs
+    from .nn.layers import LAYER_TYPES, build_layers, layer_from_config, tensor_specs
     if not isinstance(cfg, dict):
         raise Refused("a JSON object (model.get_config())", f"found {_short(cfg)}")
     for k, key in ARCHITECTURE_KEYS.items():
@@ -232,6 +232,118 @@ def history(value, mf):
 HISTORY = "{'epoch': [int >= 0, ...], 'history': {name: [number, ...], ...}}"
 
 
+# ======================================================================= run position
+def _n_batches(mf):
+    """Batches per epoch of the run a mid-epoch checkpoint belongs to (``batch_sizes``)."""
+    rows, bs = mf["position/rows"], min(mf["position/batch_size"], mf["position/rows"])
+    return rows // bs if mf["position/drop_last"] else (rows + bs - 1) // bs
+
+
+def _flag(v):
+    if type(v) is not bool:
+        raise ValueError(f"{v!r} is not True or False")
+    return v
+
+
+#: A checkpoint written inside an epoch (``ModelCheckpoint(every_n_steps=...)``, a
+#: preemption): where in epoch ``counter/epochs_trained`` it stopped, the costs of the
+#: batches done (the epoch's loss in the History needs them) and the data layout they assume.
+POSITION = [
+    Member("position/rows", Int(minimum=1), required="position/"),
+    Member("position/batch_size", Int(minimum=1), required="position/"),
+    Member("position/shuffle", Scalar("b", _flag, "True or False"), required="position/"),
+    Member("position/drop_last", Scalar("b", _flag, "True or False"), required="position/"),
+    # all of them: written after the epoch's last step, before its end (validation, callbacks)
+    Member("position/batch", Int(minimum=1, maximum=_n_batches), required="position/"),
+    Member("position/losses", Tensor(lambda mf: (mf["position/batch"],), np.float64,
+                                     note="the cost of each batch done in the epoch"),
+           required="position/"),
+]
+
+
+# ====================================================================== callback states
+def _exact(value, spec, what):
+    """``value`` is a dict with exactly the keys of ``spec`` ({key: check(v) -> bool})."""
+    if not isinstance(value, dict) or set(value) != set(spec) \
+            or not all(check(value[k]) for k, check in spec.items()):
+        raise Refused(f"JSON text: {what}", f"found {_short(value, 200)}")
+    return value
+
+
+def _int(minimum=0):
+    return lambda v: type(v) is int and v >= minimum
+
+
+def _opt(check):
+    return lambda v: v is None or check(v)
+
+
+def _finite(v):
+    return type(v) is float and math.isfinite(v)
+
+
+def _early_stopping(value, mf):
+    what = ("{'monitor': str, 'mode': 'min' or 'max', 'wait': int >= 0, 'best': number or "
+            "None, 'best_epoch': int or None (None with best), 'stopped_epoch': int or None, "
+            "'best_weights': bool (only with a best)}")
+    v = _exact(value, {"monitor": lambda x: isinstance(x, str) and bool(x),
+                       "mode": lambda x: x in ("min", "max"), "wait": _int(),
+                       "best": _opt(_finite), "best_epoch": _opt(_int()),
+                       "stopped_epoch": _opt(_int()), "best_weights": lambda x: type(x) is bool},
+               what)
+    if (v["best"] is None) != (v["best_epoch"] is None) or (v["best_weights"] and
+                                                            v["best"] is None):
+        raise Refused(f"JSON text: {what}", f"found {_short(value, 200)}")
+    return v
+
+
+def _lr_scheduler(value, mf):
+    return _exact(value, {"epoch": _int(), "lr_in": lambda x: _finite(x) and x > 0},
+                  "{'epoch': int >= 0, 'lr_in': number > 0}")
+
+
+def _checkpoint(value, mf):
+    return _exact(value, {"path": lambda x: isinstance(x, str) and bool(x),
+                          "files": lambda x: isinstance(x, list)
+                          and all(isinstance(p, str) and p for p in x)},
+                  "{'path': str, 'files': [str, ...]}")
+
+
+def _gradient_monitor(value, mf):
+    return _exact(value, {"epoch": _int(), "every": _int(1), "count": _int(1),
+                          "sums": lambda x: isinstance(x, dict) and bool(x)
+                          and all(type(y) is float for y in x.values())},
+                  "{'epoch': int >= 0, 'every': int >= 1, 'count': int >= 1, "
+                  "'sums': {name: number, ...}}")
+
+
+#: The callbacks whose state a checkpoint holds (``Callback.get_state``), and the check of
+#: that state. A class missing here is not saved (``fastdl/train/loop.py`` asks this table).
+CALLBACK_STATES = {"EarlyStopping": _early_stopping, "LearningRateScheduler": _lr_scheduler,
+                   "ModelCheckpoint": _checkpoint, "GradientMonitor": _gradient_monitor}
+#: callback/<Class>/<occurrence>/...: a class of CALLBACK_STATES, its k-th instance in the run
+_CALLBACK = re.compile(r"callback/([A-Za-z]+)/(0|[1-9][0-9]?)/")
+
+
+def _callbacks(mf):
+    """``callback/<Class>/<k>/state`` of every callback state the file holds, and
+    EarlyStopping's best weights (one tensor per get_weights() entry, as ``param/``) when
+    its state says it kept them. Anything else under ``callback/`` is left undeclared (and
+    so refused)."""
+    found = sorted({(m.group(1), int(m.group(2))) for m in map(_CALLBACK.match, mf.arrays)
+                    if m and m.group(1) in CALLBACK_STATES})
+    arch = mf["architecture"]
+    for cls, k in found:
+        prefix = f"callback/{cls}/{k}/"
+        yield Member(prefix + "state", Json(CALLBACK_STATES[cls], f"the state of {cls}"))
+        if cls == "EarlyStopping" and mf[prefix + "state"]["best_weights"]:
+            for i, name, is_state, shape in arch.tensors:
+                rule = _nonnegative if is_state and name == "running_var" else None
+                yield Member(f"{prefix}weights/{i}/{name}",
+                             Tensor(shape, arch.dtype, rule=rule,
+                                    note="the saved architecture's"))
+
+
 def _version(v):
     if type(v) is not int or not 1 <= v <= VERSION:
         raise ValueError(f"format_version {v!r}; this fastdl reads 1 to {VERSION} (a newer "
@@ -257,4 +369,6 @@ MEMBERS = [
            Int(minimum=0, maximum=lambda mf: mf["counter/epochs_trained"]),
            required=lambda mf: "history" in mf.arrays),
     Member("history", Json(history, HISTORY), required=False),
+    *POSITION,                                                 # position/<name>
+    _callbacks,                                                # callback/<Class>/<k>/...
 ]

@@ -210,6 +210,25 @@ def test_error_on_one_rank_aborts_every_rank_at_once(tmp_path):
     assert "aborting all ranks (MPI_Abort)" in err
 
 
+def test_preemption_stops_every_rank_after_the_same_step_and_resumes_bit_for_bit(tmp_path):
+    """SIGTERM to rank 1 only (tests/mpi/dp_checks.py, check_preempt): both ranks raise
+    fd.Preempted after the same step, only rank 0 writes, a 2-rank resume equals the unbroken
+    2-rank run exactly (in memory and streamed)."""
+    proc, _ = launch(tmp_path, ["preempt"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    p0, p1 = load(tmp_path, "preempt", 0), load(tmp_path, "preempt", 1)
+    for name, at in (("memory", 6), ("stream", 9)):
+        # flag set after step `at` on rank 1 -> rides in step at+1's allreduce -> all stop
+        for p in (p0, p1):
+            assert p[f"{name}_stop"].tolist() == [at + 1, (at + 1) // 4, (at + 1) % 4]
+            assert p[f"{name}_steps"].tolist() == [at + 1, 16, 16]
+            np.testing.assert_array_equal(p[f"{name}_resumed"], p[f"{name}_ref"])
+            np.testing.assert_array_equal(p[f"{name}_loss"], p[f"{name}_loss_ref"])
+        np.testing.assert_array_equal(p0[f"{name}_resumed"], p1[f"{name}_resumed"])
+        assert os.path.exists(os.path.join(tmp_path, f"{name}_ck_rank0.npz"))
+        assert not os.path.exists(os.path.join(tmp_path, f"{name}_ck_rank1.npz"))
+
+
 def test_cli_train_distributed_prints_once_and_matches_one_process(tmp_path):
     args = ["train", "--dataset", "moons", "--n", "600", "--epochs", "3", "--batch-size",
             "64", "--dtype", "float64", "--verbose", "2", "--layers", "16,8"]

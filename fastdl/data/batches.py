@@ -101,13 +101,17 @@ class ArraySource:
     def order(self, seed, epoch, shuffle=True):
         return epoch_order(seed, epoch, self.m, shuffle)
 
-    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False):
+    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False, start=0):
+        """``(batch, workspace, rows)`` for the epoch's batches ``start``, ``start + 1``, ...
+        (``start`` > 0: a run resumed inside the epoch; the earlier batches are not read)."""
         bk = self.backend
         k = bk.k
         bs = min(int(batch_size), self.m)
         order = self.order(seed, epoch, shuffle)
         order_d = bk.asarray(order)
         for b, mb in enumerate(batch_sizes(self.m, bs, drop_last).tolist()):
+            if b < start:
+                continue
             idx = order_d[b * bs:b * bs + mb]
             ws = model._workspace(mb)
             if not self.fills_x16:
@@ -464,21 +468,29 @@ class StreamSource:
     def order(self, seed, epoch, shuffle=True):
         return stream_order(seed, epoch, self.m, self.block_rows, self.buffer_blocks, shuffle)
 
-    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False):
+    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False, start=0):
+        """As ``ArraySource.batches``; from batch ``start`` the reading begins with the shuffle
+        buffer that holds its first row (the buffers before it are not read)."""
         if self._buffers is None:
             self._allocate()
         blocks = stream_blocks(seed, epoch, self.n_blocks, shuffle)
         groups = _groups(self.m, self.block_rows, self.buffer_blocks, blocks)
+        bs = min(int(batch_size), self.m)
+        skip = start * bs                   # rows of the order consumed before batch start
+        while groups and skip >= sum(n for _, n in groups[0][1]):
+            skip -= sum(n for _, n in groups[0][1])
+            groups = groups[1:]
 
         def fill(buf, job, fds):
             g, spans = job
             self._fill(buf, spans, fds)
             buf.perm = _buffer_permutation(seed, epoch, g, buf.rows, shuffle)
         prefetch = Prefetch(self._buffers, self._open, groups, fill)
-        reader = ChunkReader(prefetch, self.backend, self._staging)
-        bs = min(int(batch_size), self.m)
+        reader = ChunkReader(prefetch, self.backend, self._staging, skip=skip)
         try:
             for b, mb in enumerate(batch_sizes(self.m, bs, drop_last).tolist()):
+                if b < start:
+                    continue
                 ws = model._workspace(mb)
                 reader.fill(model, ws, mb)
                 yield b, ws, mb
@@ -505,12 +517,13 @@ class ChunkReader:
     are gathered into host staging buffers (one pair per batch size, kept in ``staging``) and
     copied to the workspace in one transfer per array."""
 
-    def __init__(self, prefetch, backend, staging):
+    def __init__(self, prefetch, backend, staging, skip=0):
         self.prefetch, self.staging = prefetch, staging
         self.on_device = backend.on_device
         self.gather = (lambda out, X, idx: np.take(X, idx, axis=0, out=out)) \
             if self.on_device else backend.k.gather_rows
         self.cur, self.pos = None, 0
+        self.skip = int(skip)   # rows of the first chunk already used (a resumed epoch)
 
     def fill(self, model, ws, n):
         """Put the next ``n`` rows into the workspace's ``Xb``/``Yb``."""
@@ -528,8 +541,8 @@ class ChunkReader:
             if cur is None or self.pos == cur.rows:
                 if cur is not None:
                     self.prefetch.release(cur)
-                cur, self.pos = self.prefetch.next(), 0
-                self.cur = cur
+                cur, self.pos = self.prefetch.next(), self.skip
+                self.cur, self.skip = cur, 0
             take = min(n - filled, cur.rows - self.pos)
             idx = cur.perm[self.pos:self.pos + take]
             self.gather(dX[filled:filled + take], cur.X, idx)

@@ -69,15 +69,17 @@ class ShardedArraySource:
     def order(self, seed, epoch, shuffle=True):
         return self.inner.order(seed, epoch, shuffle)
 
-    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False):
+    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False, start=0):
         bk = self.backend
         bs = min(int(batch_size), self.m)
         sizes = batch_sizes(self.m, bs, drop_last)
         rows, local = shard_rows(self.order(seed, epoch, shuffle), sizes, bs, self.size,
                                  self.rank)
         rows_d = bk.asarray(rows)
-        pos = 0
+        pos = int(local[:start].sum())          # this rank's rows of the batches before start
         for b, (mb, n) in enumerate(zip(sizes.tolist(), local.tolist())):
+            if b < start:
+                continue
             if n == 0:
                 yield b, _empty_workspace(), mb
                 continue
@@ -149,11 +151,12 @@ class ShardedStreamSource:
         buf.Y[:n] = inner._encode(yraw, int(sorted_rows[0]) if n else 0)
         buf.rows, buf.perm = n, perm
 
-    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False):
+    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False, start=0):
         bs = min(int(batch_size), self.m)
         sizes = batch_sizes(self.m, bs, drop_last)
         rows, local = shard_rows(self.order(seed, epoch, shuffle), sizes, bs, self.size,
                                  self.rank)
+        rows = rows[int(local[:start].sum()):]   # a resumed epoch: from batch start on
         cap = max(self.chunk_rows, int(local.max()) if local.shape[0] else 1)
         if self._buffers is None or self._cap < cap:
             self._allocate(cap)
@@ -163,6 +166,8 @@ class ShardedStreamSource:
         reader = ChunkReader(prefetch, self.backend, self._staging)
         try:
             for b, (mb, n) in enumerate(zip(sizes.tolist(), local.tolist())):
+                if b < start:
+                    continue
                 if n == 0:
                     yield b, _empty_workspace(), mb
                     continue

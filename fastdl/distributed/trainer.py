@@ -1,7 +1,8 @@
 """Data-parallel ``fit``: what every rank does around the one-process training loop.
 
 ``model.fit(..., distributed=True)`` (or ``distributed=fd.distributed.DataParallel(...)``) runs
-the ordinary loop of ``fastdl/train/loop.py`` on every rank with four additions:
+the ordinary loop of ``fastdl/train/loop.py`` on every rank with :class:`DataParallel` as its
+strategy (the hooks of ``fastdl/train/strategy.py``), which adds four things:
 
 1. **Start** (:meth:`DataParallel.setup`): the ranks check that they agree on the run (rows,
    batch size, epochs, L2, parameter count, counters: a mismatch is a ``DistributedError``
@@ -19,7 +20,10 @@ the ordinary loop of ``fastdl/train/loop.py`` on every rank with four additions:
    allreduce over the flat buffer (``FlatParams.grad``, float32 or float64) gives every rank
    ``g`` (equal shards: the average; a rank without rows adds 0). The batch's loss rides in
    one extra slot at the end of the same buffer (``sum_r (m_r/M) loss_r`` is the global mean
-   loss), so every rank sees the same cost and divergence checks stop all ranks together.
+   loss), so every rank sees the same cost and divergence checks stop all ranks together;
+   a second slot carries the ranks' preemption flags (a signal received by any rank: the
+   sum is > 0), so every rank stops after the same step (``agree`` does the same with one
+   small allreduce at each epoch end, where no step follows).
    The L2 term is applied by the optimizer with the GLOBAL batch size (``l2 / M``), as the
    loop already does (``mb`` there is the global batch's rows), identical on every rank since
    the parameters are. Then every rank takes the same optimizer step.
@@ -29,13 +33,13 @@ the ordinary loop of ``fastdl/train/loop.py`` on every rank with four additions:
    rank on the whole validation set (identical parameters: identical results, no
    communication), so ``EarlyStopping`` and friends decide the same everywhere.
 4. **Output**: only rank 0 prints progress (``verbose`` is 0 elsewhere) and writes
-   ``ModelCheckpoint`` files; the checkpoint holds nothing rank-specific.
+   ``ModelCheckpoint`` files (``writes_files``); the checkpoint holds nothing rank-specific.
 
 Errors: a collective that does not complete within ``timeout`` raises ``DistributedError``;
 any exception escaping a distributed ``fit`` on a world of more than one rank (except
-``DivergenceError``, which all ranks raise together) is printed with the rank and the job is
-stopped with ``MPI_Abort`` (``abort_on_error=True``, the default), like ``python -m mpi4py``:
-otherwise the healthy ranks would wait for the failed one.
+``DivergenceError`` and ``Preempted``, which all ranks raise together) is printed with the
+rank and the job is stopped with ``MPI_Abort`` (``abort_on_error=True``, the default), like
+``python -m mpi4py``: otherwise the healthy ranks would wait for the failed one.
 
 Bucketing / overlap with the backward pass: not done. The whole buffer is reduced once, after
 backward (``benchmarks/RESULTS_distributed.md``: the allreduce of the 784-256-128-10 net's 235k
@@ -53,6 +57,8 @@ import numpy as np
 
 from .comm import Communicator, DistributedError, timeout_from_env
 from ..data.batches import batch_sizes
+from ..train.errors import DivergenceError, Preempted
+from ..train.strategy import SingleProcess
 from .sharding import shard_source
 
 #: Dropout mask seeds of ranks > 0: rank r uses mix(seed, r) (rank 0 keeps the model seed, so
@@ -70,7 +76,7 @@ def _mix_seed(seed, rank):
     return (z ^ (z >> 31)) & _M63
 
 
-class DataParallel:
+class DataParallel(SingleProcess):
     """Options of a data-parallel ``fit`` (pass as ``fit(..., distributed=DataParallel(...))``;
     ``distributed=True`` is ``DataParallel()``).
 
@@ -108,6 +114,40 @@ class DataParallel:
     def mask_seed(self, seed):
         """The dropout seed of this rank (rank 0: the model's seed)."""
         return int(seed) if self.rank == 0 else _mix_seed(seed, self.rank)
+
+    # ------------------------------------------------------------------ strategy hooks
+    reduces_every_step = True
+
+    @property
+    def writes_files(self):
+        return self.rank == 0
+
+    def verbose(self, verbose):
+        return verbose if self.rank == 0 else 0
+
+    def check_arguments(self, sample_weight=None):
+        if sample_weight is not None:
+            raise NotImplementedError(
+                "sample_weight with distributed training is not supported: the ranks' shards "
+                "carry no weights (and the allreduce divides by the global batch size, not its "
+                "weight sum); train with distributed=False, or without sample_weight")
+
+    def run(self, model, fit):
+        """Run ``fit()`` as one rank of a data-parallel job (module docstring, Errors)."""
+        comm = self._connect()
+        model._dist = self
+        previous = comm.watch_failures() if comm.size > 1 else None
+        try:
+            return fit()
+        except (DivergenceError, Preempted):
+            raise           # every rank raises it at the same step (the loss and flag are global)
+        except BaseException as e:
+            if comm.size > 1 and self.abort_on_error:
+                self.fail(e)
+            raise
+        finally:
+            comm.unwatch_failures(previous)
+            model._dist = None
 
     # ------------------------------------------------------------------ start
     def fit_standardizer(self, model, X):
@@ -189,20 +229,21 @@ class DataParallel:
                                      "batch-norm statistics broadcast")
 
     def _bind_grad(self, model):
-        """Host backends: make ``params.grad`` the first n entries of an (n + 1) buffer whose
-        last entry carries the batch loss, so one allreduce moves both with no copy."""
+        """Host backends: make ``params.grad`` the first n entries of an (n + 2) buffer whose
+        last entries carry the batch loss and the stop flag, so one allreduce moves all three
+        with no copy."""
         p, bk = model.params, model._bk
         self._n = p.size
         if bk.on_device:        # host-staged: copy the gradient out and back every step
             buf = getattr(self, "_stage", None)
-            if buf is None or buf.shape[0] != p.size + 1 or buf.dtype != p.dtype:
-                self._stage = np.empty(p.size + 1, p.dtype)
+            if buf is None or buf.shape[0] != p.size + 2 or buf.dtype != p.dtype:
+                self._stage = np.empty(p.size + 2, p.dtype)
             return
         ext = getattr(model, "_grad_ext", None)
-        if ext is not None and p.grad.base is ext and ext.shape[0] == p.size + 1:
+        if ext is not None and p.grad.base is ext and ext.shape[0] == p.size + 2:
             self._stage = ext
             return
-        ext = np.zeros(p.size + 1, p.dtype)
+        ext = np.zeros(p.size + 2, p.dtype)
         ext[:p.size] = p.grad
         p.grad = ext[:p.size]
         for i, layer in enumerate(model.layers):    # the layers' gradient views follow
@@ -210,8 +251,9 @@ class DataParallel:
         model._grad_ext = self._stage = ext
 
     # ------------------------------------------------------------------ every step
-    def reduce(self, model, ws, mb, loss_slot, sq_slot, l2):
-        """Turn this rank's gradient and loss into the global batch's (module docstring)."""
+    def reduce(self, model, ws, mb, loss_slot, sq_slot, l2, stop=False):
+        """Turn this rank's gradient and loss into the global batch's (module docstring);
+        returns whether any rank asked to stop (``stop``: this rank's preemption flag)."""
         comm, buf, n, bk = self.comm, self._stage, self._n, model._bk
         comm.step = model.steps_trained
         if ws.m == 0:       # no rows here: weight 0
@@ -226,15 +268,23 @@ class DataParallel:
             else:
                 buf[n] = loss_slot[0]
             if w != 1.0:
-                buf *= buf.dtype.type(w)
+                buf[:n + 1] *= buf.dtype.type(w)
+        buf[n + 1] = 1.0 if stop else 0.0
         comm.allreduce_(buf)
         if bk.on_device:
             model.params.grad.copy_to_device(buf[:n])
             loss_slot.copy_to_device(np.array([buf[n]], np.float64))
         else:
             loss_slot[0] = buf[n]
+        return bool(buf[n + 1] > 0)
 
-    def wrap_prepare(self, prepare):
+    def agree(self, stop):
+        """Whether any rank asked to stop, where no step follows (the end of an epoch)."""
+        flag = np.array([1.0 if stop else 0.0])
+        self.comm.allreduce_(flag, "stop flag allreduce")
+        return bool(flag[0] > 0)
+
+    def prepare_hook(self, prepare):
         """Batch preparation (augmentation) draws from (seed, epoch, batch): ranks > 0 pass a
         batch key of their own so their rows are not augmented like rank 0's."""
         if prepare is None or self.rank == 0:
@@ -246,6 +296,11 @@ class DataParallel:
     def end_epoch(self, model):
         self.comm.step = model.steps_trained
         self._bcast_running_stats(model)
+
+    def sum_counts(self, values):
+        values = np.array(values, dtype=np.float64)
+        self.comm.allreduce_(values, "training accuracy allreduce")
+        return values
 
     def fail(self, exc):
         """Print ``exc`` with this rank and stop every rank (``MPI_Abort``)."""
@@ -275,23 +330,3 @@ def resolve(distributed):
         return distributed
     raise TypeError(f"distributed={distributed!r} is invalid; expected True, False or "
                     "fd.distributed.DataParallel(...)")
-
-
-def run_distributed(fit, model, distributed, X, y, **kwargs):
-    """Run ``fit(model, X, y, **kwargs, _dp=dp)`` as one rank of a data-parallel job."""
-    from ..train.loop import DivergenceError
-    dp = resolve(distributed)
-    comm = dp._connect()
-    model._dist = dp
-    previous = comm.watch_failures() if comm.size > 1 else None
-    try:
-        return fit(model, X, y, _dp=dp, **kwargs)
-    except DivergenceError:
-        raise                   # every rank raises it at the same step (the loss is global)
-    except BaseException as e:
-        if dp.comm.size > 1 and dp.abort_on_error:
-            dp.fail(e)
-        raise
-    finally:
-        comm.unwatch_failures(previous)
-        model._dist = None

@@ -269,3 +269,25 @@ def layer_from_config(cfg):
     if "alpha" in cfg and cfg.get("activation") != "leaky_relu":
         cfg.pop("alpha")       # files record the (unused) default slope for every layer
     return LAYER_TYPES[kind](**cfg)
+
+
+def build_layers(layers, input_dim):
+    """Give ``layers`` their shapes for an input of ``input_dim`` features (no memory is
+    allocated); returns the output width. A layer may adjust the one before it first
+    (BatchNorm drops a linear Dense's bias)."""
+    for prev, layer in zip(layers, layers[1:]):
+        layer.prepare_previous(prev)
+    dim = input_dim
+    for layer in layers:
+        dim = layer.build(dim)
+    return dim
+
+
+def tensor_specs(layers):
+    """(layer, name, is_state, shape) of every ``get_weights()`` entry of built ``layers``, in
+    that order: per layer its parameters, then its non-trainable state (BatchNorm: gamma,
+    beta, running_mean, running_var). The model file reader (``fastdl/model_schema.py``)
+    checks a file's tensors against it before a model is allocated."""
+    return [spec for i, layer in enumerate(layers) for spec in
+            [(i, s.name, False, tuple(s.shape)) for s in layer.param_specs(i)]
+            + [(i, n, True, tuple(layer.state_shape(n))) for n in layer.state_names]]

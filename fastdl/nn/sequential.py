@@ -27,7 +27,8 @@ from ..data.batches import count_rows, is_streamable, row_chunks
 from ..kernels import ACTIVATIONS, BF16, LINEAR
 from ..params import FlatParams
 from ..precision import resolve as resolve_precision
-from .layers import OUTPUT_ONLY, Activation, Dense, Layer, layer_from_config
+from .layers import (OUTPUT_ONLY, Activation, Dense, Layer, build_layers,  # noqa: F401
+                     layer_from_config, tensor_specs)
 from .losses import get_loss
 
 #: Rows per chunk in predict/evaluate: bounds workspace memory for large inputs.
@@ -44,28 +45,6 @@ def _pair(pair, name):
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise ValueError(f"{name} must be a tuple (X, y)")
     return pair
-
-
-def build_layers(layers, input_dim):
-    """Give ``layers`` their shapes for an input of ``input_dim`` features (no memory is
-    allocated); returns the output width. A layer may adjust the one before it first
-    (BatchNorm drops a linear Dense's bias)."""
-    for prev, layer in zip(layers, layers[1:]):
-        layer.prepare_previous(prev)
-    dim = input_dim
-    for layer in layers:
-        dim = layer.build(dim)
-    return dim
-
-
-def tensor_specs(layers):
-    """(layer, name, is_state, shape) of every ``get_weights()`` entry of built ``layers``, in
-    that order: per layer its parameters, then its non-trainable state (BatchNorm: gamma,
-    beta, running_mean, running_var). The model file reader (``fastdl/model_schema.py``)
-    checks a file's tensors against it before a model is allocated."""
-    return [spec for i, layer in enumerate(layers) for spec in
-            [(i, s.name, False, tuple(s.shape)) for s in layer.param_specs(i)]
-            + [(i, n, True, tuple(layer.state_shape(n))) for n in layer.state_names]]
 
 
 class Sequential:
@@ -477,7 +456,7 @@ class Sequential:
     def fit(self, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
             callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
             resume_from=None, augment=None, distributed=False, sample_weight=None,
-            initial_epoch=0):
+            initial_epoch=0, preemption_signals=None, preempt_path=None):
         """Mini-batch training; returns a :class:`~fastdl.train.History`.
 
         Batches are reshuffled every epoch from ``seed`` (a pure function of seed and epoch),
@@ -520,6 +499,18 @@ class Sequential:
         Ctrl-C (KeyboardInterrupt) rewinds the model to the end of the last completed epoch
         (parameters, optimizer state, counters, batch-norm running statistics) and re-raises,
         so the model, ``model.history`` and the last checkpoint agree.
+        ``preemption_signals``: signals that stop the run cleanly (docs/long-jobs.md). None
+        (default): SIGTERM, what Slurm and Kubernetes send before they kill a job, when fit
+        runs in the main thread and SIGTERM has its default action; a tuple of names such as
+        ``("SIGTERM", "SIGUSR1")``; ``()`` for none. On such a signal fit finishes the batch in
+        progress (the epoch, on the whole-epoch fused path of tiny nets), writes a resumable
+        checkpoint through the run's first ``ModelCheckpoint`` that saves every state (or to
+        ``preempt_path``), runs the callbacks' ``on_train_end`` and raises
+        :class:`~fastdl.train.errors.Preempted` (``fd.Preempted``); ``history.stopped_at``
+        says where it stopped. ``fit(..., resume_from=that checkpoint)`` (or
+        ``resume_from=model.history``) ends with the parameters of an unbroken run. The
+        previous signal handlers are put back when fit returns. Distributed: every rank
+        stops after the same step and rank 0 writes the checkpoint.
         ``augment``: an ``fd.Augment`` applied to every training mini-batch (never to
         validation data), drawn from (seed, epoch, batch).
         With ``model.standardizer`` set, an unfitted standardizer is fitted on this ``X``.
@@ -548,11 +539,16 @@ class Sequential:
         (the whole-epoch fused kernel has no weights).
         """
         from ..train.loop import fit
+        strategy = None                 # one process (fastdl/train/strategy.py)
+        if distributed is not False and distributed is not None:
+            from ..distributed.trainer import resolve
+            strategy = resolve(distributed)
         return fit(self, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                    shuffle=shuffle, lr_schedule=lr_schedule, drop_last=drop_last,
-                   resume_from=resume_from, augment=augment, distributed=distributed,
-                   sample_weight=sample_weight, initial_epoch=initial_epoch)
+                   resume_from=resume_from, augment=augment, sample_weight=sample_weight,
+                   initial_epoch=initial_epoch, strategy=strategy,
+                   preemption_signals=preemption_signals, preempt_path=preempt_path)
 
     # ---------------------------------------------------------------- inference API
     def _input_chunks(self, X, name="X", allow_empty=False):
@@ -830,3 +826,39 @@ class Sequential:
     def __repr__(self):
         return (f"Sequential({len(self.layers)} layers, input_dim={self.input_dim}, "
                 f"loss={self.loss.name!r}, params={self.params.size})")
+
+
+_KEEP = object()
+
+
+def load(path, backend=None, compute_dtype=_KEEP, allow_slow=False):
+    """The model saved at ``path`` (``model.save`` / ``ModelCheckpoint``), with
+    ``model.optimizer`` (ready to continue training) and ``model.standardizer`` when they were
+    saved. ``backend``: where to put it (default: ``config.DEFAULT_BACKEND``). ``fd.load``.
+    ``compute_dtype``: the saved one by default; ``None`` loads a bfloat16 model to compute in
+    float32 (its float32 weights are the same). ``allow_slow``: as ``fd.Sequential``'s (a
+    bfloat16 model loaded where bfloat16 cannot be fast).
+
+    A damaged file, or one that is not a fastdl model, raises
+    :class:`~fastdl.model_file.ModelFileError` (a ``ValueError``) naming the file, the member
+    and what was expected; see :func:`fastdl.io.read`."""
+    from .. import io
+    from ..model_file import ModelFileError
+    from ..precision import PrecisionUnavailable, check_compute_dtype
+    if backend is not None:
+        check_name(backend)          # a bad argument is the caller's error, not the file's
+    cfg_over = {} if compute_dtype is _KEEP else \
+        {"compute_dtype": check_compute_dtype(compute_dtype)}
+    f = io.read(path)
+    try:
+        model = Sequential.from_config({**f["architecture"].config, **cfg_over},
+                                       backend=backend, allow_slow=allow_slow)
+    except PrecisionUnavailable as e:   # the file is fine; this machine cannot run it as saved
+        raise PrecisionUnavailable(f"{f.path!r}: {e} (or load it to compute in float32: "
+                                   f"fd.load(path, compute_dtype=None))") from None
+    except (TypeError, ValueError) as e:    # e.g. a loss that does not fit the output layer
+        raise ModelFileError(f.path, "architecture", f"describes a model that cannot be built "
+                             f"({type(e).__name__}: {e})",
+                             "the get_config() of a model that was built") from None
+    io.restore(model, f)
+    return model

@@ -1,9 +1,9 @@
 """Training loop, History and callbacks."""
 from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler
 from .checkpoint import ModelCheckpoint
-from .loop import DivergenceError
+from .errors import DivergenceError, Preempted
 from .progress import ProgressBar
 from .monitor import GradientMonitor
 
-__all__ = ["Callback", "History", "DivergenceError", "LearningRateScheduler", "ModelCheckpoint",
-           "ProgressBar", "EarlyStopping", "GradientMonitor"]
+__all__ = ["Callback", "History", "DivergenceError", "Preempted", "LearningRateScheduler",
+           "ModelCheckpoint", "ProgressBar", "EarlyStopping", "GradientMonitor"]

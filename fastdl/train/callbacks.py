@@ -7,9 +7,17 @@ A callback stops training by setting ``model.stop_training = True``. ``on_batch_
 the batch's forward pass) and ``on_batch_end`` (after its update) are only called when a
 callback overrides one of them; the fused whole-epoch fast path is then not used (it has no
 per-batch hook).
+
+A callback whose state changes the run (EarlyStopping's counters, ...) hands it to the
+checkpoints written during ``fit`` with ``get_state()`` / ``set_state()``, so that a run
+resumed from a checkpoint continues it exactly; the classes whose state a model file may
+hold are declared in ``fastdl/model_schema.py`` (``CALLBACK_STATES``). On a preempted run
+(``fd.Preempted``) ``on_train_end`` gets ``logs={"preempted": True}``: the run is not over.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 
 class Callback:
@@ -41,6 +49,19 @@ class Callback:
         return (cls.on_batch_end is not Callback.on_batch_end
                 or cls.on_batch_begin is not Callback.on_batch_begin)
 
+    def get_state(self):
+        """What a checkpoint must hold to continue this callback exactly in a resumed run: a
+        dict of JSON values, or None (nothing: the default)."""
+        return None
+
+    def state_weights(self):
+        """Arrays laid out like ``model.get_weights()`` that belong to the state, or None."""
+        return None
+
+    def set_state(self, state, weights=None):
+        """Continue from ``state`` (what ``get_state`` returned in the interrupted run) and
+        ``weights`` (``state_weights``); called after ``on_train_begin`` of a resumed run."""
+
 
 class History(Callback):
     """Per-epoch logs: ``history.history["loss"]`` is a list with one value per epoch.
@@ -52,6 +73,9 @@ class History(Callback):
     def __init__(self):
         self.history = {}
         self.epoch = []
+        #: None, or where a preempted run stopped: {"signal", "epoch" (epochs completed),
+        #: "batch" (batches done in the next one), "step", "checkpoint" (path or None)}
+        self.stopped_at = None
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
@@ -96,17 +120,33 @@ class LearningRateScheduler(Callback):
         except (TypeError, ValueError):
             n_args = 1
         self.schedule, self.two_args, self.verbose = schedule, n_args >= 2, verbose
+        self._seen = self._resume = None
 
     def on_epoch_begin(self, epoch, logs=None):
         opt = getattr(self.model, "optimizer", None)
         if opt is None:
             raise RuntimeError("LearningRateScheduler needs the model's optimizer; use it "
                                "inside model.fit")
-        lr = self.schedule(epoch, opt.lr) if self.two_args else self.schedule(epoch)
+        lr_in = float(opt.lr)
+        if self._resume is not None and self._resume[0] == epoch:
+            lr_in = self._resume[1]      # an epoch resumed midway: the lr it started with
+        self._resume = None
+        self._seen = (epoch, lr_in)
+        lr = self.schedule(epoch, lr_in) if self.two_args else self.schedule(epoch)
         old = opt.lr
         opt.lr = lr                       # validated by the optimizer (finite, > 0)
         if self.verbose and opt.lr != old:
             print(f"Epoch {epoch + 1}: LearningRateScheduler sets lr to {opt.lr:.6g}")
+
+    def get_state(self):
+        """The two-argument form reads the lr the epoch started with: a checkpoint inside the
+        epoch keeps it (the optimizer's lr is the schedule's output by then)."""
+        if self._seen is None:
+            return None
+        return {"epoch": int(self._seen[0]), "lr_in": float(self._seen[1])}
+
+    def set_state(self, state, weights=None):
+        self._resume = (state["epoch"], state["lr_in"])
 
 
 class EarlyStopping(Callback):
@@ -195,8 +235,32 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
+        if (logs or {}).get("preempted"):   # not over: the resumed run restores at its end
+            return
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+    def get_state(self):
+        """The counters and the best value so far (and, with ``restore_best_weights``, the
+        best epoch's weights: ``state_weights``), so a resumed run stops when an unbroken
+        run would and restores the same weights."""
+        return {"monitor": self.monitor, "mode": self.mode, "wait": int(self.wait),
+                "best": None if self.best is None else float(self.best),
+                "best_epoch": None if self.best_epoch is None else int(self.best_epoch),
+                "stopped_epoch": None if self.stopped_epoch is None
+                else int(self.stopped_epoch),
+                "best_weights": self.best_weights is not None}
+
+    def state_weights(self):
+        return self.best_weights
+
+    def set_state(self, state, weights=None):
+        if (state["monitor"], state["mode"]) != (self.monitor, self.mode):
+            return                       # it watches something else now: start afresh
+        self.wait, self.best = state["wait"], state["best"]
+        self.best_epoch, self.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+        if self.restore_best_weights and state["best_weights"] and weights is not None:
+            self.best_weights = [np.array(w) for w in weights]
 
     def __repr__(self):
         return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "

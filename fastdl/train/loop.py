@@ -13,6 +13,8 @@ host synchronisation per step; host backends check each cost as it comes.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import warnings
 
@@ -21,12 +23,12 @@ import numpy as np
 from .. import config
 from .._validation import check_float, check_int, check_rows
 from ..data.batches import batch_sizes, epoch_order, make_source  # noqa: F401 (epoch_order)
+from ..signals import NO_FLAG, PreemptionFlag, check_signal_names, in_main_thread
 from .callbacks import Callback, History
+from .checkpoint import check_writable
+from .errors import DivergenceError, Preempted  # noqa: F401 (fastdl.train.loop.DivergenceError)
 from .progress import make_progress
-
-
-class DivergenceError(FloatingPointError):
-    """Training produced a non-finite cost; the model keeps its last finite parameters."""
+from .strategy import SingleProcess
 
 
 def check_optimizer(optimizer):
@@ -103,13 +105,12 @@ def _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2, validation_d
 
 
 def _fused_layout(model, optimizer, wants_batches, weighted=False):
-    """The fused-epoch kernel's arguments, or None when the step path must be used."""
+    """The fused-epoch kernel's arguments, or None when the step path must be used
+    (``wants_batches``: a per-step hook is needed: batch callbacks, a distributed reduce)."""
     bk = model._bk
     if not (bk.fused_epoch and model._dense_only) or wants_batches:
         return None
     if weighted:        # train_epoch has no per-example weights: their batches take the step path
-        return None
-    if getattr(model, "_dist", None) is not None:   # distributed: an allreduce every step
         return None
     if model.precision.low:     # the whole-epoch kernels compute in the parameters' dtype only
         return None
@@ -140,10 +141,9 @@ class _Tally:
     def __init__(self):
         self.correct = self.total = 0.0
 
-    def accuracy(self, dist=None):
-        both = np.array([self.correct, self.total])
-        if dist is not None:            # every rank's rows of the global batches
-            dist.comm.allreduce_(both, "training accuracy allreduce")
+    def accuracy(self, strategy):
+        # distributed: every rank's rows of the global batches
+        both = strategy.sum_counts(np.array([self.correct, self.total]))
         return float(both[0] / both[1]) if both[1] > 0 else float("nan")
 
 
@@ -171,19 +171,71 @@ def _run_fused(model, optimizer, plan, Xd, Yd, order, bs, l2, tally=None):
     return costs
 
 
+class _Run:
+    """The fit in progress as a checkpoint sees it (``model._run`` during ``fit``): where it
+    is inside the epoch and the callbacks whose state changes the run.
+
+    ``batch``: batches done in epoch ``model.epochs_trained``; ``capture()`` gives the run
+    state ``fastdl/io.py`` writes (``position``: None at an epoch boundary; ``callbacks``:
+    {(class name, occurrence): {"state", "weights"}} of the callbacks
+    ``fastdl/model_schema.py`` declares a state for)."""
+
+    def __init__(self, model, callbacks, rows, batch_size, shuffle, drop_last):
+        from ..model_schema import CALLBACK_STATES
+        self.model = model
+        self.rows, self.batch_size = int(rows), int(batch_size)
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.batch = 0
+        self.earlier = np.empty(0)      # costs of the epoch's batches done before _run_steps
+        self.partial = None             # (upto) -> costs of the batches _run_steps did
+        seen, self.stateful = {}, []
+        for cb in callbacks:
+            name = type(cb).__name__
+            k = seen[name] = seen.get(name, -1) + 1
+            if name in CALLBACK_STATES:
+                self.stateful.append(((name, k), cb))
+
+    def costs(self):
+        """The cost of every batch done in the epoch so far (float64, host)."""
+        done = self.earlier
+        if self.partial is not None and self.batch > done.shape[0]:
+            done = np.concatenate([done, self.partial(self.batch)])
+        return done[:self.batch]
+
+    def capture(self):
+        pos = None
+        if self.batch:
+            pos = {"rows": self.rows, "batch_size": self.batch_size, "batch": self.batch,
+                   "shuffle": self.shuffle, "drop_last": self.drop_last,
+                   "losses": self.costs()}
+        states = {}
+        for key, cb in self.stateful:
+            st = cb.get_state()
+            if st is not None:
+                states[key] = {"state": st, "weights": cb.state_weights()}
+        return {"position": pos, "callbacks": states}
+
+    def restore_callbacks(self, saved):
+        for key, cb in self.stateful:
+            if key in saved:
+                cb.set_state(saved[key]["state"], saved[key]["weights"])
+
+
 class _EpochStart:
     """Parameters, optimizer state and learning rate, the step counter and the layers' running
-    statistics as they were when the epoch began. Parameters and optimizer state stay on the
+    statistics as they were when the epoch began (or where a resumed run took it up), with the
+    run's position and callback states (``run``). Parameters and optimizer state stay on the
     backend: on a GPU a device-to-device copy per epoch instead of a host round trip (which
     cost the 784-4096-4096-10 net more than half its throughput). Restored when an epoch
-    diverges or is interrupted."""
+    diverges or is interrupted (Ctrl-C)."""
 
-    def __init__(self, model, optimizer):
+    def __init__(self, model, optimizer, run=None):
         bk = self.bk = model._bk
         self.params = bk.copy(model.params.data)
         self.steps = model.steps_trained
         self.layer_states = model._layer_states()       # BatchNorm running statistics
         self.lr = getattr(optimizer, "lr", None)
+        self.run = None if run is None else run.capture()
         state = getattr(optimizer, "_state", None)
         if hasattr(optimizer, "_state") and hasattr(optimizer, "iterations"):
             self.opt = (optimizer.iterations, None if state is None else bk.copy(state))
@@ -230,27 +282,29 @@ def _diverged(model, epoch, batch, cost):
     raise _NonFiniteCost(epoch, batch, cost)
 
 
-def _keep_last_finite(model, optimizer, err, start, previous, replay):
+def _keep_last_finite(model, optimizer, err, start, first, previous, replay):
     """Put back the parameters that produced the last finite cost, then raise DivergenceError.
 
     The cost of batch b is computed before b's update, from the parameters of b - 1 updates:
     the ones to keep are those *before* the update that followed the last finite cost. No copy
     is taken per step (it would cost a pass over the parameters every update); instead the
-    epoch's start (``start``) is restored and b - 1 updates replayed (batches, dropout masks
+    epoch's start (``start``, taken at batch ``first``: 0, or where a resumed run took the
+    epoch up) is restored and the updates up to batch b - 1 replayed (batches, dropout masks
     and augmentation are pure functions of seed, epoch and step, so the replay repeats them).
-    At batch 0 the last finite cost was the previous epoch's last batch: ``previous`` =
-    (epoch, its start, its batch count) is replayed minus its last update; in the first epoch
-    of the fit there is nothing before, and the parameters are those fit started with."""
+    At the epoch's first batch the last finite cost was the previous epoch's last batch:
+    ``previous`` = (epoch, its start, its first batch, its batch count) is replayed minus its
+    last update; where this fit has nothing before (its first epoch, or a resumed run's first
+    batch) the parameters are those fit started with."""
     e, b = err.epoch, err.batch
-    if b > 0:
+    if b > first:
         start.restore(model, optimizer)
-        replay(e, b - 1)
+        replay(e, first, b - 1)
         kept = f"the parameters after epoch {e}, batch {b - 1}, which produced its finite cost"
-    elif previous is not None:
-        pe, pstart, pn = previous
+    elif b == first and previous is not None and previous[3] - 1 >= previous[2]:
+        pe, pstart, pfirst, pn = previous
         pstart.restore(model, optimizer)
         model.epochs_trained = pe               # the kept parameters are inside epoch pe
-        replay(pe, pn - 1)
+        replay(pe, pfirst, pn - 1)
         kept = (f"the parameters after epoch {pe}, batch {pn - 1} (its last), which produced "
                 "its finite cost")
     else:
@@ -262,14 +316,29 @@ def _keep_last_finite(model, optimizer, err, start, previous, replay):
                           "checking.") from None
 
 
+def _batch_costs(bk, losses, sqs, denoms, l2, weighted):
+    """The cost of each batch (L2 term included) from the backend's loss and squared-weight
+    buffers; ``denoms``: each batch's rows (or weight sum with sample_weight)."""
+    losses, sqs = bk.to_numpy(losses), bk.to_numpy(sqs)
+    if l2 and weighted:
+        n = denoms.shape[0]
+        return losses + np.divide(l2, 2.0 * denoms, out=np.zeros(n), where=denoms > 0) * sqs
+    return losses + (l2 / (2.0 * denoms)) * sqs if l2 else losses
+
+
 def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, epoch,
-               check_each, progress=None, prepare=None, limit=None, tally=None):
-    """One epoch, batch by batch, from ``source`` (``data/batches.py``: in memory or streamed).
+               check_each, progress=None, prepare=None, strategy=None, start=0, run=None,
+               flag=NO_FLAG, limit=None, tally=None):
+    """One epoch, batch by batch, from ``source`` (``data/batches.py``: in memory or streamed),
+    from batch ``start`` (a run resumed inside the epoch). Returns the costs of the batches it
+    did and whether it stopped early for a preemption (``flag``: after the step in progress,
+    the same step on every process, see ``strategy.reduce``).
     ``prepare(Xb, epoch, batch)``, when given, edits each gathered training batch in place
     (standardization of streamed rows, data augmentation: ``_batch_hook``). ``limit``: stop
-    after that many batches (the replay of ``_keep_last_finite``). ``tally``: a ``_Tally`` that
-    receives the epoch's training accuracy counts."""
+    before batch ``limit`` (the replay of ``_keep_last_finite``). ``tally``: a ``_Tally`` that
+    receives the training accuracy counts of the batches done."""
     bk = model._bk
+    strategy = SingleProcess() if strategy is None else strategy
     sizes = batch_sizes(source.m, bs, drop_last)
     nb = sizes.shape[0]
     # with sample_weight the cost's denominator (and the L2 term's m) is each batch's weight
@@ -279,15 +348,19 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     losses = bk.zeros((nb,), np.float64)
     sqs = bk.zeros((nb,), np.float64)
     corrects = bk.zeros((nb if tally is not None else 0,), np.float64)
-    seen = 0.0                          # rows (or weight) of this rank's batches
+    seen = 0.0                          # rows (or weight) of this process's batches
+    if run is not None:     # a checkpoint inside the epoch reads the costs so far
+        run.partial = lambda upto: _batch_costs(bk, losses[start:upto], sqs[start:upto],
+                                                denoms[start:upto], l2, weighted)
     cost = None
-    # fastdl.distributed: ws holds this rank's rows of the global batch b of mb rows (maybe
-    # none: ws.m == 0); dist.reduce makes p.grad and losses[b] the global batch's
-    dist = getattr(model, "_dist", None)
+    stop_after = None
+    own_flag = not strategy.reduces_every_step     # else the flag rides in strategy.reduce
     # mixed precision: the source gathered the rows straight into the bfloat16 ws.X16
     # (ArraySource.gather_bf16), unless a hook edits the float32 rows first
     x16_ready = getattr(source, "fills_x16", False) and prepare is None
-    batches = source.batches(model, model.seed, epoch, bs, shuffle, drop_last)
+    # distributed: ws holds this rank's rows of the global batch b of mb rows (maybe none:
+    # ws.m == 0); strategy.reduce makes p.grad and losses[b] the global batch's
+    batches = source.batches(model, model.seed, epoch, bs, shuffle, drop_last, start=start)
     try:
         for b, ws, mb in batches:
             if limit is not None and b >= limit:
@@ -307,8 +380,8 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
                 model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1],
                                   correct_buf=count, x16_ready=x16_ready)
                 seen += ws.m
-            if dist is not None:
-                dist.reduce(model, ws, mb, losses[b:b + 1], sqs[b:b + 1], l2)
+            stop = strategy.reduce(model, ws, mb, losses[b:b + 1], sqs[b:b + 1], l2,
+                                   stop=flag.requested)
             # a batch of zero total weight has no data: no L2 term either (not l2/0)
             l2_m = l2 / denom if denom else 0.0
             if check_each:
@@ -318,18 +391,26 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
                     _diverged(model, epoch, b, cost)
             model._apply_update(optimizer, l2_m)
             model.steps_trained += 1
-            for cb in batch_cbs:
+            if run is not None:
+                run.batch = b + 1
+            for cb in batch_cbs:        # checkpoints last (``_fit``)
                 cb.on_batch_end(b, {"loss": cost, "size": mb})
             if progress is not None:
                 progress.update(b, mb, cost)
+            if (own_flag and flag.requested) or (not own_flag and stop):
+                stop_after = b + 1
+                break
     finally:
         batches.close()          # stops a streaming source's prefetch thread
-    losses, sqs = bk.to_numpy(losses), bk.to_numpy(sqs)
+        if run is not None:
+            run.partial = None
     if tally is not None:
         tally.correct, tally.total = float(bk.to_numpy(corrects).sum()), seen
-    if l2 and weighted:
-        return losses + np.divide(l2, 2.0 * denoms, out=np.zeros(nb), where=denoms > 0) * sqs
-    return losses + (l2 / (2.0 * sizes)) * sqs if l2 else losses
+    end = nb if stop_after is None else stop_after
+    if limit is not None:
+        end = min(end, limit)
+    costs = _batch_costs(bk, losses[start:end], sqs[start:end], denoms[start:end], l2, weighted)
+    return costs, stop_after is not None
 
 
 def _check_augment(model, augment):
@@ -364,49 +445,75 @@ def _batch_hook(model, source, augment):
 
 def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
         callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
-        resume_from=None, augment=None, distributed=False, sample_weight=None,
-        initial_epoch=0, _dp=None):
-    if distributed and sample_weight is not None:
-        raise NotImplementedError(
-            "sample_weight with distributed training is not supported: the ranks' shards carry "
-            "no weights (and the allreduce divides by the global batch size, not its weight "
-            "sum); train with distributed=False, or without sample_weight")
-    if distributed and _dp is None:     # one rank of a data-parallel job: fastdl/distributed
-        from ..distributed.trainer import run_distributed
-        return run_distributed(fit, model, distributed, X, y, optimizer=optimizer,
-                               epochs=epochs, batch_size=batch_size, l2=l2,
-                               validation_data=validation_data, callbacks=callbacks,
-                               verbose=verbose, shuffle=shuffle, lr_schedule=lr_schedule,
-                               drop_last=drop_last, resume_from=resume_from, augment=augment,
-                               initial_epoch=initial_epoch)
+        resume_from=None, augment=None, sample_weight=None, initial_epoch=0, strategy=None,
+        preemption_signals=None, preempt_path=None):
+    """``Sequential.fit`` (see its docstring). ``strategy``: how the run is spread over
+    processes (``strategy.py``; None: :class:`SingleProcess`, one process)."""
+    strategy = SingleProcess() if strategy is None else strategy
+    strategy.check_arguments(sample_weight=sample_weight)
     initial_epoch = check_int("initial_epoch", initial_epoch, minimum=0)
     if initial_epoch and resume_from is not None:
         raise ValueError(f"initial_epoch={initial_epoch} cannot be combined with resume_from: "
                          "a resumed run continues at the epoch it stopped after")
+    flag = preemption_flag(preemption_signals)
+    if preempt_path is not None and (not isinstance(preempt_path, (str, os.PathLike))
+                                     or not os.fspath(preempt_path)):
+        raise TypeError(f"preempt_path={preempt_path!r} is invalid; expected a file path "
+                        "(str) for the checkpoint a preemption writes, or None")
+    return strategy.run(model, lambda: _fit_process(
+        model, X, y, optimizer, epochs, batch_size, l2, validation_data, callbacks, verbose,
+        shuffle, lr_schedule, drop_last, resume_from, augment, sample_weight, strategy, flag,
+        None if preempt_path is None else os.fspath(preempt_path), initial_epoch))
+
+
+def preemption_flag(preemption_signals):
+    """The flag ``fit`` raises on a preemption signal (``fastdl/signals.py``), not installed
+    yet. ``None`` (the default): SIGTERM, when fit runs in the main thread and SIGTERM still
+    has its default action (a handler the program installed itself, or an ignored SIGTERM,
+    is left alone); ``()``: none; a tuple of names: those, or a clear error where that is not
+    possible."""
+    if preemption_signals is None:
+        sig = getattr(signal, "SIGTERM", None)
+        if sig is None or not in_main_thread() or signal.getsignal(sig) is not signal.SIG_DFL:
+            return NO_FLAG
+        return PreemptionFlag((sig,))
+    sigs = check_signal_names("preemption_signals", preemption_signals)
+    if sigs and not in_main_thread():
+        raise ValueError(f"preemption_signals={tuple(s.name for s in sigs)!r} needs fit to run "
+                         "in the main thread (Python delivers signals there only); pass "
+                         "preemption_signals=() when fit runs in another thread")
+    return PreemptionFlag(sigs) if sigs else NO_FLAG
+
+
+def _fit_process(model, X, y, optimizer, epochs, batch_size, l2, validation_data, callbacks,
+                 verbose, shuffle, lr_schedule, drop_last, resume_from, augment, sample_weight,
+                 strategy, flag=NO_FLAG, preempt_path=None, initial_epoch=0):
+    """This process's part of the run: arguments, resume, data source, then :func:`_fit`."""
     if augment is not None:
         _check_augment(model, augment)
+    if preempt_path is not None and strategy.writes_files:
+        check_writable("preempt_path", preempt_path)
     resumed = None
     if isinstance(resume_from, History):    # this model's own run, continued in memory (panda)
         optimizer, resumed = _resume_in_memory(model, resume_from, optimizer)
     elif resume_from is not None:    # weights, counters, seed, optimizer state, standardizer,
         from ..io import resume_into  # history: first, so the inputs see the saved standardizer
         optimizer, resumed = resume_into(model, resume_from, optimizer)
+        resumed["path"] = os.fspath(resume_from)
     if optimizer is None:                   # Keras: the compiled optimizer; else SGD(lr=0.01)
         optimizer = _default_optimizer(model)
-    if _dp is not None:                     # rank 0 fits it, every rank gets rank 0's
-        _dp.fit_standardizer(model, X)
-    elif model.standardizer is not None:    # fitted on the training inputs only, once
-        model.standardizer._fit_for(model, X)
+    strategy.fit_standardizer(model, X)     # distributed: rank 0 fits it, every rank gets it
     source, val, callbacks = _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2,
                                              validation_data, callbacks, verbose, lr_schedule,
                                              sample_weight, drop_last)
-    if _dp is not None:     # agree on the run, broadcast rank 0's model, shard the batches
-        source = _dp.setup(model, source, epochs, batch_size, float(l2), shuffle, drop_last)
-    model._epoch_start = None
     try:
+        # distributed: agree on the run, broadcast rank 0's model, shard the batches
+        source = strategy.setup(model, source, epochs, batch_size, float(l2), shuffle,
+                                drop_last)
+        model._epoch_start = None
         return _fit(model, source, optimizer, epochs, batch_size, float(l2), val, callbacks,
                     verbose, shuffle, lr_schedule, bool(drop_last), resumed, initial_epoch,
-                    augment=augment)
+                    augment=augment, strategy=strategy, flag=flag, preempt_path=preempt_path)
     except KeyboardInterrupt:
         _rewind_interrupted_epoch(model)
         raise
@@ -426,14 +533,16 @@ def _default_optimizer(model):
 
 def _rewind_interrupted_epoch(model):
     """Ctrl-C (KeyboardInterrupt) in the middle of an epoch: put the parameters, optimizer
-    state, step counter and BatchNorm running statistics back to the end of the last
-    completed epoch, which is what the last ModelCheckpoint holds and what ``model.history``
-    ends with, so ``fit(..., resume_from=model.history)`` (or the checkpoint) continues from a
+    state, step counter and BatchNorm running statistics back to where the epoch began (its
+    start, or where a resumed run took it up), with the run's position and callback states
+    then, which is what the last epoch-end ModelCheckpoint holds and what ``model.history``
+    ends with, so ``fit(..., resume_from=model.history)`` (or a checkpoint) continues from a
     consistent state."""
     pending = getattr(model, "_epoch_start", None)
     model._epoch_start = None
     if pending is not None and pending[0] == model.epochs_trained:
         pending[1].restore(model, model.optimizer)
+        model._position = pending[1].run
 
 
 def _resume_in_memory(model, history, optimizer):
@@ -462,11 +571,14 @@ def _resume_in_memory(model, history, optimizer):
         optimizer.load_state_dict(old.state_dict())
         for h, v in mine.items():        # the caller's explicit settings win
             setattr(optimizer, h, v)
-    return optimizer, {"object": history, "fit_start_epoch": model._fit_start_epoch}
+    return optimizer, {"object": history, "fit_start_epoch": model._fit_start_epoch,
+                       "run": getattr(model, "_position", None)}
 
 
 def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbose, shuffle,
-         lr_schedule, drop_last, resumed, initial_epoch=0, augment=None):
+         lr_schedule, drop_last, resumed, initial_epoch=0, augment=None, strategy=None,
+         flag=NO_FLAG, preempt_path=None):
+    strategy = SingleProcess() if strategy is None else strategy
     bk = model._bk
     m = source.m
     bs = min(int(batch_size), m)
@@ -485,103 +597,190 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
         history.epoch = list(resumed["epoch"])
         history.history = {k: list(v) for k, v in resumed["history"].items()}
         run_start = resumed["fit_start_epoch"]
+    history.stopped_at = None
     last_epoch = run_start + int(epochs)
     if resumed is not None and model.epochs_trained >= last_epoch:
         warnings.warn(f"resume_from: the run has already trained "
                       f"{model.epochs_trained - run_start} epochs, which is >= epochs={epochs}; "
                       "nothing will be trained (epochs counts the whole run: pass a larger "
                       "epochs to continue)", UserWarning, stacklevel=4)
+    saved = (resumed or {}).get("run") or {"position": None, "callbacks": {}}
+    start_batch, start_costs = _resume_position(saved["position"], resumed, m, bs, shuffle,
+                                                drop_last, model.epochs_trained)
     # what a checkpoint needs to continue this run (see fastdl/io.py)
     model.optimizer, model.history, model._fit_start_epoch = optimizer, history, run_start
-    cbs = [history] + callbacks
-    for cb in cbs:
+    # checkpoints run after the other callbacks, so they hold every state of the same step
+    savers = [cb for cb in callbacks if getattr(cb, "saves_checkpoints", False)]
+    cbs = [history] + [cb for cb in callbacks if cb not in savers]
+    for cb in cbs + savers:
         cb.set_model(model)
     if getattr(lr_schedule, "unit", "epoch") == "step":
         # a per-step schedule needs a hook between updates, so it runs as a batch callback
         # (which also routes training through the step path: the fused kernel has no hook)
         cbs.append(_StepSchedule(lr_schedule, optimizer))
         lr_schedule = None
-    batch_cbs = [cb for cb in cbs if type(cb).wants_batches()]
+    cbs += savers
+    batch_cbs = [cb for cb in cbs if cb.wants_batches()]
+    target = preempt_path if preempt_path is not None else \
+        next((cb for cb in savers if cb.saves_anywhere()), None)
     plan = None
     prepare = _batch_hook(model, source, augment)
     if model._low_input and prepare is None and hasattr(source, "gather_bf16"):
         source.gather_bf16(model)   # mixed precision: bfloat16 input rows, rounded once
         # (other sources fill ws.Xb; the model rounds it per batch in _forward)
     if prepare is None and not source.streaming and not (drop_last and m % bs):
-        plan = _fused_layout(model, optimizer, bool(batch_cbs),
+        plan = _fused_layout(model, optimizer, bool(batch_cbs) or strategy.reduces_every_step,
                              weighted=getattr(source, "W", None) is not None)
-    dist = getattr(model, "_dist", None)
-    if dist is not None:        # only rank 0 prints; ranks > 0 augment with their own draws
-        verbose = verbose if dist.rank == 0 else 0
-        prepare = dist.wrap_prepare(prepare)
+    # distributed: only rank 0 prints; ranks > 0 augment with their own draws
+    verbose = strategy.verbose(verbose)
+    prepare = strategy.prepare_hook(prepare)
     progress = make_progress(verbose)
     # after a non-finite cost: the updates that led to the last finite one, done again with
     # only the per-step learning-rate schedule as a callback (see _keep_last_finite)
     step_schedules = [cb for cb in batch_cbs if isinstance(cb, _StepSchedule)]
 
-    def replay(epoch, n_batches):
+    def replay(epoch, first, upto):
         _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, step_schedules, epoch,
-                   False, prepare=prepare, limit=n_batches)
-    previous = None                 # (epoch, its _EpochStart, its batches): one epoch back
+                   False, prepare=prepare, strategy=strategy, start=first, limit=upto)
+    previous = None         # (epoch, its _EpochStart, its first batch, its batches): one back
+    run = _Run(model, cbs, m, bs, shuffle, drop_last)
+    model._run, model._strategy, model._position = run, strategy, None
     model.stop_training = False
-    for cb in cbs:
-        cb.on_train_begin({})
-    if progress is not None:
-        progress.on_train_begin(model.epochs_trained - run_start, last_epoch - run_start)
-    while model.epochs_trained < last_epoch:
-        e = model.epochs_trained            # the shuffle counter (batches, replays)
-        epoch = e - run_start               # the epoch of this run (schedules, callbacks)
-        if lr_schedule is not None:
-            optimizer.lr = lr_schedule(epoch)
+    preempted = False
+    flag.install()
+    try:
         for cb in cbs:
-            cb.on_epoch_begin(epoch, {})
+            cb.on_train_begin({})
+        run.restore_callbacks(saved["callbacks"])
         if progress is not None:
-            progress.on_epoch_begin(epoch, sizes)
-        start = _EpochStart(model, optimizer)
-        model._epoch_start = (e, start)     # what a Ctrl-C rewinds to (see fit)
-        t0 = time.perf_counter()
-        costs = None
-        tally = _Tally() if model.loss.is_classification else None
-        try:
-            if plan is not None:
-                order = source.order(model.seed, e, shuffle)
-                costs = _run_fused(model, optimizer, plan, source.X, source.Y, order, bs, l2,
-                                   tally)
-                if not np.isfinite(costs).all():   # redo the epoch step by step to stop exactly
-                    start.restore(model, optimizer)
-                    costs = None
-            if costs is None:
-                check_each = not bk.on_device or bool(batch_cbs)
-                bar = progress if progress is not None and progress.per_batch else None
-                costs = _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2,
-                                   batch_cbs, e, check_each, bar, prepare, tally=tally)
-                if not np.isfinite(costs).all():   # device: found at the end of the epoch
-                    start.restore(model, optimizer)
-                    _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs,
-                               e, True, prepare=prepare)
-        except _NonFiniteCost as err:
+            progress.on_train_begin(model.epochs_trained - run_start, last_epoch - run_start)
+        while model.epochs_trained < last_epoch:
+            e = model.epochs_trained            # the shuffle counter (batches, replays)
+            epoch = e - run_start               # the epoch of this run (schedules, callbacks)
+            run.batch, run.earlier = start_batch, start_costs
+            if lr_schedule is not None:
+                optimizer.lr = lr_schedule(epoch)
+            for cb in cbs:
+                cb.on_epoch_begin(epoch, {})
+            if progress is not None:
+                progress.on_epoch_begin(epoch, sizes)
+            start = _EpochStart(model, optimizer, run)
+            model._epoch_start = (e, start)     # what a Ctrl-C rewinds to (see fit)
+            t0 = time.perf_counter()
+            costs = None
+            tally = _Tally() if model.loss.is_classification else None
+            try:
+                if plan is not None and start_batch == 0:
+                    order = source.order(model.seed, e, shuffle)
+                    costs = _run_fused(model, optimizer, plan, source.X, source.Y, order, bs,
+                                       l2, tally)
+                    if not np.isfinite(costs).all():   # redo step by step to stop exactly
+                        start.restore(model, optimizer)
+                        costs = None
+                if costs is None:
+                    check_each = not bk.on_device or bool(batch_cbs)
+                    bar = progress if progress is not None and progress.per_batch else None
+                    costs, preempted = _run_steps(
+                        model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, e,
+                        check_each, bar, prepare, strategy, start_batch, run, flag, tally=tally)
+                    if not np.isfinite(costs).all():   # device: found at the end of the epoch
+                        start.restore(model, optimizer)
+                        run.batch = start_batch
+                        _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2,
+                                   batch_cbs, e, True, prepare=prepare, strategy=strategy,
+                                   start=start_batch, run=run)
+            except _NonFiniteCost as err:
+                model._epoch_start = None
+                _keep_last_finite(model, optimizer, err, start, start_batch, previous, replay)
+            previous = (e, start, start_batch, sizes.shape[0])
+            if preempted:                   # inside the epoch: it is finished by the resume
+                run.earlier = np.concatenate([start_costs, costs])
+                model._epoch_start = None
+                break
+            costs = np.concatenate([start_costs, costs]) if start_batch else costs
+            start_batch, start_costs = 0, np.empty(0)
+            bk.synchronize()
+            strategy.end_epoch(model)   # distributed: rank 0's batch-norm running statistics
+            elapsed = time.perf_counter() - t0
+            logs = {"loss": float(np.dot(costs, sizes) / n_used)}
+            if tally is not None:
+                logs["accuracy"] = tally.accuracy(strategy)
+            logs["lr"] = float(optimizer.lr)
+            if val is not None:
+                ev = model.evaluate(*val)
+                logs.update({f"val_{k}": v for k, v in ev.items()})
+            model.epochs_trained += 1
+            run.batch, run.earlier = 0, np.empty(0)
             model._epoch_start = None
-            _keep_last_finite(model, optimizer, err, start, previous, replay)
-        previous = (e, start, sizes.shape[0])
-        bk.synchronize()
-        if dist is not None:    # rank 0's batch-norm running statistics, for validation
-            dist.end_epoch(model)
-        elapsed = time.perf_counter() - t0
-        logs = {"loss": float(np.dot(costs, sizes) / n_used)}
-        if tally is not None:
-            logs["accuracy"] = tally.accuracy(dist)
-        logs["lr"] = float(optimizer.lr)
-        if val is not None:
-            ev = model.evaluate(*val)
-            logs.update({f"val_{k}": v for k, v in ev.items()})
-        model.epochs_trained += 1
-        model._epoch_start = None
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if progress is not None:
+                progress.on_epoch_end(epoch, logs, costs, sizes, elapsed)
+            if model.stop_training or model.epochs_trained >= last_epoch:
+                break           # the run is over (a signal that came meanwhile: fit returns)
+            # a signal that came during validation or the callbacks: stop here, all together
+            if strategy.agree(flag.requested):
+                preempted = True
+                break
+        if preempted:
+            _preempt(model, run, cbs, target, strategy, flag, history, progress)
         for cb in cbs:
-            cb.on_epoch_end(epoch, logs)
-        if progress is not None:
-            progress.on_epoch_end(epoch, logs, costs, sizes, elapsed)
-        if model.stop_training:
-            break
+            cb.on_train_end({})
+        return history
+    finally:
+        flag.restore()
+        model._run = model._strategy = None
+
+
+def _resume_position(pos, resumed, m, bs, shuffle, drop_last, epoch):
+    """(first batch, costs of the batches before it) of the first epoch of a run resumed
+    inside that epoch; (0, no costs) otherwise. The checkpoint's run must have had the same
+    batches: the same rows, batch size, shuffle and drop_last."""
+    if pos is None:
+        return 0, np.empty(0)
+    here = {"rows": m, "batch_size": bs, "shuffle": bool(shuffle), "drop_last": bool(drop_last)}
+    wrong = [f"{k}={pos[k]!r} there and {v!r} here" for k, v in here.items() if pos[k] != v]
+    n = batch_sizes(m, bs, drop_last).shape[0]
+    if not wrong and pos["batch"] > n:
+        wrong = [f"{pos['batch']} batches done there, {n} per epoch here"]
+    if wrong:
+        where = repr(resumed["path"]) if "path" in resumed else "model.history"
+        raise ValueError(f"resume_from={where} stopped inside epoch {epoch + 1}, after batch "
+                         f"{pos['batch']}; the rest of that epoch needs the same batches, but "
+                         f"{'; '.join(wrong)} (batch_size counts at most the rows). Resume with "
+                         "the same X, batch_size, shuffle and drop_last, or from a checkpoint "
+                         "written at an epoch end")
+    return int(pos["batch"]), np.asarray(pos["losses"], dtype=np.float64)
+
+
+def _preempt(model, run, cbs, target, strategy, flag, history, progress):
+    """After the step (or epoch end) where the processes agreed to stop: write the
+    checkpoint (rank 0), record where the run stopped, run ``on_train_end`` and raise
+    :class:`Preempted`."""
+    state = run.capture()
+    path = None
+    if isinstance(target, str):                 # preempt_path
+        path = target
+        if strategy.writes_files:
+            from ..io import save
+            try:
+                save(model, target, run=state)
+            except OSError as e:
+                warnings.warn(f"the preemption checkpoint {target!r} could not be written "
+                              f"({type(e).__name__}: {e})", RuntimeWarning, stacklevel=3)
+                path = None
+    elif target is not None:                    # the run's ModelCheckpoint
+        e, s = model.epochs_trained, model.steps_trained
+        path = target._format(epoch=e + 1 if run.batch else e, step=s, batch=run.batch)
+        if not (target.last_path == path and target._last_save[1] == s):   # not just saved
+            path = target.save(path, "preempted")
+    if progress is not None:
+        progress.interrupt()
+    signame = flag.received or "a signal on another rank"
+    history.stopped_at = {"signal": signame, "epoch": model.epochs_trained,
+                          "batch": run.batch, "step": model.steps_trained, "checkpoint": path}
+    model._position = state                     # fit(..., resume_from=model.history)
     for cb in cbs:
-        cb.on_train_end({})
-    return history
+        cb.on_train_end({"preempted": True})
+    raise Preempted(signame, model.epochs_trained, run.batch, model.steps_trained, path,
+                    history)

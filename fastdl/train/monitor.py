@@ -198,6 +198,21 @@ class GradientMonitor(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._acc, self._count, self._sampled = {}, 0, False
+        self._epoch_now = epoch
+        resume, self._resume = getattr(self, "_resume", None), None
+        if resume is not None and resume["epoch"] == epoch and resume["every"] == self.every:
+            self._acc, self._count = dict(resume["sums"]), resume["count"]   # resumed midway
+
+    def get_state(self):
+        """The sums of the epoch in progress, so an epoch resumed midway records the same
+        means in the History."""
+        if not getattr(self, "_count", 0):
+            return None
+        return {"epoch": int(self._epoch_now), "every": self.every, "count": int(self._count),
+                "sums": {k: float(v) for k, v in self._acc.items()}}
+
+    def set_state(self, state, weights=None):
+        self._resume = state
 
     # --- per batch ------------------------------------------------------------------------
     def on_batch_begin(self, batch, logs=None):

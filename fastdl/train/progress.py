@@ -58,6 +58,9 @@ class EpochLine:
     def update(self, batch, size, cost):
         pass
 
+    def interrupt(self):
+        """The run stops inside an epoch (a preemption)."""
+
     def on_epoch_end(self, epoch, logs, costs, sizes, elapsed):
         n = int(np.sum(sizes))
         print(f"Epoch {epoch + 1}/{self.last_epoch} - {elapsed:.3f}s "
@@ -104,6 +107,12 @@ class ProgressBar(EpochLine):
         if not self._cost_rows:
             return ""
         return f" - loss: {self._cost_sum / self._cost_rows:.4g}"
+
+    def interrupt(self):
+        if self._len:               # end the bar's line
+            self._out().write("\n")
+            self._out().flush()
+            self._len = 0
 
     def _bar(self):
         done = int(self.width * self.seen / max(self.total, 1))

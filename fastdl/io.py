@@ -193,6 +193,8 @@ def _run_arrays(model, run):
         for k in ("shuffle", "drop_last"):
             out[f"position/{k}"] = np.array(bool(pos[k]))
         out["position/losses"] = np.ascontiguousarray(pos["losses"], dtype=np.float64)
+        if pos.get("accuracy_counts") is not None:
+            out["position/accuracy_counts"] = np.asarray(pos["accuracy_counts"], np.float64)
     keys = _weight_keys(model)
     for (cls, k), st in sorted(run.get("callbacks", {}).items()):
         prefix = f"callback/{cls}/{k}/"
@@ -353,6 +355,7 @@ def _run_from(f, model):
     if "position/batch" in f:
         pos = {k: f[f"position/{k}"] for k in ("rows", "batch_size", "batch", "shuffle",
                                                 "drop_last", "losses")}
+        pos["accuracy_counts"] = f.get("position/accuracy_counts")
     callbacks = {}
     keys = _weight_keys(model)
     for name in f.values:

@@ -258,6 +258,11 @@ POSITION = [
     Member("position/losses", Tensor(lambda mf: (mf["position/batch"],), np.float64,
                                      note="the cost of each batch done in the epoch"),
            required="position/"),
+    # optional: (examples classified right, examples seen) of those batches, the start of the
+    # epoch's training accuracy (classification); a file without it resumes counting from 0
+    Member("position/accuracy_counts", Tensor(lambda mf: (2,), np.float64,
+                                              note="(correct, seen) of the batches done"),
+           required=False),
 ]
 
 

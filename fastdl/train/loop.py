@@ -138,8 +138,11 @@ class _Tally:
     """An epoch's training accuracy: examples classified right (before each update, weighted
     with sample_weight) over the examples (weight) seen; on this rank when distributed."""
 
-    def __init__(self):
-        self.correct = self.total = 0.0
+    def __init__(self, counts=None):
+        self.correct, self.total = (0.0, 0.0) if counts is None else map(float, counts)
+
+    def counts(self):
+        return np.array([self.correct, self.total])
 
     def accuracy(self, strategy):
         # distributed: every rank's rows of the global batches
@@ -165,7 +168,8 @@ def _run_fused(model, optimizer, plan, Xd, Yd, order, bs, l2, tally=None):
                      alpha, opt_kind, hyper, optimizer.iterations)
     costs = bk.to_numpy(costs)
     if tally is not None:
-        tally.correct, tally.total = float(bk.to_numpy(correct).sum()), float(m)
+        tally.correct += float(bk.to_numpy(correct).sum())
+        tally.total += float(m)
     optimizer.advance(nb)
     model.steps_trained += nb
     return costs
@@ -187,7 +191,9 @@ class _Run:
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         self.batch = 0
         self.earlier = np.empty(0)      # costs of the epoch's batches done before _run_steps
+        self.earlier_counts = None      # (correct, seen) of those (classification), or None
         self.partial = None             # (upto) -> costs of the batches _run_steps did
+        self.partial_counts = None      # (upto) -> (correct, seen) of those
         seen, self.stateful = {}, []
         for cb in callbacks:
             name = type(cb).__name__
@@ -202,12 +208,20 @@ class _Run:
             done = np.concatenate([done, self.partial(self.batch)])
         return done[:self.batch]
 
+    def counts(self):
+        """(examples classified right, examples seen) in the epoch so far, or None (no
+        training accuracy: regression)."""
+        c = self.earlier_counts
+        if self.partial_counts is not None:
+            c = self.partial_counts(self.batch) + (0.0 if c is None else c)
+        return c
+
     def capture(self):
         pos = None
         if self.batch:
             pos = {"rows": self.rows, "batch_size": self.batch_size, "batch": self.batch,
                    "shuffle": self.shuffle, "drop_last": self.drop_last,
-                   "losses": self.costs()}
+                   "losses": self.costs(), "accuracy_counts": self.counts()}
         states = {}
         for key, cb in self.stateful:
             st = cb.get_state()
@@ -348,10 +362,13 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     losses = bk.zeros((nb,), np.float64)
     sqs = bk.zeros((nb,), np.float64)
     corrects = bk.zeros((nb if tally is not None else 0,), np.float64)
-    seen = 0.0                          # rows (or weight) of this process's batches
+    seen = np.zeros(nb)                 # rows (or weight) of this process's batches
     if run is not None:     # a checkpoint inside the epoch reads the costs so far
         run.partial = lambda upto: _batch_costs(bk, losses[start:upto], sqs[start:upto],
                                                 denoms[start:upto], l2, weighted)
+        if tally is not None:
+            run.partial_counts = lambda upto: np.array(
+                [bk.to_numpy(corrects[start:upto]).sum(), seen[start:upto].sum()])
     cost = None
     stop_after = None
     own_flag = not strategy.reduces_every_step     # else the flag rides in strategy.reduce
@@ -375,11 +392,11 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
                 denom = denoms[b] = ws.wsum
                 model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1],
                                   ws.wb, ws.wsum, count, x16_ready=x16_ready)
-                seen += ws.wsum
+                seen[b] = ws.wsum
             elif ws.m:
                 model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1],
                                   correct_buf=count, x16_ready=x16_ready)
-                seen += ws.m
+                seen[b] = ws.m
             stop = strategy.reduce(model, ws, mb, losses[b:b + 1], sqs[b:b + 1], l2,
                                    stop=flag.requested)
             # a batch of zero total weight has no data: no L2 term either (not l2/0)
@@ -403,9 +420,10 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     finally:
         batches.close()          # stops a streaming source's prefetch thread
         if run is not None:
-            run.partial = None
+            run.partial = run.partial_counts = None
     if tally is not None:
-        tally.correct, tally.total = float(bk.to_numpy(corrects).sum()), seen
+        tally.correct += float(bk.to_numpy(corrects).sum())
+        tally.total += float(seen.sum())
     end = nb if stop_after is None else stop_after
     if limit is not None:
         end = min(end, limit)
@@ -607,6 +625,7 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
     saved = (resumed or {}).get("run") or {"position": None, "callbacks": {}}
     start_batch, start_costs = _resume_position(saved["position"], resumed, m, bs, shuffle,
                                                 drop_last, model.epochs_trained)
+    start_counts = (saved["position"] or {}).get("accuracy_counts")
     # what a checkpoint needs to continue this run (see fastdl/io.py)
     model.optimizer, model.history, model._fit_start_epoch = optimizer, history, run_start
     # checkpoints run after the other callbacks, so they hold every state of the same step
@@ -658,6 +677,7 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
             e = model.epochs_trained            # the shuffle counter (batches, replays)
             epoch = e - run_start               # the epoch of this run (schedules, callbacks)
             run.batch, run.earlier = start_batch, start_costs
+            run.earlier_counts = start_counts
             if lr_schedule is not None:
                 optimizer.lr = lr_schedule(epoch)
             for cb in cbs:
@@ -668,7 +688,7 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
             model._epoch_start = (e, start)     # what a Ctrl-C rewinds to (see fit)
             t0 = time.perf_counter()
             costs = None
-            tally = _Tally() if model.loss.is_classification else None
+            tally = _Tally(start_counts) if model.loss.is_classification else None
             try:
                 if plan is not None and start_batch == 0:
                     order = source.order(model.seed, e, shuffle)
@@ -695,10 +715,11 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
             previous = (e, start, start_batch, sizes.shape[0])
             if preempted:                   # inside the epoch: it is finished by the resume
                 run.earlier = np.concatenate([start_costs, costs])
+                run.earlier_counts = None if tally is None else tally.counts()
                 model._epoch_start = None
                 break
             costs = np.concatenate([start_costs, costs]) if start_batch else costs
-            start_batch, start_costs = 0, np.empty(0)
+            start_batch, start_costs, start_counts = 0, np.empty(0), None
             bk.synchronize()
             strategy.end_epoch(model)   # distributed: rank 0's batch-norm running statistics
             elapsed = time.perf_counter() - t0
@@ -710,7 +731,7 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
                 ev = model.evaluate(*val)
                 logs.update({f"val_{k}": v for k, v in ev.items()})
             model.epochs_trained += 1
-            run.batch, run.earlier = 0, np.empty(0)
+            run.batch, run.earlier, run.earlier_counts = 0, np.empty(0), None
             model._epoch_start = None
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)

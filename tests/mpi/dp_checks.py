@@ -164,7 +164,10 @@ def check_batchnorm():
     state = lambda m: np.concatenate([a.ravel() for a, (_, _, st)
                                       in zip(m.get_weights(), keys) if st])
     ref_half0 = make()
-    ref_half0.loss_and_grads(X[:32], y[:32])        # rank 0's half: its running statistics
+    # rank 0's half, one training step from the same weights: its running statistics (taken
+    # in the forward pass, before the update; loss_and_grads leaves them alone)
+    ref_half0.fit(X[:32], y[:32], optimizer=fd.optim.SGD(lr=0.5), epochs=1, batch_size=32,
+                  shuffle=False, verbose=0)
     exp = _one_step_expected(make, X, y, [8, 8], 0.5)
     Xs, ys = fd.data.make_moons(256, noise=0.2, seed=5)
     sync = make(True)

@@ -36,6 +36,23 @@ FASTMATH: frozenset = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 #: Element count above which element-wise CPU kernels use their parallel (prange) variant.
 PARALLEL_MIN_SIZE: int = int(os.environ.get("FASTDL_PARALLEL_MIN_SIZE", 1 << 20))
 
+#: Thread-count-independent results on the cpu backend (docs/reproducibility.md): its GEMMs run
+#: as ``GEMM_BLOCKS`` blocks fixed by the shape, one single-threaded BLAS call each, spread over
+#: OpenBLAS's threads (``kernels/cpu/_blas.py``), instead of OpenBLAS's threaded GEMM, whose
+#: rounding depends on the number of BLAS threads; every other cpu kernel is thread-count
+#: independent anyway. None (default, ``FASTDL_DETERMINISTIC`` unset or "auto"): on wherever
+#: NumPy's BLAS is an OpenBLAS that offers it (>= 0.3.29: NumPy >= 2.3 wheels from PyPI), off
+#: elsewhere; True: required (an error where unavailable); False: off (OpenBLAS's own threaded
+#: GEMM). Measured cost on the 2-core dev box: within +-1% of a training step of the
+#: 784-256-128-10 net at batch 64/256/1024 (benchmarks/RESULTS_longjobs.md).
+DETERMINISTIC: bool | None = {"1": True, "true": True, "0": False, "false": False}.get(
+    os.environ.get("FASTDL_DETERMINISTIC", "auto").lower())
+
+#: Blocks per deterministic GEMM (at most; fewer for small GEMMs): the machine's logical CPUs,
+#: so that every core gets a block. It fixes the rounding, so it is part of what makes two runs
+#: bit-identical: set ``FASTDL_GEMM_BLOCKS`` to compare runs across machines of different sizes.
+GEMM_BLOCKS: int = max(1, int(os.environ.get("FASTDL_GEMM_BLOCKS", os.cpu_count() or 1)))
+
 #: Threads per block for 1-D CUDA launches (tests patch this down to span many blocks).
 CUDA_THREADS_PER_BLOCK: int = int(os.environ.get("FASTDL_CUDA_TPB", 256))
 

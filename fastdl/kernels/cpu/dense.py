@@ -4,8 +4,9 @@ Same math, layout and skip rules as ``reference/dense.py``. GEMMs go to NumPy's 
 Numba (``np.dot`` inside ``@njit`` needs SciPy and measured 12-17% slower, see NOTES.md);
 around them:
 
-    forward   A = X W^T (BLAS), then bias + activation in place (``activations``: one jitted
-              pass; tanh and large sigmoids through NumPy's SIMD ufuncs)
+    forward   A = X W^T (BLAS through ``_blas.gemm``), then bias + activation in place
+              (``activations``: one jitted pass; tanh and large sigmoids through NumPy's SIMD
+              ufuncs)
     backward  ONE jitted pass over dA: dZ = dA * g'(A) in place AND db = column sums of dZ,
               then dW = dZ^T X and dX = dZ W (BLAS)
 
@@ -16,7 +17,8 @@ reference's ``np.sum(axis=0)`` adds row after row). Both loops are row-major and
 
 The jitted passes are serial below ``config.PARALLEL_MIN_SIZE`` elements: between two GEMMs,
 OpenMP threads and OpenBLAS threads would contend for the 2 cores (NOTES.md). The parallel pass
-splits columns, so every task owns its db entries (no race).
+splits columns, so every task owns its db entries (no race). The GEMMs go through
+``_blas.gemm``, whose bits do not depend on the thread count (``config.DETERMINISTIC``).
 """
 
 import numpy as np
@@ -24,6 +26,7 @@ import numpy as np
 from ... import config  # before numba: it sets OMP_WAIT_POLICY
 from numba import prange
 
+from ._blas import gemm
 from ._jit import jit, pjit
 from .activations import _bias_activation, _check_code, _dg
 
@@ -91,7 +94,7 @@ def dense_forward(A, X, W, b, activation, alpha):
     if A.size == 0:
         return
     _check_code(activation)
-    np.matmul(X, W.T, out=A)
+    gemm(A, X, W, trans_b=True)
     _bias_activation(A, b, activation, alpha)
 
 
@@ -116,6 +119,6 @@ def dense_backward(dX, dW, db, dA, A, X, W, activation, alpha):
     parallel = dA.size >= config.PARALLEL_MIN_SIZE and n >= 2 * _COL_BLOCK
     table = _PARALLEL_DZ_DB if parallel else _SERIAL_DZ_DB
     table[activation](dA, A, db, part, dA.dtype.type(alpha))
-    np.matmul(dA.T, X, out=dW)
+    gemm(dW, dA, X, trans_a=True)
     if dX.size:
-        np.matmul(dA, W, out=dX)
+        gemm(dX, dA, W)

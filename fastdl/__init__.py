@@ -18,6 +18,7 @@ from .nn import BatchNorm, Dropout
 from .data import Augment, Standardizer
 from .train import EarlyStopping
 from .io import load
+from .warmup import warmup
 from .optim import EWA, ewa
 from .train import Callback, DivergenceError, History
 from .train import LearningRateScheduler, ModelCheckpoint
@@ -32,3 +33,4 @@ __all__ += ["load", "ModelCheckpoint", "LearningRateScheduler", "EWA", "ewa"]
 __all__ += ["nn", "Dropout", "BatchNorm", "Standardizer", "Augment", "EarlyStopping"]
 __all__ += ["tune", "distributed"]
 __all__ += ["GradientMonitor", "callbacks"]
+__all__ += ["warmup"]

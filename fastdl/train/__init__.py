@@ -4,6 +4,7 @@ from .checkpoint import ModelCheckpoint
 from .loop import DivergenceError
 from .progress import ProgressBar
 from .monitor import GradientMonitor
+from .logs import CSVLogger, TensorBoard
 
 __all__ = ["Callback", "History", "DivergenceError", "LearningRateScheduler", "ModelCheckpoint",
-           "ProgressBar", "EarlyStopping", "GradientMonitor"]
+           "ProgressBar", "EarlyStopping", "GradientMonitor", "CSVLogger", "TensorBoard"]

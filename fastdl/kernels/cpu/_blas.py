@@ -249,6 +249,14 @@ def _deterministic_gemm(C, A, B, trans_a, trans_b):
         _gemm_blocks(C, A, B, bool(trans_a), bool(trans_b), config.GEMM_BLOCKS)
 
 
+def warm(dtype):
+    """Compile (or load) both GEMM paths for ``dtype``: ``fd.warmup`` runs the model on tiny
+    batches, whose GEMMs are all small; 128^3 multiply-adds take the blocked path."""
+    for n in (8, 128):
+        A = np.ones((n, n), dtype)
+        gemm(np.empty((n, n), dtype), A, A)
+
+
 def deterministic() -> bool:
     """Whether ``gemm`` takes the thread-count-independent form (``config.DETERMINISTIC``;
     None: where available)."""

@@ -194,3 +194,44 @@ def test_numpy_and_cpu_backends_agree_within_the_documented_tolerance(dtype, tol
         scale = max(np.abs(ref).max(), 1e-30)
         assert np.abs(got.astype(np.float64) - ref).max() <= tol * scale
     np.testing.assert_allclose(runs["cpu"][1], runs["numpy"][1], rtol=10 * tol)
+
+
+# ------------------------------------------------------------------------------- MPI ranks ----
+RANK_SCRIPT = """
+import hashlib, sys
+import numpy as np
+import fastdl as fd
+fd.set_num_threads(int(sys.argv[1]))
+rng = np.random.default_rng(1)
+X, y = rng.standard_normal((800, 784)).astype("float32"), rng.integers(0, 10, 800)
+model = fd.Sequential([fd.Dense(256), fd.BatchNorm(), fd.Activation("relu"),
+                       fd.Dropout(keep_prob=0.8), fd.Dense(10, activation="softmax")],
+                      input_dim=784, seed=3)
+model.fit(X, y, optimizer=fd.optim.Adam(), epochs=2, batch_size=200, verbose=0,
+          distributed=True)
+h = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+print("weights", h)
+"""
+
+
+def test_mpi_ranks_bits_do_not_depend_on_the_thread_count():
+    """A 2-rank data-parallel fit (batch norm, dropout) gives the same weights on both ranks
+    and in a second launch with another thread count per rank (docs/reproducibility.md)."""
+    pytest.importorskip("mpi4py", reason="the mpi extra (mpi4py + mpich) is not installed")
+    import shutil
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")     # the mpich wheel's
+    mpiexec = here if os.path.exists(here) else shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec on PATH (pip install -e '.[mpi]')")
+    if _blas.BLAS_SYMBOL is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS with batch GEMMs")
+    env = dict(os.environ, NUMBA_NUM_THREADS="4", FASTDL_GEMM_BLOCKS="3",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    hashes = []
+    for threads in ("1", "2"):
+        proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", RANK_SCRIPT, threads],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        hashes += [line.split()[1] for line in proc.stdout.splitlines()
+                   if line.startswith("weights")]
+    assert len(hashes) == 4 and len(set(hashes)) == 1, hashes

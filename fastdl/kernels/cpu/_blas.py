@@ -149,13 +149,17 @@ def plan(M, N, K, most):
 
 
 @jit(inline="always")
+def _address(x):
+    return np.intp(x.ctypes.data)
+
+
+@jit(inline="always")
 def _operands(C, A, B, ta):
     """M, N, K, the leading dimensions and the addresses (as signed integers) of C-contiguous
     C = op(A) op(B)."""
     M, N = C.shape
     K = A.shape[0] if ta else A.shape[1]
-    return (M, N, K, A.shape[1], B.shape[1], N, np.intp(C.ctypes.data), np.intp(A.ctypes.data),
-            np.intp(B.ctypes.data))
+    return M, N, K, A.shape[1], B.shape[1], N, _address(C), _address(A), _address(B)
 
 
 @jit
@@ -176,17 +180,17 @@ def _gemm_small(C, A, B, ta, tb):
 
 
 @jit
-def _gemm_blocks(C, A, B, ta, tb, most):
+def _gemm_blocks(C, A, B, ta, tb, most, ints, ops, ptrs, scal):
     """All blocks of ``plan`` in one OpenBLAS batch call: its threads take whole blocks, each
     computed by the single-threaded GEMM driver (``driver/level3/gemm_batch_thread.c``), so
-    the bits do not depend on how many threads there are."""
+    the bits do not depend on how many threads there are. The batch's argument arrays are the
+    caller's scratch (``_scratch``): per block ``ints`` holds m, n, k, lda, ldb, ldc and the
+    group size 1; ``ops`` op(A), op(B) (C enums: 32 bits); ``ptrs`` the addresses of A, B, C;
+    ``scal`` alpha = 1, beta = 0.
+    (Allocating them here cost more compile time than the rest of the function.)"""
     M, N, K, lda, ldb, ldc, c, a, b = _operands(C, A, B, ta)
     split_rows, blocks, block = plan(M, N, K, most)
     size = C.itemsize
-    ints = np.empty((7, blocks), np.int64 if _ILP64 else np.int32)
-    ops = np.empty((2, blocks), np.int32)
-    ptrs = np.empty((3, blocks), np.intp)
-    scal = np.empty((2, blocks), C.dtype)             # alpha, beta
     for i in range(blocks):
         lo = i * block
         hi = min(M if split_rows else N, lo + block)
@@ -201,20 +205,38 @@ def _gemm_blocks(C, A, B, ta, tb, most):
             n = hi - lo
         ints[0, i], ints[1, i], ints[2, i] = m, n, K
         ints[3, i], ints[4, i], ints[5, i], ints[6, i] = lda, ldb, ldc, 1
-        ops[0, i] = _CBLAS_TRANS if ta else _CBLAS_NO_TRANS
-        ops[1, i] = _CBLAS_TRANS if tb else _CBLAS_NO_TRANS
         ptrs[0, i], ptrs[1, i], ptrs[2, i] = pa, pb, pc
-        scal[0, i], scal[1, i] = 1, 0
-    p = lambda x: np.intp(x.ctypes.data)  # noqa: E731
-    args = (p(ops[0]), p(ops[1]), p(ints[0]), p(ints[1]), p(ints[2]), p(scal[0]), p(ptrs[0]),
-            p(ints[3]), p(ptrs[1]), p(ints[4]), p(scal[1]), p(ptrs[2]), p(ints[5]))
+    ops[0, :blocks] = _CBLAS_TRANS if ta else _CBLAS_NO_TRANS
+    ops[1, :blocks] = _CBLAS_TRANS if tb else _CBLAS_NO_TRANS
     if C.itemsize == 8:                 # float64
-        _dgemm_batch(_CBLAS_ROW_MAJOR, *args, blocks, p(ints[6]))
+        _dgemm_batch(_CBLAS_ROW_MAJOR, _address(ops[0]), _address(ops[1]), _address(ints[0]),
+                     _address(ints[1]), _address(ints[2]), _address(scal[0]),
+                     _address(ptrs[0]), _address(ints[3]), _address(ptrs[1]),
+                     _address(ints[4]), _address(scal[1]), _address(ptrs[2]),
+                     _address(ints[5]), blocks, _address(ints[6]))
     else:
-        _sgemm_batch(_CBLAS_ROW_MAJOR, *args, blocks, p(ints[6]))
-    # Numba frees an array after its last use in the code, and a raw address is not a use:
-    # reading the arrays here keeps them alive until the batch call has returned.
-    return ops[0, 0] + ints[0, 0] + ptrs[0, 0] + int(scal[0, 0])
+        _sgemm_batch(_CBLAS_ROW_MAJOR, _address(ops[0]), _address(ops[1]), _address(ints[0]),
+                     _address(ints[1]), _address(ints[2]), _address(scal[0]),
+                     _address(ptrs[0]), _address(ints[3]), _address(ptrs[1]),
+                     _address(ints[4]), _address(scal[1]), _address(ptrs[2]),
+                     _address(ints[5]), blocks, _address(ints[6]))
+
+
+_scratch_local = threading.local()
+
+
+def _scratch(most, dtype):
+    """This thread's argument arrays for ``_gemm_blocks`` (reused: the batch call reads them
+    before ``_gemm_blocks`` returns)."""
+    key = (most, dtype)
+    s = getattr(_scratch_local, "arrays", None)
+    if s is None or s[0] != key:
+        ints = np.zeros((7, most), np.int64 if _ILP64 else np.int32)
+        scal = np.zeros((2, most), dtype)
+        scal[0] = 1
+        s = _scratch_local.arrays = (key, ints, np.zeros((2, most), np.int32),
+                                     np.zeros((3, most), np.intp), scal)
+    return s[1:]
 
 
 _lock = threading.Lock()
@@ -246,7 +268,8 @@ def _deterministic_gemm(C, A, B, trans_a, trans_b):
         with _lock:     # two Python threads must not interleave their thread-count save/restore
             _gemm_small(C, A, B, bool(trans_a), bool(trans_b))
     else:
-        _gemm_blocks(C, A, B, bool(trans_a), bool(trans_b), config.GEMM_BLOCKS)
+        most = config.GEMM_BLOCKS
+        _gemm_blocks(C, A, B, bool(trans_a), bool(trans_b), most, *_scratch(most, C.dtype))
 
 
 def warm(dtype):

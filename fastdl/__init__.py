@@ -19,6 +19,7 @@ from .data import Augment, Standardizer
 from .train import EarlyStopping
 from .nn.sequential import load
 from .model_file import ModelFileError
+from .warmup import warmup
 from .optim import EWA, ewa
 from .precision import PrecisionUnavailable, bf16_supported
 from .train import Callback, DivergenceError, History, Preempted
@@ -36,3 +37,4 @@ __all__ += ["tune", "distributed"]
 __all__ += ["GradientMonitor", "callbacks"]
 __all__ += ["bf16_supported", "PrecisionUnavailable"]
 __all__ += ["Preempted"]
+__all__ += ["warmup"]

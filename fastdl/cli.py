@@ -4,6 +4,7 @@
     fastdl evaluate   loss and accuracy of a saved model on a dataset
     fastdl gradcheck  gradient-check a small network on a built-in dataset
     fastdl make-data  write a built-in dataset to .npz/.csv/.npy (teacher: chunk by chunk)
+    fastdl warmup     compile a network's kernels into the JIT cache (a container's build step)
 
 ``fastdl`` (or ``fastdl train``) with no arguments trains a 2-hidden-layer ReLU net on the 3-class
 spirals dataset with Adam, printing progress, the final train/dev/test metrics and the
@@ -240,6 +241,27 @@ def _parser():
                     help="classes (teacher, blobs, spirals)")
     mk.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     mk.add_argument("--seed", type=int, default=0)
+
+    w = sub.add_parser("warmup", help="compile a network's kernels into the JIT cache",
+                       description="Compile (or load) every kernel a network needs to train "
+                                   "and predict, into the JIT cache (fd.warmup): run it in a "
+                                   "container image's build step so jobs start warm. The "
+                                   "network is described with train's options.")
+    w.add_argument("--input-dim", type=_positive_int, required=True,
+                   help="number of input features")
+    w.add_argument("--layers", type=_layers_arg, default=[64, 64],
+                   help="hidden layer sizes, e.g. 256,128 (default 64,64)")
+    w.add_argument("--outputs", type=_positive_int, default=10,
+                   help="classes of a multiclass task (default 10)")
+    w.add_argument("--task", default="multiclass", choices=["multiclass", "binary",
+                                                           "regression"])
+    w.add_argument("--activation", default="relu", choices=ACTIVATIONS)
+    w.add_argument("--dropout", type=_keep_prob, default=None, metavar="KEEP_PROB")
+    w.add_argument("--batch-norm", action="store_true")
+    w.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZER_NAMES) + ["all"],
+                   help="the optimizer to compile for, or all of them (default adam)")
+    w.add_argument("--dtype", default="float32", choices=["float32", "float64", "both"])
+    w.add_argument("--backend", default=None, choices=["cpu", "numpy", "cuda"])
     return p
 
 
@@ -722,8 +744,23 @@ def cmd_export(a):
     return 0
 
 
+def cmd_warmup(a):
+    import fastdl as fd
+    names = sorted(OPTIMIZER_NAMES) if a.optimizer == "all" else [a.optimizer]
+    dtypes = ["float32", "float64"] if a.dtype == "both" else [a.dtype]
+    for dtype in dtypes:
+        ns = argparse.Namespace(layers=a.layers, activation=a.activation, init=None, seed=0,
+                                dtype=dtype, backend=a.backend, dropout=a.dropout,
+                                batch_norm=a.batch_norm)
+        model = _model(a.input_dim, a.task, a.outputs, ns)
+        for name in names:
+            report = fd.warmup(model, optimizer=_make_optimizer(name, None))
+            print(f"{dtype} {name}: {report}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck,
-            "make-data": cmd_make_data, "export": cmd_export}
+            "make-data": cmd_make_data, "export": cmd_export, "warmup": cmd_warmup}
 
 
 def main(argv=None):

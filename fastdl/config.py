@@ -36,6 +36,23 @@ FASTMATH: frozenset = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 #: Element count above which element-wise CPU kernels use their parallel (prange) variant.
 PARALLEL_MIN_SIZE: int = int(os.environ.get("FASTDL_PARALLEL_MIN_SIZE", 1 << 20))
 
+#: Thread-count-independent results on the cpu backend (docs/reproducibility.md): its GEMMs run
+#: as ``GEMM_BLOCKS`` blocks fixed by the shape, one single-threaded BLAS call each, spread over
+#: OpenBLAS's threads (``kernels/cpu/_openblas.py``), instead of OpenBLAS's threaded GEMM, whose
+#: rounding depends on the number of BLAS threads; every other cpu kernel is thread-count
+#: independent anyway. None (default, ``FASTDL_DETERMINISTIC`` unset or "auto"): on wherever
+#: NumPy's BLAS is an OpenBLAS that offers it (>= 0.3.29: NumPy >= 2.3 wheels from PyPI), off
+#: elsewhere; True: required (an error where unavailable); False: off (OpenBLAS's own threaded
+#: GEMM). Measured cost on the 2-core dev box: within +-1% of a training step of the
+#: 784-256-128-10 net at batch 64/256/1024 (benchmarks/RESULTS_longjobs.md).
+DETERMINISTIC: bool | None = {"1": True, "true": True, "0": False, "false": False}.get(
+    os.environ.get("FASTDL_DETERMINISTIC", "auto").lower())
+
+#: Blocks per deterministic GEMM (at most; fewer for small GEMMs): the machine's logical CPUs,
+#: so that every core gets a block. It fixes the rounding, so it is part of what makes two runs
+#: bit-identical: set ``FASTDL_GEMM_BLOCKS`` to compare runs across machines of different sizes.
+GEMM_BLOCKS: int = max(1, int(os.environ.get("FASTDL_GEMM_BLOCKS", os.cpu_count() or 1)))
+
 #: Threads per block for 1-D CUDA launches (tests patch this down to span many blocks).
 CUDA_THREADS_PER_BLOCK: int = int(os.environ.get("FASTDL_CUDA_TPB", 256))
 
@@ -82,24 +99,82 @@ def _writable_dir(path: str) -> bool:
         return False
 
 
+def _private_temp_cache() -> str | None:
+    """``<tmp>/fastdl-<uid>/numba`` when this user owns ``<tmp>/fastdl-<uid>`` and nobody else
+    can write to it: Numba's cache files are pickles, so a directory another user could fill
+    would let them run code in this process. None where that cannot be ensured."""
+    if not hasattr(os, "getuid"):
+        return None
+    root = os.path.join(tempfile.gettempdir(), f"fastdl-{os.getuid()}")
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        st = os.lstat(root)
+    except OSError:
+        return None
+    import stat
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return None
+    return os.path.join(root, "numba")
+
+
+def _seed(src: str, dst: str) -> None:
+    """Copy the cache files of a read-only cache directory ``src`` that ``dst`` lacks (a warm
+    cache baked into a read-only container image, ``fastdl warmup``), so they load from
+    ``dst``. Numba's index files are keyed by the source files' paths and stamps, so entries
+    for other installs are simply never used."""
+    import shutil
+    for base, _dirs, files in os.walk(src):
+        rel = os.path.relpath(base, src)
+        for f in files:
+            if not f.endswith((".nbi", ".nbc")):
+                continue
+            target = os.path.join(dst, rel, f)
+            if not os.path.exists(target):
+                try:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    shutil.copy2(os.path.join(base, f), target)
+                except OSError:
+                    return
+
+
 def _resolve_cache_dir() -> str | None:
     """The Numba JIT cache directory, or None when no candidate is writable.
 
-    ``cache=True`` makes Numba fail at import when it cannot write its cache, so caching is
-    enabled only when a writable directory is found (NUMBA_CACHE_DIR, then ~/.cache/fastdl).
+    Candidates in order: ``NUMBA_CACHE_DIR``, ``FASTDL_CACHE_DIR``, ``~/.cache/fastdl/numba``,
+    then a private ``<tmp>/fastdl-<uid>/numba`` (a read-only home in a container). The first
+    writable one is used, and Numba is pointed at it (``NUMBA_CACHE_DIR``): Numba itself,
+    given an unwritable directory, writes next to the sources or fails at import. An earlier
+    candidate that exists but is read-only (a cache warmed at an image's build step) seeds the
+    chosen one. None (no caching: kernels compile in memory in every process) when no
+    candidate is writable; ``FASTDL_NO_CACHE=1`` forces that.
     """
-    candidates = [os.environ.get("NUMBA_CACHE_DIR"), os.environ.get("FASTDL_CACHE_DIR"),
-                  os.path.join(os.path.expanduser("~"), ".cache", "fastdl", "numba")]
-    for c in candidates:
-        if c and _writable_dir(c):
+    def candidates():
+        for c in (os.environ.get("NUMBA_CACHE_DIR"), os.environ.get("FASTDL_CACHE_DIR"),
+                  os.path.join(os.path.expanduser("~"), ".cache", "fastdl", "numba")):
+            if c:
+                yield c
+        private = _private_temp_cache()     # created only when the others failed
+        if private:
+            yield private
+
+    read_only = []
+    for c in candidates():
+        if _writable_dir(c):
+            for warm in read_only:
+                _seed(warm, c)
             return c
+        if os.path.isdir(c):
+            read_only.append(c)
     return None
 
 
-#: Where compiled kernels are cached (None: caching off).
+#: Where compiled kernels are cached (None: caching off, see ``_resolve_cache_dir``).
 CACHE_DIR: str | None = None if os.environ.get("FASTDL_NO_CACHE") else _resolve_cache_dir()
 if CACHE_DIR is not None:
-    os.environ.setdefault("NUMBA_CACHE_DIR", CACHE_DIR)
+    os.environ["NUMBA_CACHE_DIR"] = CACHE_DIR
+    import sys as _sys
+    if "numba" in _sys.modules:                    # imported before fastdl: tell it directly
+        _sys.modules["numba"].config.CACHE_DIR = CACHE_DIR
 
 #: Whether @njit kernels are compiled with cache=True.
 JIT_CACHE: bool = CACHE_DIR is not None

@@ -270,3 +270,5 @@ class EarlyStopping(Callback):
 
 # fd.callbacks.GradientMonitor (defined in monitor.py, which imports Callback from here)
 from .monitor import GradientMonitor  # noqa: E402,F401
+# fd.callbacks.CSVLogger, fd.callbacks.TensorBoard: run logs (logs.py)
+from .logs import CSVLogger, TensorBoard  # noqa: E402,F401

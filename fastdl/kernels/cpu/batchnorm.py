@@ -165,30 +165,34 @@ def _backward_cols(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, act, alpha
             out[j] = c * (tm * d[j] - db[j] - (x[j] - T(mu[j])) * T(iv[j]) * dg[j])
 
 
+@jit(inline="always")
+def _train_block(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased,
+                 act, alpha, cb, c):
+    # module level, not a closure of _specialize: Numba's cache keys a closure by its pickled
+    # cells, and a jitted function in a cell pickles differently in every process, so the
+    # training kernels were compiled again by every process (a cache miss each time)
+    c0, c1 = c * cb, min(X.shape[1], (c + 1) * cb)
+    _statistics(mean, inv_std, rmean, rvar, X, momentum, eps, unbiased, c0, c1)
+    _normalize(A, A16, X, gamma, beta, mean, inv_std, act, alpha, c0, c1)
+
+
 def _specialize(act):
     """Kernels for one activation code (a closure constant). Each walks column blocks of width
     ``cb``, serially or one block per ``prange`` task, all passes of a block together."""
-
-    @jit(inline="always")
-    def train_block(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
-                    unbiased, alpha, cb, c):
-        c0, c1 = c * cb, min(X.shape[1], (c + 1) * cb)
-        _statistics(mean, inv_std, rmean, rvar, X, momentum, eps, unbiased, c0, c1)
-        _normalize(A, A16, X, gamma, beta, mean, inv_std, act, alpha, c0, c1)
 
     @jit
     def train(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased,
               alpha, cb):
         for c in range((X.shape[1] + cb - 1) // cb):
-            train_block(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
-                        unbiased, alpha, cb, c)
+            _train_block(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
+                         unbiased, act, alpha, cb, c)
 
     @pjit
     def train_parallel(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
                        unbiased, alpha, cb):
         for c in prange((X.shape[1] + cb - 1) // cb):
-            train_block(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
-                        unbiased, alpha, cb, c)
+            _train_block(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
+                         unbiased, act, alpha, cb, c)
 
     @jit
     def evaluate(A, A16, X, gamma, beta, rmean, rvar, eps, alpha, cb):

@@ -4,14 +4,16 @@ Same contract as ``reference/blas.py`` (``C = op(A) @ op(B)``, float operands of
 bfloat16 operands with float32 C). The provider is chosen here, by operand dtype, and nowhere
 else (layers and the other kernels call ``gemm``):
 
-* float32 / float64: NumPy's BLAS (OpenBLAS), ``np.matmul(..., out=C)`` (called outside Numba:
-  ``np.dot`` inside ``@njit`` needs SciPy and measured 12-17% slower, NOTES.md); with
-  ``config.FLOAT_GEMM = "onednn"``, float32 goes to oneDNN's ``dnnl_sgemm`` instead;
+* float32 / float64: NumPy's own OpenBLAS through ``_openblas.gemm``: blocks fixed by the shape,
+  each one single-threaded GEMM, so the bits do not depend on the thread count
+  (``config.DETERMINISTIC``, docs/reproducibility.md; ``np.matmul`` where that OpenBLAS is not
+  found); with ``config.FLOAT_GEMM = "onednn"``, float32 goes to oneDNN's ``dnnl_sgemm``
+  instead (not thread-count independent);
 * bfloat16 (uint16 bit patterns): ``config.BF16_GEMM`` picks
   - ``"onednn"``: oneDNN's ``dnnl_gemm_bf16bf16f32`` (``_onednn.py``): bfloat16 dot-product
     instructions (AVX512_BF16, AMX), float32 accumulation; the reason the option exists;
   - ``"emulated"``: both operands widened exactly to float32 (one jitted pass each, into
-    scratch buffers kept per shape), then the float32 BLAS GEMM. Same operands, same float32
+    scratch buffers kept per shape), then the float32 GEMM above. Same operands, same float32
     accumulation, no speed gain: the portable path (``compute_dtype="bfloat16",
     allow_slow=True`` on a CPU without bfloat16 instructions or without the extra);
   - ``"auto"`` (default): oneDNN where its bfloat16 GEMM works on this CPU, else emulated.
@@ -23,7 +25,7 @@ else (layers and the other kernels call ``gemm``):
 import numpy as np
 
 from ... import config
-from . import _onednn
+from . import _onednn, _openblas
 from .precision import from_bfloat16
 
 _scratch = {}
@@ -39,8 +41,7 @@ def _widened(key, M):
 
 
 def _gemm_emulated(C, A, B, trans_a, trans_b):
-    A32, B32 = _widened("A", A), _widened("B", B)
-    np.matmul(A32.T if trans_a else A32, B32.T if trans_b else B32, out=C)
+    _openblas.gemm(C, _widened("A", A), _widened("B", B), trans_a, trans_b)
 
 
 def _bf16_provider():
@@ -55,7 +56,8 @@ def _bf16_provider():
 
 
 def gemm(C, A, B, trans_a, trans_b):
-    """C = op(A) @ op(B): NumPy's BLAS for float operands, the bfloat16 provider for uint16."""
+    """C = op(A) @ op(B): NumPy's OpenBLAS (thread-count independent) for float operands, the
+    bfloat16 provider for uint16."""
     if A.dtype == np.uint16:
         if _bf16_provider() == "onednn":
             _onednn.gemm_bf16(C, A, B, trans_a, trans_b)
@@ -65,4 +67,4 @@ def gemm(C, A, B, trans_a, trans_b):
     if config.FLOAT_GEMM == "onednn" and C.dtype == np.float32:
         _onednn.sgemm(C, A, B, trans_a, trans_b)
         return
-    np.matmul(A.T if trans_a else A, B.T if trans_b else B, out=C)
+    _openblas.gemm(C, A, B, trans_a, trans_b)

@@ -15,8 +15,10 @@ are added to db, so float32 error grows with ``_DB_BLOCK + m / _DB_BLOCK`` inste
 reference's ``np.sum(axis=0)`` adds row after row). Both loops are row-major and vectorize.
 
 The jitted passes are serial below ``config.PARALLEL_MIN_SIZE`` elements: between two GEMMs,
-OpenMP threads and OpenBLAS threads would contend for the 2 cores (docs/design.md). The parallel pass
-splits columns, so every task owns its db entries (no race).
+OpenMP threads and OpenBLAS threads would contend for the 2 cores (docs/design.md). The parallel
+pass splits columns, so every task owns its db entries (no race). Float GEMMs go (through
+``blas.gemm``) to ``_openblas.gemm``, whose bits do not depend on the thread count
+(``config.DETERMINISTIC``).
 """
 
 import numpy as np

@@ -23,6 +23,10 @@ import tempfile
 
 import numpy as np
 
+#: empty bfloat16 outputs / optimizer shadow: no mixed-precision copies (issue 14)
+NO16 = np.zeros((0, 0), np.uint16)
+NO_SHADOW = np.zeros(0, np.uint16)
+
 
 def _digest(*arrays) -> str:
     h = hashlib.sha256()
@@ -53,10 +57,10 @@ def _kernel_cases(dt):
     for act in range(5):
         def dense(act=act):
             A = np.empty((m, n_out), dt)
-            K.dense_forward(A, X, W, b, act, 0.1)
+            K.dense_forward(A, NO16, X, W, b, act, 0.1)
             dX, dW, db, dA = (np.empty((m, n_in), dt), np.empty((n_out, n_in), dt),
                               np.empty(n_out, dt), dA0.copy())
-            K.dense_backward(dX, dW, db, dA, A, X, W, act, 0.1)
+            K.dense_backward(dX, dW, db, NO16, dA, A, X, W, act, 0.1)
             return _digest(A, dX, dW, db, dA)
         cases[f"dense act={act} {t}"] = dense
 
@@ -72,10 +76,10 @@ def _kernel_cases(dt):
             rm, rv = np.zeros(n_out, dt), np.ones(n_out, dt)
             gamma, beta = np.linspace(0.5, 2, n_out).astype(dt), b.copy()
             Xb = dA0 + 3.0
-            K.batchnorm_forward_train(A, mean, inv, rm, rv, Xb, gamma, beta, 0.9, 1e-5,
+            K.batchnorm_forward_train(A, NO16, mean, inv, rm, rv, Xb, gamma, beta, 0.9, 1e-5,
                                       False, act, 0.1)
             E = np.empty((m, n_out), dt)
-            K.batchnorm_forward_eval(E, Xb, gamma, beta, rm, rv, 1e-5, act, 0.1)
+            K.batchnorm_forward_eval(E, NO16, Xb, gamma, beta, rm, rv, 1e-5, act, 0.1)
             dX, dg, dbeta, dA = (np.empty((m, n_out), dt), np.empty(n_out, dt),
                                  np.empty(n_out, dt), Y - 0.1)
             K.batchnorm_backward(dX, dg, dbeta, dA, A, Xb, mean, inv, gamma, act, 0.1)
@@ -93,10 +97,10 @@ def _kernel_cases(dt):
 
     def dropout():
         A, dX = np.empty((m, n_out), dt), np.empty((m, n_out), dt)
-        K.dropout_forward(A, dA0, 7, 3, 1, 0.8)
+        K.dropout_forward(A, NO16, dA0, 7, 3, 1, 0.8)
         K.dropout_backward(dX, dA0, 7, 3, 1, 0.8)
         B = dA0.copy()
-        K.dropout_forward(B, B, 7, 3, 1, 0.8)
+        K.dropout_forward(B, NO16, B, 7, 3, 1, 0.8)
         return _digest(A, dX, B)
     cases[f"dropout {t}"] = dropout
 
@@ -115,13 +119,14 @@ def _kernel_cases(dt):
             K.sum_squares(sq, g0)
             mn, cv = clip["max_norm"], clip["clip_value"]
             p, s1, s2 = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
-            K.sgd_update(p, g0, 0.1, 0.01, sq, mn, cv, 0.001, 1000)
-            K.momentum_update(p, s1, g0, 0.1, 0.9, 0.0, True, 0.0, sq, mn, cv, 0.0, 1000)
-            K.rmsprop_update(p, s2, g0, 0.01, 0.9, 1e-8, 0.0, sq, mn, cv, 0.0, 1000)
+            K.sgd_update(p, NO_SHADOW, g0, 0.1, 0.01, sq, mn, cv, 0.001, 1000)
+            K.momentum_update(p, NO_SHADOW, s1, g0, 0.1, 0.9, 0.0, True, 0.0, sq, mn, cv, 0.0,
+                              1000)
+            K.rmsprop_update(p, NO_SHADOW, s2, g0, 0.01, 0.9, 1e-8, 0.0, sq, mn, cv, 0.0, 1000)
             s1[...] = 0
             s2[...] = 0
-            K.adam_update(p, s1, s2, g0, 1e-3, 0.9, 0.999, 1e-8, 3, 0.0, 0.01, sq, mn, cv,
-                          0.0, 1000)
+            K.adam_update(p, NO_SHADOW, s1, s2, g0, 1e-3, 0.9, 0.999, 1e-8, 3, 0.0, 0.01, sq, mn,
+                          cv, 0.0, 1000)
             return _digest(sq, p, s1, s2)
         cases[f"optimizers clip={clip['max_norm'] != np.inf} {t}"] = optim
     return cases

@@ -68,9 +68,9 @@ def test_csv_rows_hold_the_epoch_logs_in_full_precision(tmp_path):
                      callbacks=[fd.callbacks.CSVLogger(path)])
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "loss", "lr", "val_loss", "val_accuracy"]
+    assert list(rows[0]) == ["epoch", "loss", "accuracy", "lr", "val_loss", "val_accuracy"]
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-    for key in ("loss", "lr", "val_loss", "val_accuracy"):
+    for key in ("loss", "accuracy", "lr", "val_loss", "val_accuracy"):
         assert [float(r[key]) for r in rows] == h.history[key]      # exact: repr round-trips
 
 

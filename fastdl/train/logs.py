@@ -150,7 +150,10 @@ class CSVLogger(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self._active:
             return
-        row = {"epoch": epoch, **(logs or {})}
+        # the model's epoch counter (incremented before on_epoch_end), not the callback's
+        # ``epoch``, which counts from 0 in every fit call as in Keras: rows stay unique when
+        # a later fit appends (append=True)
+        row = {"epoch": self.model.epochs_trained - 1, **(logs or {})}
         if self._header is None or any(k not in self._header for k in row):
             old = self._header
             self._header = (old or []) + [k for k in row if k not in (old or [])]
@@ -284,7 +287,7 @@ class TensorBoard(Callback):
             return
         values = {f"epoch/{k}": v for k, v in (logs or {}).items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        values["epoch/epoch"] = epoch
+        values["epoch/epoch"] = self.model.epochs_trained - 1    # the model's (see CSVLogger)
         elapsed = time.perf_counter() - self._t_epoch
         if self._epoch_rows:
             values["epoch/samples_per_sec"] = self._epoch_rows / max(elapsed, 1e-9)

@@ -83,8 +83,12 @@ def torch_available() -> bool:
 
 
 def require_torch():
+    """Skip the calling test when PyTorch is not installed. Never imports torch here: its own
+    OpenMP runtime and BLAS must stay out of the process that times fastdl (the peers run torch
+    in worker processes of their own)."""
     import pytest
-    return pytest.importorskip("torch", reason="PyTorch (the peer) is not installed")
+    if not torch_available():
+        pytest.skip("PyTorch (the peer) is not installed")
 
 
 # ------------------------------------------------------------------------------- timing ----
@@ -406,6 +410,9 @@ def blas_info() -> dict:
     try:
         from threadpoolctl import threadpool_info
         blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        # NumPy's own BLAS first (SciPy and others may load a second OpenBLAS in the process)
+        blas.sort(key=lambda i: "numpy" not in os.path.basename(
+            os.path.dirname(i.get("filepath", ""))))
         if blas:
             b = blas[0]
             out.update(blas=b.get("internal_api"), kernel=b.get("architecture"),

@@ -67,8 +67,10 @@ def pytest_terminal_summary(terminalreporter):
         lines = P.format_ceilings(ceil)
         if P.SMALL:         # one repeat on tiny runs: a smoke test of the measurement only
             continue
+        bf16 = str(ceil["bf16_gemm"]).split(" (")[0]
         tr.write_line(f"GEMM ceilings measured for {label}, GFLOP/s (best of 5, "
-                      f"{ceil.get('blas_threads')} BLAS threads; {lines[0].split('; ', 1)[1]}):")
+                      f"{ceil.get('blas_threads')} BLAS threads; oneDNN ISA "
+                      f"{ceil['onednn_isa']}; bfloat16 GEMM: {bf16}):")
         for line in lines[1:]:
             tr.write_line(line)
     if P.SMALL and P.CEILINGS:

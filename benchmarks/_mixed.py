@@ -16,8 +16,6 @@ PyTorch runs in a worker process of its own (``_peers.TorchPeer``).
 
 from __future__ import annotations
 
-import numpy as np
-
 import _peers as P
 
 #: net name -> (hidden and output widths, activations); input 784.
@@ -95,18 +93,7 @@ def step_flops(net, exact=True):
 
 
 def ceiling_of_step(net, batch, ceilings, key):
-    """The GEMM rate a whole training step could reach at the net's shapes (the harmonic mean
-    of the per-shape ceilings, weighted by each shape's flops: the time the three products of
-    every layer take at their measured rate), GFLOP/s; None when ``key`` was not measured."""
+    """The GEMM rate a whole training step of ``net`` could reach at its shapes
+    (``_peers.step_ceiling``), GFLOP/s; None when ``key`` was not measured."""
     widths, _ = NETS[net]
-    rows = {tuple(r["shape"]): r for r in ceilings["rows"]}
-    total = seconds = 0.0
-    for shape in P.net_gemm_shapes(widths, 784, batch):
-        rate = rows[shape][key]
-        if rate is None:
-            return None
-        flop = 2.0 * shape[0] * shape[1] * shape[2]
-        n_products = 2 if shape == P.net_gemm_shapes(widths, 784, batch)[0] else 3
-        total += n_products * flop
-        seconds += n_products * flop / (rate * 1e9)
-    return total / seconds / 1e9
+    return P.step_ceiling(widths, 784, batch, ceilings, key)

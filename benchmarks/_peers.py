@@ -57,6 +57,23 @@ def set_threads(n: int = THREADS) -> None:
     _fd().set_num_threads(n)
 
 
+def cpu_model() -> str:
+    """``lscpu``'s model name with the CPU count and the instruction sets that decide GEMM
+    speed here (AVX-512, bfloat16): the CPU of the dev machines changes over time."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+        model = next(x.split(":", 1)[1].strip() for x in lines if x.startswith("model name"))
+        flags = next(x.split(":", 1)[1].split() for x in lines if x.startswith("flags"))
+        bf = [f for f in flags if "bf16" in f or f.startswith("amx")]
+        avx512 = any(f.startswith("avx512f") for f in flags)
+        return f"{model} ({os.cpu_count()} CPUs; AVX-512 {'yes' if avx512 else 'no'}; " \
+               f"bf16 flags: {','.join(bf) or 'none'})"
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def torch_available() -> bool:
     """Whether PyTorch (the peer) is installed, without importing it here."""
     try:
@@ -66,8 +83,12 @@ def torch_available() -> bool:
 
 
 def require_torch():
+    """Skip the calling test when PyTorch is not installed. Never imports torch here: its own
+    OpenMP runtime and BLAS must stay out of the process that times fastdl (the peers run torch
+    in worker processes of their own)."""
     import pytest
-    return pytest.importorskip("torch", reason="PyTorch (the peer) is not installed")
+    if not torch_available():
+        pytest.skip("PyTorch (the peer) is not installed")
 
 
 # ------------------------------------------------------------------------------- timing ----
@@ -195,6 +216,178 @@ def wait_until_quiet(max_wait_s: float = 120.0, threshold: float = 0.05, probe_s
             return ld.foreign
 
 
+# ------------------------------------------------------------------- benchmark rows ----
+class Rows:
+    """The rows of one pytest-benchmark group (fastdl and each peer or variant), timed in turn,
+    round by round.
+
+    A row is a function that runs one round of its work and returns that round's wall time in
+    seconds, measured by the row itself as close to the work as it can: ``perf_counter`` around
+    the fastdl call in this process; for a peer in a worker process, the worker's own
+    ``perf_counter`` around its loop (the pipe round trip, ~0.1 ms, is left out: a user of the
+    peer has no pipe). ``units``: how much work one round holds (epochs, steps, calls), so rows
+    that do different amounts per round compare; a row's time is seconds per unit.
+
+    ``run(rounds)``: a round runs every row once, in the order they were added, each after
+    ``settle`` (idle BLAS/OpenMP threads of the previous row must not take a core from the
+    next), and records the CPU share other processes used meanwhile. Rows are interleaved, not
+    timed one after another, because this shared machine's speed drifts by up to 2x from one
+    minute to the next: within a round every row sees the same state, so per-round ratios are
+    steady where absolute times are not.
+
+    ``record(benchmark, row)`` makes that row's rounds pytest-benchmark's measurement of the test
+    (``record_seconds``), so ``--benchmark-only`` prints the group side by side and
+    ``--benchmark-save`` / ``--benchmark-compare`` track every row.
+
+    ``quiet``: when set, rounds in which other processes used >= ``quiet`` of the CPUs are left
+    out of every figure (and of what pytest-benchmark receives) if at least two clean rounds
+    remain; ``None`` keeps every round."""
+
+    def __init__(self, unit="round", settle_s=SETTLE_S, quiet=None):
+        self.unit, self.settle_s, self.quiet = unit, settle_s, quiet
+        self._fns: dict = {}
+        self.seconds: dict = {}     # row -> seconds per unit, one per round
+        self.load: list = []        # other processes' CPU share per round (None: unknown)
+
+    def add(self, name, fn, units=1.0):
+        self._fns[name] = (fn, float(units))
+        self.seconds[name] = []
+
+    def __contains__(self, name):
+        return name in self.seconds
+
+    @property
+    def names(self):
+        return list(self.seconds)
+
+    def run(self, rounds):
+        """Run ``rounds`` rounds, then drop the row functions: a measured group is kept for its
+        other rows (``group_rows``) and must not keep models, buffers or workers alive."""
+        for _ in range(rounds):
+            with MachineLoad() as ld:
+                for name, (fn, units) in self._fns.items():
+                    settle(self.settle_s)
+                    self.seconds[name].append(fn() / units)
+            self.load.append(ld.foreign)
+        self._fns.clear()
+        return self
+
+    @property
+    def used(self):
+        """Indices of the rounds the figures use."""
+        every = list(range(len(self.load)))
+        if self.quiet is None:
+            return every
+        clean = [i for i in every if (self.load[i] or 0.0) < self.quiet]
+        return clean if len(clean) >= 2 else every
+
+    @property
+    def foreign(self):
+        """Mean CPU share of other processes over the rounds (None: not measurable)."""
+        known = [f for f in self.load if f is not None]
+        return statistics.mean(known) if known else None
+
+    def times(self, name):
+        return [self.seconds[name][i] for i in self.used]
+
+    def median(self, name):
+        return statistics.median(self.times(name))
+
+    def ratio(self, num, den):
+        """The median over the used rounds of ``num``'s time / ``den``'s time in that round: how
+        many times faster ``den`` is than ``num``."""
+        return statistics.median(self.seconds[num][i] / self.seconds[den][i] for i in self.used)
+
+    def record(self, benchmark, name, ref=None, ref_label="fastdl", per_unit=None, **info):
+        """Hand row ``name`` to pytest-benchmark and fill its ``extra_info``: ``unit``,
+        ``seconds_per_unit`` (median), every round's time, the rounds used and their load;
+        ``per_unit`` {figure: amount per unit} gives figure = amount / median (e.g.
+        ``{"samples_per_s": rows per epoch}``); against row ``ref`` of this group (measured in
+        the same rounds): ``ratio_vs_<ref_label>`` = this row's speed / ``ref``'s and
+        ``<ref_label>_speedup`` = ``ref``'s speed / this row's, each the median of per-round
+        ratios."""
+        record_seconds(benchmark, self.times(name))
+        med = self.median(name)
+        out = {"row": name, "unit": self.unit, "seconds_per_unit": med,
+               "rounds_s": self.seconds[name], "rounds_used": self.used,
+               "round_foreign_load": self.load, "threads": THREADS,
+               "date": time.strftime("%Y-%m-%d %H:%M")}
+        for figure, amount in (per_unit or {}).items():
+            out[figure] = amount / med
+        if ref is not None and ref in self:
+            out[f"ratio_vs_{ref_label}"] = self.ratio(ref, name)
+            out[f"{ref_label}_speedup"] = self.ratio(name, ref)
+        out.update(info)
+        benchmark.extra_info.update(out)
+        return out
+
+
+def timed(fn):
+    """``fn`` wrapped to return its own wall time (``perf_counter``) instead of its result: a
+    row for ``Rows.add``."""
+    def run():
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+    return run
+
+
+class _ReplayClock:
+    """pytest-benchmark's timer for a row measured by ``Rows``: the benchmarked function
+    (``advance``) moves this clock on by the next measured duration, so the ``end - start`` that
+    pytest-benchmark takes around it is exactly that duration, and its statistics (min, median,
+    IQR, outliers, OPS) are those of the measured rounds."""
+
+    def __init__(self, seconds):
+        self._left = [float(s) for s in seconds]
+        self.now = 0.0
+        # the name pytest-benchmark stores as the "timer" option of a saved run
+        self.__name__ = "perf_counter_rows_timed_in_turn"
+
+    def __call__(self):
+        return self.now
+
+    def advance(self):
+        self.now += self._left.pop(0)
+
+
+def record_seconds(benchmark, seconds):
+    """Make ``seconds`` (one wall time per round, measured by the caller around the work)
+    pytest-benchmark's measurement of this test: ``pedantic`` runs a no-op once per round under
+    a timer that replays them (``_ReplayClock``). Why not let pytest-benchmark time the work
+    itself: a group's rows must run interleaved round by round (see ``Rows``), and a
+    pytest-benchmark test times only its own rounds, back to back. Under
+    ``--benchmark-disable`` pytest-benchmark calls the no-op once and records nothing."""
+    if not seconds:
+        raise ValueError("record_seconds: no round was measured")
+    if not hasattr(benchmark, "_timer"):    # an attribute of BenchmarkFixture since 3.x
+        raise RuntimeError("this pytest-benchmark has no BenchmarkFixture._timer: update "
+                           "benchmarks/_peers.record_seconds")
+    clock = _ReplayClock(seconds)
+    benchmark._timer = clock
+    benchmark.pedantic(clock.advance, rounds=len(seconds), iterations=1, warmup_rounds=0)
+
+
+_GROUPS: dict = {}
+
+
+def group_rows(key, measure):
+    """The ``Rows`` of the group ``key``: measured by ``measure()`` when the first of its rows
+    runs, kept for the others. A failure (or skip) is kept too, so every row of the group
+    reports it without measuring again."""
+    import pytest
+    if key not in _GROUPS:
+        try:
+            _GROUPS[key] = measure()
+        except (Exception, pytest.skip.Exception, pytest.fail.Exception) as e:
+            _GROUPS[key] = e
+            raise
+    got = _GROUPS[key]
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
 def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best-of GFLOP/s of an n^3 float32 ``np.matmul`` (NumPy's BLAS, current thread count):
     the machine's practical compute ceiling for the fastdl figures."""
@@ -217,6 +410,9 @@ def blas_info() -> dict:
     try:
         from threadpoolctl import threadpool_info
         blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        # NumPy's own BLAS first (SciPy and others may load a second OpenBLAS in the process)
+        blas.sort(key=lambda i: "numpy" not in os.path.basename(
+            os.path.dirname(i.get("filepath", ""))))
         if blas:
             b = blas[0]
             out.update(blas=b.get("internal_api"), kernel=b.get("architecture"),
@@ -266,15 +462,59 @@ def net_gemm_shapes(widths, input_dim, batch):
     return [(batch, dims[i + 1], dims[i]) for i in range(len(widths))]
 
 
+def format_blas(info) -> str:
+    """One line: the BLAS NumPy runs, its kernel, and the two OpenBLAS variables."""
+    return (f"BLAS: {info.get('blas')} {info.get('blas_version') or ''} kernel "
+            f"{info.get('kernel')}, {info.get('blas_threads')} threads (OPENBLAS_CORETYPE="
+            f"{info['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={info['OPENBLAS_L2_SIZE']})")
+
+
+def format_ceilings(ceil) -> list:
+    """The lines ``print_ceilings`` prints."""
+    fmt = lambda v: "     -" if v is None else f"{v:6.0f}"  # noqa: E731
+    lines = [f"{format_blas(ceil)}; oneDNN ISA {ceil['onednn_isa']}; bfloat16 GEMM: "
+             f"{ceil['bf16_gemm']}"]
+    lines += [f"  GEMM {tuple(r['shape'])}: OpenBLAS {fmt(r['openblas'])}  dnnl_sgemm "
+              f"{fmt(r['dnnl_sgemm'])}  dnnl bf16 {fmt(r['dnnl_bf16'])} GFLOP/s"
+              for r in ceil["rows"]]
+    return lines
+
+
 def print_ceilings(ceil) -> None:
-    print(f"\nBLAS: {ceil.get('blas')} kernel {ceil.get('kernel')} "
-          f"(OPENBLAS_CORETYPE={ceil['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE="
-          f"{ceil['OPENBLAS_L2_SIZE']}); oneDNN ISA {ceil['onednn_isa']}; bfloat16 GEMM: "
-          f"{ceil['bf16_gemm']}")
-    for r in ceil["rows"]:
-        fmt = lambda v: "-" if v is None else f"{v:6.0f}"  # noqa: E731
-        print(f"  GEMM {r['shape']}: OpenBLAS {fmt(r['openblas'])}  dnnl_sgemm "
-              f"{fmt(r['dnnl_sgemm'])}  dnnl bf16 {fmt(r['dnnl_bf16'])} GFLOP/s")
+    print("\n" + "\n".join(format_ceilings(ceil)))
+
+
+#: (label, gemm_ceilings result) of every measure_ceilings call of this run; conftest.py prints
+#: them at the end of the session and stores them in --benchmark-save's JSON.
+CEILINGS: list = []
+
+
+def measure_ceilings(label, shapes) -> dict:
+    """``gemm_ceilings(shapes)`` measured now (small mode: one repeat, a smoke test, not a
+    figure), kept in ``CEILINGS`` for the session's report. Shapes already measured in this run
+    are measured again: a suite wants its ceilings beside its own rows."""
+    shapes = list(dict.fromkeys(tuple(s) for s in shapes))
+    ceil = gemm_ceilings(shapes, repeats=1 if SMALL else 5)
+    CEILINGS.append((label, ceil))
+    return ceil
+
+
+def step_ceiling(widths, input_dim, batch, ceil, key="float32"):
+    """The GEMM rate a whole training step of a dense net could reach at its shapes, GFLOP/s:
+    the three products of every layer (forward, dW, dX; the first layer has no dX) each at its
+    measured ``ceil`` rate for ``key`` ("float32", "openblas", "dnnl_sgemm", "dnnl_bf16"), i.e.
+    total flops / the time they would take. None when ``key`` was not measured."""
+    rows = {tuple(r["shape"]): r for r in ceil["rows"]}
+    shapes = net_gemm_shapes(widths, input_dim, batch)
+    total = seconds = 0.0
+    for i, shape in enumerate(shapes):
+        rate = rows[tuple(shape)][key]
+        if rate is None:
+            return None
+        flop = (2 if i == 0 else 3) * 2.0 * shape[0] * shape[1] * shape[2]
+        total += flop
+        seconds += flop / (rate * 1e9)
+    return total / seconds / 1e9
 
 
 def _once(fn) -> float:

@@ -200,7 +200,10 @@ def drive(a):
                "ranks_identical": all(x["ranks_identical"] for x in runs[2]),
                "load_per_core_after": _load(), "rounds": a.rounds, "rows": a.rows,
                "batch": a.batch, "params": runs[1][0]["params"],
-               "steps_per_epoch": runs[1][0]["steps_per_epoch"], "allreduce": {}}
+               "steps_per_epoch": runs[1][0]["steps_per_epoch"], "allreduce": {},
+               # every round, for benchmark rows: seconds per epoch of all the rows
+               "rounds_epoch_s": {str(r): [a.rows / x["samples_per_s"] for x in runs[r]]
+                                  for r in runs}}
     step2 = statistics.median(x["epoch_s"] for x in runs[2]) / runs[2][0]["steps_per_epoch"]
     for n in a.sizes:
         k = f"allreduce_{n}"
@@ -209,7 +212,9 @@ def drive(a):
         summary["allreduce"][n] = {"polled_ms": pol * 1e3, "blocking_ms": blk * 1e3,
                                    "algbw_GBs": 4 * n / pol / 1e9,
                                    "busbw_GBs": 4 * n / pol / 1e9,   # 2(R-1)/R = 1 at R=2
-                                   "share_of_2rank_step": pol / step2}
+                                   "share_of_2rank_step": pol / step2,
+                                   "rounds_polled_s": [x[k]["polled_s"] for x in runs[2]],
+                                   "rounds_blocking_s": [x[k]["blocking_s"] for x in runs[2]]}
     print(f"784-{a.hidden[0]}-{a.hidden[1]}-10 ({summary['params']:,} params), Adam, global "
           f"batch {a.batch}, {a.rows:,} rows, float32, 1 thread per rank, median of "
           f"{a.rounds} rounds")

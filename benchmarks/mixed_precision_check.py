@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -45,17 +44,7 @@ TARGETS = {("784-256-128-10", 64): {"bf16/f32": 1.2, "bf16/torch_bf16": 2.0},
 
 
 def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = f.read().splitlines()
-        model = next(x.split(":", 1)[1].strip() for x in lines if x.startswith("model name"))
-        flags = next(x.split(":", 1)[1].split() for x in lines if x.startswith("flags"))
-        bf = [f for f in flags if "bf16" in f or f.startswith("amx")]
-        avx512 = any(f.startswith("avx512f") for f in flags)
-        return f"{model} ({os.cpu_count()} CPUs; AVX-512 {'yes' if avx512 else 'no'}; " \
-               f"bf16 flags: {','.join(bf) or 'none'})"
-    except (OSError, StopIteration):
-        return platform.processor()
+    return P.cpu_model()
 
 
 def measure_case(net, batch, rows, rounds, m):

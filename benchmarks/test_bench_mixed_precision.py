@@ -31,6 +31,10 @@ _seconds: dict = {}
 @pytest.fixture(scope="module", autouse=True)
 def _threads():
     P.set_threads(P.THREADS)
+    cases = CASES if not P.SMALL else CASES[:2]
+    P.measure_ceilings("test_bench_mixed_precision.py (" + ", ".join(
+        f"{net} batch {b}" for net, b in cases) + ")",
+        [s for net, b in cases for s in P.net_gemm_shapes(MX.NETS[net][0], 784, b)])
 
 
 @pytest.mark.parametrize("row", MX.ROWS)

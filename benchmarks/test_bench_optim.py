@@ -1,29 +1,42 @@
 """Standalone optimizer step (issue 3, benchmark (a)): fastdl Adam vs torch.optim.Adam.
 
-    python -m pytest benchmarks/test_bench_optim.py -q -s        # full sizes, ratio table
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest \\
+        benchmarks/test_bench_optim.py --benchmark-only [-s]      # full sizes (-s: ratio table)
     python -m pytest benchmarks --benchmark-disable -q            # CI: once, small sizes
 
-One Adam step over N float32 parameters held in flat arrays (params, grads, m, v):
+One Adam step over N float32 parameters held in flat arrays (params, grads, m, v). Each size is
+a pytest-benchmark group ("adam step <N>") with one row per implementation, so
+``--benchmark-only`` prints them side by side and ``--benchmark-save`` / ``--benchmark-compare``
+track each:
 
 * ``fastdl``: ``fd.optim.Adam(lr=1e-3).step(params, grads)`` on the cpu backend (one fused
-  parallel kernel call), timed through pytest-benchmark;
+  parallel kernel call);
 * ``torch default``: ``torch.optim.Adam`` with ``foreach=False`` (the single-tensor loop, the
   default for CPU tensors), ``torch foreach`` (``foreach=True``) and ``torch fused``
   (``fused=True``): one parameter tensor of N elements with its ``.grad`` set, same thread
   count, in a worker process of their own (``_adam_peer.py``: PyTorch without fastdl's
-  ``OMP_WAIT_POLICY``);
-* ``triad``: an in-place streaming pass ``a += s * b`` (parallel Numba, same N, 12 bytes per
-  element): the machine's practical bandwidth for an update that reads and writes in place.
+  ``OMP_WAIT_POLICY``); skipped without torch;
+* ``triad a+=s*b``: an in-place streaming pass (parallel Numba, same N, 12 bytes per element):
+  the machine's practical bandwidth for an update that reads and writes in place.
 
-Every round runs one step of each peer and one triad (pytest-benchmark's untimed setup), then
-the timed fastdl step, each after a short pause (``SETTLE_S``: spinning OpenMP threads of the
-previous call must not steal a core), so all see the same machine state; ratios are taken round by round, then
-the median. Figures: median ms per step, GB/s at 28 bytes per parameter (read p, g, m, v; write
-p, m, v), ``x`` = peer time / fastdl time, fastdl's GB/s as a percentage of the triad's, and the
-CPU share other processes used meanwhile (figures are not trustworthy when it is high).
-``best-of speedup`` (fastest peer step / fastest fastdl step) is printed beside the median
-ratio: on a shared VM, memory bandwidth taken by neighbours is invisible to the CPU-load
-figure and makes single steps vary by 2x; targets are judged on the median ratio.
+A row's time is **seconds per step**, measured the same way for every row: ``perf_counter``
+around the one call, in this process for fastdl and the triad, inside the worker for PyTorch
+(around ``opt.step()``; the pipe round trip, ~0.1 ms or 1-2% of a 10M step, is not PyTorch's
+cost). The rows run interleaved (``_peers.Rows``): every round runs one step of each peer, one
+triad, then the fastdl step, each after a short pause (``SETTLE_S``: spinning OpenMP threads of
+the previous call must not steal a core), so all see the same machine state; pytest-benchmark
+receives those per-round times (``_peers.record_seconds``) rather than timing each row back to
+back, which on this shared machine would compare different minutes. ``extra_info``:
+``GB_per_s`` (28 bytes per parameter: read p, g, m, v; write p, m, v; the triad 12),
+``ratio_vs_fastdl`` (this row's speed / fastdl's) and ``fastdl_speedup`` (fastdl's / this
+row's), medians of per-round ratios.
+
+The ``-s`` table: median ms per step, GB/s, ``x`` = peer time / fastdl time (median of
+per-round ratios), fastdl's GB/s as a percentage of the triad's, and the CPU share other
+processes used meanwhile (figures are not trustworthy when it is high). ``best-of speedup``
+(fastest peer step / fastest fastdl step) is printed beside the median ratio: on a shared VM,
+memory bandwidth taken by neighbours is invisible to the CPU-load figure and makes single steps
+vary by 2x; targets are judged on the median ratio.
 
 Before any timing the fastdl step is checked against the NumPy reference kernel (two steps, so
 the bias correction changes), and torch fused's first step against fastdl's.
@@ -36,8 +49,6 @@ miss into a failure (never in CI: no timed assertions there).
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 import numpy as np
 import pytest
@@ -59,6 +70,9 @@ BYTES_PER_PARAM = 28
 PEERS = {"torch default": {"foreach": False}, "torch foreach": {"foreach": True},
          "torch fused": {"fused": True}}
 TARGETS = {"torch fused": 1.0, "torch default": 5.0}
+TRIAD = "triad a+=s*b"
+#: the rows of every group, in the order pytest runs them (the first one measures the group)
+ROWS = ["fastdl", *PEERS, TRIAD]
 BANDWIDTH_TARGET = (100_000_000, 0.85)
 #: Pause before every timed call. PyTorch's OpenMP threads (default wait policy) keep spinning
 #: for milliseconds after a step and took a core from whatever ran next: measured, a fastdl
@@ -110,13 +124,8 @@ def _check_against_reference(p0, g):
             "v": float(np.max(np.abs(opt.state["v"] - v)))}
 
 
-def _median_ratio(peer_times, fd_times):
-    return statistics.median(a / b for a, b in zip(peer_times, fd_times))
-
-
-@pytest.mark.parametrize("n", SIZES, ids=[f"{n:,}" for n in SIZES])
-def test_adam_step(benchmark, n):
-    benchmark.group = f"adam step {n:,}"
+def _measure(n):
+    """The group of one size: correctness checks, then every row timed in turn."""
     p0, g = buffers(n)
 
     # 1. correctness before timing
@@ -128,13 +137,12 @@ def test_adam_step(benchmark, n):
     opt.step(p, g)
     a = np.zeros(n, np.float32)
     _triad(a, g, np.float32(0.0))
-    triad = P.Timer(lambda: _triad(a, g, np.float32(1e-3)))
 
     # 3. PyTorch peers in their worker; torch fused's first step must equal fastdl's
     peer = AdamPeer(n, P.THREADS) if P.torch_available() else None
     if peer:    # the worker's CPU time is ours, not "other load" (P.MachineLoad)
         P._LIVE_WORKERS.add(peer.proc.pid)
-    peer_times = {name: [] for name in PEERS} if peer else {}
+    rows = P.Rows(unit="step", settle_s=SETTLE_S)
     try:
         if peer:
             stride = max(1, n // 100_000)
@@ -142,59 +150,63 @@ def test_adam_step(benchmark, n):
                 peer.setup(name, **kw)
             np.testing.assert_allclose(peer.sample("torch fused", stride), p[::stride],
                                        rtol=1e-6, atol=1e-7)
-
-        def others_round():
-            for name in peer_times:
-                time.sleep(SETTLE_S)
-                peer_times[name].append(peer.step(name))
-            time.sleep(SETTLE_S)
-            triad()
-            time.sleep(SETTLE_S)
-
-        # 4. interleaved rounds: peers and triad untimed in setup, then the timed fastdl step
-        with P.MachineLoad() as load:
-            t_fd = P.Timer(lambda: opt.step(p, g))
-            benchmark.pedantic(t_fd, setup=others_round, rounds=ROUNDS[n], iterations=1)
+            for name in PEERS:
+                rows.add(name, lambda name=name: peer.step(name))
+        rows.add(TRIAD, P.timed(lambda: _triad(a, g, np.float32(1e-3))))
+        rows.add("fastdl", P.timed(lambda: opt.step(p, g)))
+        # 4. interleaved rounds: the peers, the triad, then fastdl (a pause before each)
+        rows.run(ROUNDS[n])
     finally:
         if peer:
             peer.close()
             P._LIVE_WORKERS.discard(peer.proc.pid)
     assert np.isfinite(p[:1000]).all()
-    del a
 
-    fd_s, triad_s = t_fd.median, triad.median
-    fd_gbs, triad_gbs = BYTES_PER_PARAM * n / fd_s / 1e9, 12.0 * n / triad_s / 1e9
-    pct_bw = 100.0 * _median_ratio(triad.times, t_fd.times) * BYTES_PER_PARAM / 12.0
-    rows = [{"n": n, "impl": "fastdl", "ms": 1e3 * fd_s, "gbs": fd_gbs, "pct_bw": pct_bw,
-             "foreign": load.foreign}]
+    fd_s, triad_s = rows.median("fastdl"), rows.median(TRIAD)
+    pct_bw = 100.0 * rows.ratio(TRIAD, "fastdl") * BYTES_PER_PARAM / 12.0
+    table = [{"n": n, "impl": "fastdl", "ms": 1e3 * fd_s,
+              "gbs": BYTES_PER_PARAM * n / fd_s / 1e9, "pct_bw": pct_bw,
+              "foreign": rows.foreign}]
     if n == BANDWIDTH_TARGET[0] and not P.SMALL:
         ok = pct_bw >= 100.0 * BANDWIDTH_TARGET[1]
-        rows[0]["target"] = f">={100 * BANDWIDTH_TARGET[1]:.0f}% triad " + \
+        table[0]["target"] = f">={100 * BANDWIDTH_TARGET[1]:.0f}% triad " + \
             ("met" if ok else "MISSED")
-    rows.append({"n": n, "impl": "triad a+=s*b", "ms": 1e3 * triad_s, "gbs": triad_gbs})
-    for name, times in peer_times.items():
-        t = statistics.median(times)
-        x = _median_ratio(times, t_fd.times)
+    table.append({"n": n, "impl": TRIAD, "ms": 1e3 * triad_s, "gbs": 12.0 * n / triad_s / 1e9})
+    for name in PEERS:
+        if name not in rows:
+            continue
+        t, x = rows.median(name), rows.ratio(name, "fastdl")
         row = {"n": n, "impl": name, "ms": 1e3 * t, "gbs": BYTES_PER_PARAM * n / t / 1e9,
-               "x": x, "x_best": min(times) / min(t_fd.times)}
+               "x": x, "x_best": min(rows.times(name)) / min(rows.times("fastdl"))}
         if name in TARGETS and not P.SMALL:
             row["target"] = f">={TARGETS[name]}x " + ("met" if x >= TARGETS[name] else "MISSED")
-        rows.append(row)
-    _rows.extend(rows)
-    P.print_table(f"Adam step, {n:,} float32 params", rows, _COLUMNS)
-    if load.foreign is not None and load.foreign > 0.05:
-        print(f"WARNING: other processes used {100 * load.foreign:.0f}% of the CPUs during this "
+        table.append(row)
+    _rows.extend(table)
+    P.print_table(f"Adam step, {n:,} float32 params", table, _COLUMNS)
+    if rows.foreign is not None and rows.foreign > 0.05:
+        print(f"WARNING: other processes used {100 * rows.foreign:.0f}% of the CPUs during this "
               "benchmark; its figures are not trustworthy")
-    benchmark.extra_info.update({
-        "n": n, "fastdl_ms": 1e3 * fd_s, "fastdl_gbs": fd_gbs, "triad_gbs": triad_gbs,
-        "pct_triad": pct_bw, "fastdl_round_s": t_fd.times, "triad_round_s": triad.times,
-        "peers_round_s": peer_times, "speedup": {r["impl"]: r["x"] for r in rows if "x" in r},
-        "check_max_abs_err": check, "foreign_load": load.foreign, "threads": P.THREADS,
-        "torch_worker": peer.info if peer else None, "date": time.strftime("%Y-%m-%d %H:%M"),
-        "small": P.SMALL})
+    rows.table = {r["impl"]: r for r in table}
+    rows.common = {"n": n, "check_max_abs_err": check, "pct_triad": pct_bw,
+                   "torch_worker": peer.info if peer else None, "small": P.SMALL}
+    return rows
+
+
+@pytest.mark.parametrize("row", ROWS)
+@pytest.mark.parametrize("n", SIZES, ids=[f"{n:,}" for n in SIZES])
+def test_adam_step(benchmark, n, row):
+    """One row of the group "adam step <n>": fastdl, a torch variant or the triad."""
+    if row.startswith("torch"):
+        P.require_torch()
+    benchmark.group = f"adam step {n:,}"
+    rows = P.group_rows(("adam step", n), lambda: _measure(n))
+    bytes_per_step = (12.0 if row == TRIAD else BYTES_PER_PARAM) * n
+    t = rows.table[row]
+    rows.record(benchmark, row, ref="fastdl", per_unit={"GB_per_s": bytes_per_step / 1e9},
+                ms_per_step=t["ms"], best_speedup=t.get("x_best"), target=t.get("target"),
+                **rows.common)
     if ASSERT_TARGETS and not P.SMALL:
-        for r in rows:
-            if r["impl"] in TARGETS:
-                assert r["x"] >= TARGETS[r["impl"]], f"{r['impl']}: {r['x']:.2f}x < target"
-        if n == BANDWIDTH_TARGET[0]:
-            assert pct_bw >= 100.0 * BANDWIDTH_TARGET[1], f"{pct_bw:.0f}% of the triad"
+        if row in TARGETS:
+            assert t["x"] >= TARGETS[row], f"{row}: {t['x']:.2f}x < target"
+        if row == "fastdl" and n == BANDWIDTH_TARGET[0]:
+            assert t["pct_bw"] >= 100.0 * BANDWIDTH_TARGET[1], f"{t['pct_bw']:.0f}% of the triad"

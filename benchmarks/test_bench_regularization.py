@@ -1,7 +1,8 @@
 """Training throughput with dropout and with batch norm (issue 4, "Benchmarks"): fastdl beside
 PyTorch CPU, and the cost of each over the plain net.
 
-    python -m pytest benchmarks/test_bench_regularization.py -q -s     # full sizes, tables
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest \\
+        benchmarks/test_bench_regularization.py --benchmark-only [-s]   # full (-s: tables)
     python -m pytest benchmarks --benchmark-disable -q                   # CI: once, small sizes
 
 Nets (784-256-128-10, float32, softmax cross-entropy, Adam lr 1e-3, batch 64 / 256 / 1024):
@@ -12,14 +13,28 @@ Nets (784-256-128-10, float32, softmax cross-entropy, Adam lr 1e-3, batch 64 / 2
 * ``batchnorm``  Dense(256) (no bias), BatchNorm(), Activation(relu), Dense(128), BatchNorm(),
   Activation(relu), Dense(10, softmax) (PyTorch: ``Linear(bias=False)``, ``BatchNorm1d``)
 
+Rows: every batch size is a pytest-benchmark group ("regularization, batch <b>") with six rows,
+``fastdl plain|dropout|batchnorm`` and ``torch plain|dropout|batchnorm`` (skipped without
+torch), so ``--benchmark-only`` prints them side by side and ``--benchmark-save`` /
+``--benchmark-compare`` track each. A row's time is **seconds per epoch**, every row measured
+the same way: the six run interleaved round by round (``_peers.Rows``: each variant in fastdl,
+then in PyTorch, a pause of ``_peers.SETTLE_S`` before each so idle OpenMP/BLAS threads of the
+previous one are asleep), each round timed by the trainer itself (``perf_counter`` around
+``fit``; for PyTorch, in its worker process, around its epoch loop: the pipe round trip is not
+PyTorch's cost), and pytest-benchmark receives those per-round times
+(``_peers.record_seconds``) rather than timing the rows back to back, which on this shared
+machine would compare different minutes. ``extra_info``: ``samples_per_s``,
+``ratio_vs_fastdl`` (this row's speed / the fastdl row of the same variant) and
+``fastdl_speedup`` (its inverse), ``cost_vs_plain`` (the same library's throughput lost to the
+variant), each a median of per-round ratios.
+
 What each figure means:
 
 * ``samples/s``: training examples per second over whole epochs (``fit``: reshuffling,
   forward, loss, backward, Adam update per mini-batch), median over rounds, compilation
   excluded by a warm-up epoch. PyTorch runs the idiomatic loop (``randperm``, index, forward,
   loss, backward, ``Adam.step``) on the same data from the same initial weights, on the same
-  number of threads, in a process of its own (``_reg_peer.py``). A round times each variant in
-  fastdl and then in PyTorch, in turn, so all six see the same machine load.
+  number of threads, in a process of its own (``_reg_peer.py``).
 * ``x torch``: fastdl samples/s / PyTorch samples/s for the same variant: the median over
   rounds of the ratio within a round.
 * ``cost``: 1 - variant samples/s / plain samples/s, per library (the throughput lost to
@@ -41,9 +56,6 @@ met / MISSED; ``FASTDL_BENCH_ASSERT=1`` turns a miss into a failure (never in CI
 from __future__ import annotations
 
 import os
-import platform
-import statistics
-import time
 
 import numpy as np
 import pytest
@@ -62,6 +74,8 @@ KEEP, LR = 0.8, 1e-3
 CHECK_LR = 0.05     # the correctness steps use SGD (Adam's first step is lr * sign(g))
 TARGET_X = {64: 1.5, 256: 1.2, 1024: 1.2}
 TARGET_COST = 0.15
+#: the rows of every group, in the order pytest runs them (the first one measures the group)
+ROWS = [f"{lib} {v}" for lib in ("fastdl", "torch") for v in VARIANTS]
 
 _rows: dict = {}
 _COLUMNS = [("variant", "variant", "{}"), ("batch", "batch", "{}"),
@@ -105,6 +119,8 @@ def workers():
 @pytest.fixture(scope="module", autouse=True)
 def _threads_and_summary():
     P.set_threads(P.THREADS)
+    P.measure_ceilings("test_bench_regularization.py (784-256-128-10, batch 64/256/1024)",
+                       [s for b in BATCHES for s in P.net_gemm_shapes([256, 128, 10], 784, b)])
     if not P.SMALL:     # a shared machine: wait (bounded) for other processes to calm down
         foreign = P.wait_until_quiet(float(os.environ.get("FASTDL_BENCH_WAIT_QUIET", 120)))
         if foreign is not None:
@@ -113,7 +129,7 @@ def _threads_and_summary():
     if _rows:
         rows = [_rows[k] for k in sorted(_rows, key=lambda k: (VARIANTS.index(k[0]), k[1]))]
         P.print_table(f"784-256-128-10, Adam, float32 ({'SMALL mode' if P.SMALL else 'full'}; "
-                      f"{P.THREADS} threads; {platform.processor() or platform.machine()})",
+                      f"{P.THREADS} threads; {P.cpu_model()})",
                       rows, _COLUMNS)
 
 
@@ -152,19 +168,10 @@ def _check(variant, X, y, bs, peer):
     return out
 
 
-def _paired_median(num, den):
-    """Median over rounds of num[r] / den[r]: both timed in the same round, so a burst of
-    load from other processes hits both."""
-    return statistics.median(a / b for a, b in zip(num, den))
-
-
-@pytest.mark.parametrize("batch_size", BATCHES)
-def test_train_regularized(benchmark, workers, batch_size):
-    """One round = one timed run of each variant in fastdl and in PyTorch, in turn; ratios
-    are medians of per-round ratios."""
+def _measure(workers, batch_size):
+    """The group of one batch size: correctness checks, then the six rows timed in turn."""
     X, y = P.mnist_like(SIZES["m"])
     m = X.shape[0]
-    benchmark.group = f"regularization, batch {batch_size}"
     models = {v: make_model(v) for v in VARIANTS}
     peers, checks, opts = {}, {}, {}
     for v, model in models.items():
@@ -177,36 +184,30 @@ def test_train_regularized(benchmark, workers, batch_size):
                   verbose=0)                                          # compile, warm up
         if v in peers:
             peers[v].epochs(1)
-    fd_t = {v: [] for v in VARIANTS}
-    torch_t = {v: [] for v in VARIANTS}
-
-    def one_round():
-        for v in VARIANTS:
-            t0 = time.perf_counter()
-            models[v].fit(X, y, optimizer=opts[v], epochs=SIZES["fd_epochs"],
-                          batch_size=batch_size, verbose=0)
-            fd_t[v].append(time.perf_counter() - t0)
-            if v in peers:
-                torch_t[v].append(peers[v].epochs(SIZES["torch_epochs"]))
-
-    with P.MachineLoad() as load:
-        benchmark.pedantic(one_round, rounds=SIZES["rounds"], iterations=1,
-                           warmup_rounds=0)
+    # one round: each variant in fastdl, then in PyTorch, in turn (a pause before each)
+    rows = P.Rows(unit="epoch")
+    for v in VARIANTS:
+        rows.add(f"fastdl {v}", P.timed(
+            lambda v=v: models[v].fit(X, y, optimizer=opts[v], epochs=SIZES["fd_epochs"],
+                                      batch_size=batch_size, verbose=0)), SIZES["fd_epochs"])
+        if v in peers:
+            rows.add(f"torch {v}", lambda v=v: peers[v].epochs(SIZES["torch_epochs"]),
+                     SIZES["torch_epochs"])
+    rows.run(SIZES["rounds"])
     for v, model in models.items():
         assert np.isfinite(model.evaluate(X[:512], y[:512])["loss"]), v
-    sps = lambda n, ts: n * m / statistics.median(ts)  # noqa: E731
+    table = []
     for v in VARIANTS:
-        row = {"variant": v, "batch": batch_size, "fastdl": sps(SIZES["fd_epochs"], fd_t[v]),
-               "foreign": load.foreign}
-        if torch_t[v]:
-            row["torch"] = sps(SIZES["torch_epochs"], torch_t[v])
-            # x torch per round: (torch s/epoch) / (fastdl s/epoch)
-            row["x_torch"] = _paired_median([t / SIZES["torch_epochs"] for t in torch_t[v]],
-                                            [t / SIZES["fd_epochs"] for t in fd_t[v]])
+        fdv, thv = f"fastdl {v}", f"torch {v}"
+        row = {"variant": v, "batch": batch_size, "fastdl": m / rows.median(fdv),
+               "foreign": rows.foreign}
+        if thv in rows:
+            row["torch"] = m / rows.median(thv)
+            row["x_torch"] = rows.ratio(thv, fdv)      # (torch s/epoch) / (fastdl s/epoch)
         if v != "plain":
-            row["fd_cost"] = 1.0 - _paired_median(fd_t["plain"], fd_t[v])
-            if torch_t[v]:
-                row["torch_cost"] = 1.0 - _paired_median(torch_t["plain"], torch_t[v])
+            row["fd_cost"] = 1.0 - rows.ratio("fastdl plain", fdv)
+            if thv in rows:
+                row["torch_cost"] = 1.0 - rows.ratio("torch plain", thv)
             row["cost_target"] = (f"<={TARGET_COST:.0%} "
                                   + ("met" if row["fd_cost"] <= TARGET_COST else "MISSED"))
             if "x_torch" in row:
@@ -214,14 +215,31 @@ def test_train_regularized(benchmark, workers, batch_size):
                 row["target"] = f">={target}x " + ("met" if row["x_torch"] >= target
                                                     else "MISSED")
         _rows[(v, batch_size)] = row
-    rows = [_rows[(v, batch_size)] for v in VARIANTS]
-    benchmark.extra_info.update(dict(
-        rows=m, batch=batch_size, results=rows, check=checks, fastdl_round_s=fd_t,
-        torch_round_s=torch_t, date=time.strftime("%Y-%m-%d %H:%M"), foreign=load.foreign,
-        torch_info={v: p.info for v, p in peers.items()}))
-    P.print_table(f"batch {batch_size}, Adam, {m} rows", rows, _COLUMNS)
-    if ASSERT_TARGETS:
-        for row in rows[1:]:
-            if "x_torch" in row:
-                assert row["x_torch"] >= TARGET_X[batch_size], row
-            assert row["fd_cost"] <= TARGET_COST, row
+        table.append(row)
+    P.print_table(f"batch {batch_size}, Adam, {m} rows", table, _COLUMNS)
+    rows.table = {r["variant"]: r for r in table}
+    rows.common = dict(rows=m, batch=batch_size, check=checks,
+                       torch_info={v: p.info for v, p in peers.items()})
+    return rows
+
+
+@pytest.mark.parametrize("row", ROWS)
+@pytest.mark.parametrize("batch_size", BATCHES)
+def test_train_regularized(benchmark, workers, batch_size, row):
+    """One row of the group "regularization, batch <b>": a variant in fastdl or PyTorch."""
+    lib, variant = row.split(" ", 1)
+    if lib == "torch":
+        P.require_torch()
+    benchmark.group = f"regularization, batch {batch_size}"
+    rows = P.group_rows(("regularization", batch_size), lambda: _measure(workers, batch_size))
+    t = rows.table[variant]
+    info = dict(rows.common, variant=variant, library=lib, target=t.get("target"),
+                cost_target=t.get("cost_target"))
+    if variant != "plain":      # the throughput lost to the variant, same library, per round
+        info["cost_vs_plain"] = t["fd_cost" if lib == "fastdl" else "torch_cost"]
+    rows.record(benchmark, row, ref=f"fastdl {variant}",
+                per_unit={"samples_per_s": rows.common["rows"]}, **info)
+    if ASSERT_TARGETS and lib == "fastdl" and variant != "plain" and not P.SMALL:
+        if "x_torch" in t:
+            assert t["x_torch"] >= TARGET_X[batch_size], t
+        assert t["fd_cost"] <= TARGET_COST, t

@@ -1,6 +1,7 @@
 """fastdl.sklearn.MLPClassifier beside scikit-learn's MLPClassifier (issue 7, "Benchmarks").
 
-    python -m pytest benchmarks/test_bench_sklearn.py -q -s       # full sizes, tables
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest \\
+        benchmarks/test_bench_sklearn.py --benchmark-only [-s]      # full (-s: tables)
     python -m pytest benchmarks --benchmark-disable -q              # CI: once, small sizes
 
 Same data, same hyperparameters, same number of epochs in both: hidden (256, 128), relu,
@@ -14,11 +15,22 @@ draws its initialization exactly as scikit-learn does). Data sets:
 * ``digits``: scikit-learn's bundled ``load_digits`` (1,797 8x8 images, 64 features, scaled
   to [0, 1]), a stratified 80/20 split.
 
+Rows: each data set is a pytest-benchmark group ("sklearn drop-in, <data>") with two rows,
+``fastdl.sklearn MLPClassifier`` and ``sklearn MLPClassifier``, so ``--benchmark-only`` prints
+them side by side and ``--benchmark-save`` / ``--benchmark-compare`` track each. A row's time
+is one whole ``fit``, measured the same way for both (``perf_counter`` around ``fit``), the two
+interleaved round by round (``_peers.Rows``); pytest-benchmark receives those per-round times
+(``_peers.record_seconds``) rather than timing the rows back to back, which on this shared
+machine would compare different minutes. ``extra_info``: ``samples_per_s`` (rows x epochs /
+fit time), ``ratio_vs_fastdl`` (this row's speed / fastdl's) and ``fastdl_speedup`` (the
+"x sklearn" below), accuracy.
+
 What each figure means:
 
 * ``fit s``: wall time of ``fit`` (validation, every epoch, scikit-learn's bookkeeping), median
   over rounds; fastdl's JIT compilation is excluded by a warm-up fit. A round fits fastdl and
-  then scikit-learn, so both see the same machine load. Both run on ``P.THREADS`` BLAS threads.
+  then scikit-learn (a pause of ``_peers.SETTLE_S`` before each), so both see the same machine
+  load. Both run on ``P.THREADS`` BLAS threads.
 * ``x sklearn``: scikit-learn fit time / fastdl fit time, the median of per-round ratios;
   ``best s``: the fastest round of each (less sensitive to other processes' load).
 * ``acc``: test accuracy (median over rounds); ``gap``: fastdl minus scikit-learn, in points.
@@ -97,18 +109,21 @@ def _check_same_training(X, y):
 @pytest.fixture(scope="module", autouse=True)
 def _threads_and_quiet():
     P.set_threads(P.THREADS)
+    P.measure_ceilings("test_bench_sklearn.py (784-256-128-10 and 64-256-128-10, batch 256)",
+                       P.net_gemm_shapes([256, 128, 10], 784, 256)
+                       + P.net_gemm_shapes([256, 128, 10], 64, 256))
     if not P.SMALL:     # a shared machine: wait (bounded) for other processes to calm down
         foreign = P.wait_until_quiet(float(os.environ.get("FASTDL_BENCH_WAIT_QUIET", 120)))
         if foreign is not None:
             print(f"\nload from other processes before the benchmarks: {foreign:.0%} of the CPUs")
 
 
-def _paired_median(num, den):
-    return statistics.median(n / d for n, d in zip(num, den))
+ROWS = {"fastdl": ("fastdl.sklearn MLPClassifier", FdMLP),
+        "sklearn": ("sklearn MLPClassifier", SkMLP)}
 
 
-@pytest.mark.parametrize("name", ["teacher", "digits"])
-def test_sklearn_dropin_vs_sklearn(benchmark, name):
+def _measure(name):
+    """The group of one data set: the correctness check, then the two fits timed in turn."""
     Xtr, ytr, Xte, yte = _data(name)
     epochs = SIZES["epochs"] if name == "teacher" else SIZES["digits_epochs"]
     params = dict(PARAMS, max_iter=epochs, n_iter_no_change=epochs + 1)
@@ -116,43 +131,61 @@ def test_sklearn_dropin_vs_sklearn(benchmark, name):
     with warnings.catch_warnings():                  # compile fastdl's kernels (not timed)
         warnings.simplefilter("ignore", ConvergenceWarning)
         FdMLP(**dict(params, max_iter=1)).fit(Xtr[:1024], ytr[:1024])
-    times = {"fastdl": [], "sklearn": []}
     accs = {"fastdl": [], "sklearn": []}
-    benchmark.group = f"sklearn drop-in, {name}"
 
-    def one_round():
-        for lib, cls in (("fastdl", FdMLP), ("sklearn", SkMLP)):
-            P.settle()
+    def fit(lib, cls):
+        def run():
             est = cls(**params)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 t0 = time.perf_counter()
                 est.fit(Xtr, ytr)
-                times[lib].append(time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
             assert est.n_iter_ == epochs, (lib, est.n_iter_)
             accs[lib].append(float(np.mean(est.predict(Xte) == yte)))
+            return seconds
+        return run
 
-    with P.MachineLoad() as load:
-        benchmark.pedantic(one_round, rounds=SIZES["rounds"], iterations=1, warmup_rounds=0)
+    # one round: fastdl, then scikit-learn (a pause before each)
+    rows = P.Rows(unit="fit")
+    for lib, (row, cls) in ROWS.items():
+        rows.add(row, fit(lib, cls))
+    rows.run(SIZES["rounds"])
+    fd_row, sk_row = ROWS["fastdl"][0], ROWS["sklearn"][0]
     row = {"data": name, "rows": Xtr.shape[0], "epochs": epochs,
-           "fd_s": statistics.median(times["fastdl"]), "sk_s": statistics.median(times["sklearn"]),
-           "x": _paired_median(times["sklearn"], times["fastdl"]),
+           "fd_s": rows.median(fd_row), "sk_s": rows.median(sk_row),
+           "x": rows.ratio(sk_row, fd_row),
            "fd_acc": statistics.median(accs["fastdl"]),
            "sk_acc": statistics.median(accs["sklearn"]),
-           "fd_best": min(times["fastdl"]), "sk_best": min(times["sklearn"]),
-           "foreign": load.foreign}
+           "fd_best": min(rows.times(fd_row)), "sk_best": min(rows.times(sk_row)),
+           "foreign": rows.foreign}
     row["gap"] = 100.0 * (row["fd_acc"] - row["sk_acc"])
     ok_x, ok_gap = row["x"] >= TARGET_X, abs(row["gap"]) <= TARGET_GAP
     row["target"] = (f">={TARGET_X:g}x {'met' if ok_x else 'MISSED'}, "
                      f"|gap|<={TARGET_GAP:g} {'met' if ok_gap else 'MISSED'}")
-    benchmark.extra_info.update(dict(result=row, check=check, fit_s=times, accuracy=accs,
-                                     date=time.strftime("%Y-%m-%d %H:%M"), params=params,
-                                     threads=P.THREADS))
     P.print_table(f"{name}: fastdl.sklearn vs sklearn MLPClassifier "
                   f"({P.THREADS} threads, {SIZES['rounds']} rounds)", [row], _COLUMNS)
     majority = np.bincount(yte).max() / yte.shape[0]
     for lib in accs:            # both beat predicting the majority class (full sizes only)
         assert 0.0 <= min(accs[lib]) <= 1.0 and (P.SMALL or min(accs[lib]) > majority), \
             (lib, accs[lib], majority)
-    if ASSERT_TARGETS:
-        assert ok_x and ok_gap, row
+    rows.table, rows.accs, rows.targets_met = row, accs, ok_x and ok_gap
+    rows.common = dict(check=check, params=params, data=name, train_rows=Xtr.shape[0],
+                       epochs=epochs)
+    return rows
+
+
+@pytest.mark.parametrize("lib", list(ROWS))
+@pytest.mark.parametrize("name", ["teacher", "digits"])
+def test_sklearn_dropin_vs_sklearn(benchmark, name, lib):
+    """One row of the group "sklearn drop-in, <data>": fastdl.sklearn's or scikit-learn's
+    MLPClassifier; a row's time is one whole ``fit``."""
+    benchmark.group = f"sklearn drop-in, {name}"
+    rows = P.group_rows(("sklearn", name), lambda: _measure(name))
+    c = rows.common
+    rows.record(benchmark, ROWS[lib][0], ref=ROWS["fastdl"][0],
+                per_unit={"samples_per_s": c["train_rows"] * c["epochs"]},
+                accuracy=statistics.median(rows.accs[lib]), accuracies=rows.accs[lib],
+                result=rows.table, **c)
+    if ASSERT_TARGETS and lib == "fastdl":
+        assert rows.targets_met, rows.table

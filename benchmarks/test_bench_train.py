@@ -1,11 +1,27 @@
 """Training throughput (issue 2, "Benchmarks"): fastdl beside PyTorch CPU and the NumPy backend.
 
-    python -m pytest benchmarks/test_bench_train.py -q -s        # full sizes, ratio tables
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest \\
+        benchmarks/test_bench_train.py --benchmark-only [-s]     # full sizes (-s: ratio tables)
     python -m pytest benchmarks --benchmark-disable -q            # CI: once, small sizes
 
 Cases: (a) 2-5-2-1 relu/relu/sigmoid, batch 64 (the whole-epoch kernel path); (b)
 784-256-128-10 relu/relu/softmax, batch 64 / 256 / 1024 (BLAS GEMMs + fused jitted passes);
 SGD, float32, synthetic data in memory; (c) cold start (``cold_start.py``) in a subprocess.
+
+Rows: every case is a pytest-benchmark group ("train <net> batch <b>") with one row per
+trainer, so ``--benchmark-only`` prints them side by side and ``--benchmark-save`` /
+``--benchmark-compare`` track each: ``fastdl`` (cpu backend), ``torch`` (PyTorch, skipped
+without torch) and ``fastdl numpy`` (the NumPy reference backend). A row's time is **seconds
+per epoch**. How it is measured (``_peers.Rows``): the three trainers run interleaved, round by
+round (torch, numpy, then fastdl, a pause of ``_peers.SETTLE_S`` before each), and each round's
+wall time is the trainer's own: ``perf_counter`` around ``fit`` for the two fastdl rows, and for
+PyTorch, which runs in a worker process of its own, the worker's ``perf_counter`` around its
+epoch loop (the pipe round trip, ~0.1 ms, is not PyTorch's cost). pytest-benchmark is handed
+those per-round times (``_peers.record_seconds``) instead of timing the rows back to back
+itself: interleaving is what makes the ratios trustworthy on this shared machine, where speed
+drifts by up to 2x from one minute to the next. ``extra_info``: ``samples_per_s``,
+``ratio_vs_fastdl`` (this row's speed / fastdl's) and ``fastdl_speedup`` (fastdl's / this
+row's; the "x torch" of RESULTS.md), each the median of per-round ratios, plus every round.
 
 What each figure means:
 
@@ -15,14 +31,15 @@ What each figure means:
   (``randperm``, index, forward, loss, backward, ``SGD.step``) on the same data and the same
   initial weights, on the same number of threads, in a worker process of its own (fastdl's
   ``OMP_WAIT_POLICY=PASSIVE`` must not reach PyTorch's OpenMP runtime).
-* ``x torch`` / ``x numpy``: fastdl cpu speed over the peer's, the median of per-round ratios:
-  the three are interleaved round by round (pause of ``_peers.SETTLE_S`` between two), so they
-  see the same machine state.
+* ``x torch`` / ``x numpy``: fastdl cpu speed over the peer's, the median of per-round ratios.
 * ``GFLOP/s``: 6 * weights * samples/s (forward 2P, backward 4P per sample), beside a 2048^3
-  float32 ``np.matmul`` measured before the case (the machine's practical ceiling);
-  ``extra_info["gflops_exact"]`` leaves out the first layer's dX, which is never computed.
+  float32 ``np.matmul`` measured before the case (``% sgemm``) and, for the 784 net, beside the
+  float32 GEMM ceiling at the net's own shapes measured in the same run (``% ceiling``: exact
+  flops, i.e. without the first layer's dX, which is never computed, over the rate the step's
+  GEMMs reach at their measured best of OpenBLAS and ``dnnl_sgemm``).
 * ``other load``: CPU used by other processes meanwhile (the dev box is shared); rounds with
-  >= ``QUIET`` of it are dropped when at least two clean ones remain.
+  >= ``QUIET`` of it are dropped (from the tables and from what pytest-benchmark receives)
+  when at least two clean ones remain.
 
 Before timing, every case checks cpu against the numpy backend (one ``train_on_batch``, one
 epoch of ``fit``: costs and weights) and PyTorch's first SGD step against fastdl's.
@@ -37,7 +54,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -67,18 +83,17 @@ WAIT_QUIET_S = float(os.environ.get("FASTDL_BENCH_WAIT_QUIET", 120))
 
 TARGETS = {("2-5-2-1", 64): 40.0, ("784-256-128-10", 64): 1.5,
            ("784-256-128-10", 256): 1.1, ("784-256-128-10", 1024): 1.1}
+MNIST_WIDTHS, MNIST_ACTS = [256, 128, 10], ["relu", "relu", "softmax"]
+MNIST_BATCHES = [64, 256, 1024]
+#: the rows of every group, in the order pytest runs them (the first one measures the group)
+ROWS = ["fastdl", "torch", "fastdl numpy"]
 
 _rows: list[dict] = []
+_ceil: dict = {}
 
 
 def _machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "threads": P.THREADS,
+    return {"cpu": P.cpu_model(), "cpus": os.cpu_count(), "threads": P.THREADS,
             "numpy": np.__version__, "numba": __import__("numba").__version__,
             "small": P.SMALL}
 
@@ -86,6 +101,9 @@ def _machine():
 @pytest.fixture(scope="module", autouse=True)
 def _threads_and_summary():
     P.set_threads(P.THREADS)
+    shapes = [s for b in MNIST_BATCHES for s in P.net_gemm_shapes(MNIST_WIDTHS, 784, b)]
+    _ceil.update(P.measure_ceilings("test_bench_train.py (784-256-128-10, batch 64/256/1024)",
+                                    shapes))
     yield
     if _rows:
         P.print_table(f"fastdl training throughput ({'SMALL mode' if P.SMALL else 'full'}; "
@@ -99,21 +117,23 @@ _COLUMNS = [("net", "net", "{}"), ("batch", "batch", "{}"),
             ("x_torch", "x torch", "{:.2f}"), ("x_numpy", "x numpy", "{:.1f}"),
             ("target", "target", "{}"),
             ("gflops", "GFLOP/s", "{:.1f}"), ("pct_sgemm", "% sgemm", "{:.0f}%"),
+            ("pct_ceiling", "% ceiling", "{:.0f}%"),
             ("foreign", "other load", "{:.0%}"), ("clean", "clean rounds", "{}")]
 
 
-def _run_case(benchmark, name, sizes, activations, input_dim, X, y, batch_size, lr, cfg):
+def _measure(name, sizes, activations, input_dim, X, y, batch_size, lr, cfg):
+    """The group of one case: correctness checks, then the three trainers timed in turn."""
     make = lambda backend: P.dense_model(sizes, activations, input_dim, backend)  # noqa: E731
     peer = P.TorchPeer(P.model_spec(make("numpy")), X, y, lr, batch_size) \
         if P.torch_available() else None
     try:
-        return _measure(benchmark, name, make, X, y, batch_size, lr, cfg, peer)
+        return _measure_with(name, make, X, y, batch_size, lr, cfg, peer)
     finally:
         if peer is not None:
             peer.close()
 
 
-def _measure(benchmark, name, make, X, y, batch_size, lr, cfg, peer):
+def _measure_with(name, make, X, y, batch_size, lr, cfg, peer):
     m = X.shape[0]
     if not P.SMALL:     # a shared machine: wait (bounded) for other processes to calm down
         foreign = P.wait_until_quiet(WAIT_QUIET_S, threshold=QUIET)
@@ -128,83 +148,72 @@ def _measure(benchmark, name, make, X, y, batch_size, lr, cfg, peer):
     # 2. the three trainers, each warmed up by one untimed epoch (compilation, first touch)
     model, opt = make("cpu"), fd.optim.SGD(lr=lr)
     fused = _uses_fused_epoch(model, opt)
-    fd_run = lambda: model.fit(X, y, optimizer=opt, epochs=cfg["fd_epochs"],  # noqa: E731
-                               batch_size=batch_size, verbose=0)
     ref, ref_opt = make("numpy"), fd.optim.SGD(lr=lr)
-    ref_run = P.Timer(lambda: ref.fit(X, y, optimizer=ref_opt, epochs=cfg["np_epochs"],
-                                      batch_size=batch_size, verbose=0))
-    torch_times = []
     model.fit(X, y, optimizer=opt, epochs=1, batch_size=batch_size, verbose=0)
     ref.fit(X, y, optimizer=ref_opt, epochs=1, batch_size=batch_size, verbose=0)
     if peer:
         peer.epochs(1)
 
-    # 3. interleaved rounds: before each timed fastdl round (pytest-benchmark), one PyTorch
-    #    round and one numpy-backend round run in pedantic's untimed setup, so all three see
-    #    the same machine state; ratios are taken round by round, then the median. Between
-    #    two of them the machine settles (P.settle: idle BLAS/OpenMP threads stop spinning).
-    round_load, window = [], []
-
-    def peers_round():
-        window.append(P.MachineLoad().__enter__())   # one load window per whole round
-        if peer:
-            P.settle()
-            torch_times.append(peer.epochs(cfg["torch_epochs"]))
-        P.settle()
-        ref_run()
-        P.settle()
-
-    def fd_round():
-        fd_run()
-        ld = window.pop()
-        ld.__exit__(None, None, None)
-        round_load.append(ld.foreign or 0.0)
-    with P.MachineLoad() as load:
-        t_fd = P.Timer(fd_round)
-        benchmark.pedantic(t_fd, setup=peers_round, rounds=cfg["rounds"], iterations=1)
+    # 3. interleaved rounds: torch, numpy backend, fastdl (a pause before each)
+    rows = P.Rows(unit="epoch", quiet=QUIET)
+    if peer:
+        rows.add("torch", lambda: peer.epochs(cfg["torch_epochs"]), cfg["torch_epochs"])
+    rows.add("fastdl numpy", P.timed(lambda: ref.fit(X, y, optimizer=ref_opt,
+                                                     epochs=cfg["np_epochs"],
+                                                     batch_size=batch_size, verbose=0)),
+             cfg["np_epochs"])
+    rows.add("fastdl", P.timed(lambda: model.fit(X, y, optimizer=opt, epochs=cfg["fd_epochs"],
+                                                 batch_size=batch_size, verbose=0)),
+             cfg["fd_epochs"])
+    rows.run(cfg["rounds"])
     assert np.isfinite(model.evaluate(X[:1024], y[:1024])["loss"])
 
-    # rounds disturbed by other processes (shared machine) are left out when >= 2 are clean
-    clean = [i for i, f in enumerate(round_load) if f < QUIET]
-    use = clean if len(clean) >= 2 else list(range(len(round_load)))
-    pick = lambda ts: [ts[i] for i in use]  # noqa: E731
-    fd_t, np_t, th_t = pick(t_fd.times), pick(ref_run.times), pick(torch_times) if peer else []
-    fd_sps = cfg["fd_epochs"] * m / statistics.median(fd_t)
-    np_sps = cfg["np_epochs"] * m / statistics.median(np_t)
-    x_numpy = statistics.median(
-        (cfg["fd_epochs"] / a) / (cfg["np_epochs"] / b) for a, b in zip(fd_t, np_t))
-    torch_sps = x_torch = None
-    if th_t:
-        torch_sps = cfg["torch_epochs"] * m / statistics.median(th_t)
-        x_torch = statistics.median((cfg["fd_epochs"] / a) / (cfg["torch_epochs"] / b)
-                                    for a, b in zip(fd_t, th_t))
-
+    fd_sps = m / rows.median("fastdl")
+    x_torch = rows.ratio("torch", "fastdl") if peer else None
     flops = P.flops_per_sample(model) * fd_sps / 1e9
     exact = P.flops_per_sample(model, exact=True) * fd_sps / 1e9
+    ceiling = None
+    if name == "784-256-128-10" and _ceil:
+        ceiling = P.step_ceiling(MNIST_WIDTHS, 784, batch_size, _ceil, "float32")
     target = TARGETS.get((name, batch_size))
-    row = {"net": name, "batch": batch_size, "fastdl": fd_sps, "torch": torch_sps,
-           "numpy": np_sps, "x_torch": x_torch, "x_numpy": x_numpy,
+    n_clean = sum(1 for f in rows.load if (f or 0.0) < QUIET)
+    row = {"net": name, "batch": batch_size, "fastdl": fd_sps,
+           "torch": m / rows.median("torch") if peer else None,
+           "numpy": m / rows.median("fastdl numpy"), "x_torch": x_torch,
+           "x_numpy": rows.ratio("fastdl numpy", "fastdl"),
            "target": (f">={target}x " + ("met" if x_torch >= target else "MISSED"))
            if target and x_torch and not P.SMALL else None,
            "gflops": flops, "pct_sgemm": 100.0 * flops / sgemm_gflops,
-           "foreign": load.foreign, "clean": f"{len(clean)}/{len(round_load)}"}
+           "pct_ceiling": 100.0 * exact / ceiling if ceiling else None,
+           "foreign": rows.foreign, "clean": f"{n_clean}/{len(rows.load)}"}
     _rows.append(row)
-    info = dict(row, rows=m, path="fused epoch" if fused else "step", sgemm_gflops=sgemm_gflops,
-                gflops_exact=exact, sgemm_n=SGEMM_N, fastdl_round_s=t_fd.times,
-                fastdl_epochs_per_round=cfg["fd_epochs"], numpy_round_s=ref_run.times,
-                round_foreign_load=round_load, rounds_used=use, check=check,
-                date=time.strftime("%Y-%m-%d %H:%M"), **_machine())
-    if peer:
-        info.update(torch_round_s=torch_times, torch_worker=peer.info)
-    benchmark.extra_info.update(info)
-    P.print_table(f"{name}, batch {batch_size}, SGD, {m} rows, {info['path']} path "
+    rows.table_row = row
+    rows.fastdl_info = dict(
+        path="fused epoch" if fused else "step", gflops=flops, gflops_exact=exact,
+        sgemm_gflops=sgemm_gflops, sgemm_n=SGEMM_N, pct_sgemm=row["pct_sgemm"],
+        f32_step_ceiling_gflops=ceiling, pct_ceiling=row["pct_ceiling"], check=check,
+        target=row["target"], epochs_per_round=cfg["fd_epochs"], **_machine())
+    rows.torch_info = dict(torch_worker=peer.info if peer else None,
+                           epochs_per_round=cfg["torch_epochs"])
+    rows.numpy_info = dict(epochs_per_round=cfg["np_epochs"])
+    P.print_table(f"{name}, batch {batch_size}, SGD, {m} rows, {rows.fastdl_info['path']} path "
                   f"(sgemm {SGEMM_N}^3: {sgemm_gflops:.0f} GFLOP/s)", [row], _COLUMNS)
-    if len(clean) < 2 and not P.SMALL:
-        print(f"WARNING: other processes used {load.foreign or 0:.0%} of the CPUs during this "
-              f"benchmark ({len(clean)} clean rounds); its figures are not trustworthy")
-    if ASSERT_TARGETS and target and x_torch is not None:
-        assert x_torch >= target, f"{name} batch {batch_size}: {x_torch:.2f}x < {target}x"
-    return row
+    if n_clean < 2 and not P.SMALL:
+        print(f"WARNING: other processes used {rows.foreign or 0:.0%} of the CPUs during this "
+              f"benchmark ({n_clean} clean rounds); its figures are not trustworthy")
+    return rows
+
+
+def _record(benchmark, rows, row, m):
+    info = {"fastdl": rows.fastdl_info, "torch": rows.torch_info,
+            "fastdl numpy": rows.numpy_info}[row]
+    rows.record(benchmark, row, ref="fastdl", per_unit={"samples_per_s": m}, rows=m,
+                net=rows.table_row["net"], batch=rows.table_row["batch"], **info)
+    x = rows.table_row["x_torch"]
+    if ASSERT_TARGETS and row == "fastdl" and x is not None and not P.SMALL:
+        target = TARGETS[(rows.table_row["net"], rows.table_row["batch"])]
+        assert x >= target, f"{rows.table_row['net']} batch {rows.table_row['batch']}: " \
+                            f"{x:.2f}x < {target}x"
 
 
 def _uses_fused_epoch(model, opt):
@@ -213,39 +222,67 @@ def _uses_fused_epoch(model, opt):
     return _fused_layout(model, opt, False) is not None
 
 
-def test_train_2_5_2_1(benchmark):
+@pytest.mark.parametrize("row", ROWS)
+def test_train_2_5_2_1(benchmark, row):
     """(a) 2-5-2-1 relu/relu/sigmoid, batch 64, SGD: the whole-epoch kernel path."""
+    if row == "torch":
+        P.require_torch()
+    benchmark.group = "train 2-5-2-1 batch 64 (SGD)"
     X, y = P.xor_data(SMALL_NET["m"])
-    benchmark.group = "train 2-5-2-1"
-    _run_case(benchmark, "2-5-2-1", [5, 2, 1], ["relu", "relu", "sigmoid"], 2, X, y, 64, 0.1,
-              SMALL_NET)
+    rows = P.group_rows(("2-5-2-1", 64), lambda: _measure(
+        "2-5-2-1", [5, 2, 1], ["relu", "relu", "sigmoid"], 2, X, y, 64, 0.1, SMALL_NET))
+    _record(benchmark, rows, row, X.shape[0])
 
 
-@pytest.mark.parametrize("batch_size", [64, 256, 1024])
-def test_train_784_256_128_10(benchmark, batch_size):
+@pytest.mark.parametrize("row", ROWS)
+@pytest.mark.parametrize("batch_size", MNIST_BATCHES)
+def test_train_784_256_128_10(benchmark, batch_size, row):
     """(b) 784-256-128-10 relu/relu/softmax, SGD, float32: BLAS GEMMs + fused jitted passes."""
+    if row == "torch":
+        P.require_torch()
+    benchmark.group = f"train 784-256-128-10 batch {batch_size} (SGD)"
     X, y = P.mnist_like(MNIST_NET["m"])
-    benchmark.group = "train 784-256-128-10"
-    _run_case(benchmark, "784-256-128-10", [256, 128, 10], ["relu", "relu", "softmax"], 784,
-              X, y, batch_size, 0.05, MNIST_NET)
+    rows = P.group_rows(("784-256-128-10", batch_size), lambda: _measure(
+        "784-256-128-10", MNIST_WIDTHS, MNIST_ACTS, 784, X, y, batch_size, 0.05, MNIST_NET))
+    _record(benchmark, rows, row, X.shape[0])
 
 
-def test_cold_start():
-    """(c) A new process that imports fastdl and runs one training step; warm and empty JIT
-    cache (benchmarks/cold_start.py). Small mode: one warm run, figures printed, no timing."""
-    cmd = [sys.executable, os.path.join(HERE, "cold_start.py"), "--json",
+def _cold_start(mode):
+    """cold_start.py in a subprocess: an empty-cache run, then warm-cache runs."""
+    cmd = [sys.executable, os.path.join(HERE, "cold_start.py"), "--json", "--modes", mode,
            "--warm-runs", "1" if P.SMALL else "3"]
-    if P.SMALL:
-        cmd += ["--modes", "fit"]
-    else:
+    if not P.SMALL:
         cmd += ["--wait-quiet", str(WAIT_QUIET_S)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600 + WAIT_QUIET_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
     print("\n" + "\n".join(proc.stdout.strip().splitlines()[:-1]))
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["runs"], "no cold-start figure"
-    for r in res["runs"]:
-        assert r["warm_wall_s"] > 0 and r["empty_wall_s"] > 0
-        assert np.isfinite(r["cost"]) and r["cost"] == pytest.approx(r["cost_empty"], rel=1e-6)
-        if ASSERT_TARGETS:
-            assert r["warm_ok"], f"cold start ({r['mode']}) {r['warm_wall_s']:.2f} s > 1.5 s"
+    r = res["runs"][0]
+    assert r["warm_wall_s"] > 0 and r["empty_wall_s"] > 0
+    assert np.isfinite(r["cost"]) and r["cost"] == pytest.approx(r["cost_empty"], rel=1e-6)
+    return dict(r, baseline=res["baseline"], foreign=res.get("foreign"))
+
+
+@pytest.mark.parametrize("cache", ["warm JIT cache", "empty JIT cache"])
+@pytest.mark.parametrize("mode", ["fit"] if P.SMALL else ["fit", "step"])
+def test_cold_start(benchmark, mode, cache):
+    """(c) A new process that imports fastdl and runs one training call (``fit``: one epoch,
+    the whole-epoch kernel; ``step``: one ``train_on_batch``), with a warm and an empty JIT
+    cache (benchmarks/cold_start.py). Rows: the wall time of each new process, taken by the
+    parent around it (interpreter start included); the warm row holds the warm runs, the empty
+    row its one run. Small mode: ``fit`` only, one warm run."""
+    benchmark.group = f"cold start: {mode} (new process, 2-5-2-1)"
+    r = P.group_rows(("cold start", mode), lambda: _cold_start(mode))
+    warm = cache.startswith("warm")
+    seconds = r["warm_runs_wall_s"] if warm else [r["empty_wall_s"]]
+    P.record_seconds(benchmark, seconds)
+    benchmark.extra_info.update(
+        row=cache, wall_s=statistics.median(seconds), runs_wall_s=seconds,
+        import_s=r["warm_import_s" if warm else "empty_import_s"],
+        first_call_s=r["warm_train_s" if warm else "empty_train_s"],
+        ratio_vs_warm=r["warm_wall_s"] / statistics.median(seconds),
+        target_warm_s=r["target_warm_s"] if warm else None, baseline=r["baseline"],
+        foreign=r["foreign"], date=time.strftime("%Y-%m-%d %H:%M"))
+    if warm and ASSERT_TARGETS:
+        assert r["warm_ok"], f"cold start ({mode}) {r['warm_wall_s']:.2f} s > 1.5 s"

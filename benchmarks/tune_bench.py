@@ -108,7 +108,8 @@ def _peers():
 
 
 def scaling(trials=TRIALS, epochs=EPOCHS, rounds=ROUNDS, worker_counts=(1, 2)):
-    """{workers: {...}} for each worker count: startup_s, wall_s (median), trials_per_min,
+    """{workers: {...}} for each worker count: startup_s, wall_s (median; walls_s: every
+    round), trials_per_min,
     trial_s (median duration inside the workers), foreign load, best score (a check that both
     runs did the same work)."""
     import fastdl as fd
@@ -141,6 +142,7 @@ def scaling(trials=TRIALS, epochs=EPOCHS, rounds=ROUNDS, worker_counts=(1, 2)):
         wall = statistics.median(walls)
         out[workers] = {"workers": workers, "threads": max(1, CORES // workers),
                         "processes": len(pids), "startup_s": startup, "wall_s": wall,
+                        "walls_s": walls,
                         "trials_per_min": 60.0 * trials / wall,
                         "trial_s": statistics.median(durs),
                         # CPU the workers got: cores_used near `workers` means a quiet machine;
@@ -167,13 +169,16 @@ def _overhead(executor, n, **kw):
 
 
 def overhead(n=N_TRIVIAL, rounds=ROUNDS, dask=True):
-    """{executor: {"overhead_ms" (median), "wall_s", "startup_s"}}."""
+    """{executor: {"overhead_ms" (median), "wall_s", "startup_s", "walls_s" and
+    "overheads_ms" (every round), "n" (trials per round)}}."""
     rows = {}
 
     def median_of(fn):
         runs = [fn() for _ in range(rounds)]
         best = statistics.median(r["overhead_ms"] for r in runs)
-        return {"overhead_ms": best, "wall_s": statistics.median(r["wall_s"] for r in runs)}
+        return {"overhead_ms": best, "wall_s": statistics.median(r["wall_s"] for r in runs),
+                "walls_s": [r["wall_s"] for r in runs], "n": n,
+                "overheads_ms": [r["overhead_ms"] for r in runs]}
 
     rows["in-process (serial)"] = {**median_of(lambda: _overhead("serial", n)), "startup_s": 0.0}
     t0 = time.perf_counter()

@@ -21,11 +21,13 @@ from .. import config
 from .._validation import (as_features, as_sample_weight, as_targets, check_dtype,
                            check_float, check_int, check_rows)
 from ..backend import check_name, get_backend, is_device_array
+from ..data.sparse import CSRRows, as_csr, describe, is_sparse, to_backend
 from ..kernels import ACTIVATIONS, BF16, LINEAR
 from ..params import FlatParams
 from ..precision import resolve as resolve_precision
 from .layers import OUTPUT_ONLY, Activation, Dense, Layer, layer_from_config
 from .losses import get_loss
+from .sparse_input import CSRDense
 
 #: Rows per chunk in predict/evaluate: bounds workspace memory for large inputs.
 EVAL_CHUNK = 8192
@@ -208,23 +210,42 @@ class Sequential:
             layer.attach(self)              # Dropout reads seed and steps_trained
         self._workspaces = OrderedDict()
         self._dense_only = all(isinstance(op, Dense) for op in self._ops)
+        # sparse input (scipy.sparse X): the same network with its first Dense on CSR rows
+        # (fastdl/nn/sparse_input.py); None when the first op is not a Dense
+        self._csr_ops = ([CSRDense(self._ops[0])] + self._ops[1:]
+                         if isinstance(self._ops[0], Dense) else None)
 
-    def _workspace(self, m):
-        """Buffers for a batch of m rows, allocated once and reused (LRU of a few sizes)."""
-        ws = self._workspaces.get(m)
+    @staticmethod
+    def _kind(X):
+        """The input kind of validated X: "csr" (a CSRRows, sparse) or "dense"."""
+        return "csr" if isinstance(X, CSRRows) else "dense"
+
+    def _workspace(self, m, kind="dense"):
+        """Buffers for a batch of m rows of input ``kind`` ("dense", or "csr" for sparse X),
+        allocated once and reused (LRU of a few). The kind decides the ops the passes run
+        (``ws.ops``: the first Dense on CSR rows for "csr") and the input buffers: ``Xb`` (and
+        ``X16`` under mixed precision) for dense rows; none for CSR rows, whose batches the
+        source gathers into its own buffers (``data/batches.py``)."""
+        key = m if kind == "dense" else (kind, m)
+        ws = self._workspaces.get(key)
         if ws is None:
             bk, dt = self._bk, self.dtype
+            dense = kind == "dense"
+            ops = self._ops if dense else self._csr_ops
+            low = self._low_input and dense
             ws = SimpleNamespace(
-                m=m, layers=[op.make_workspace(m, dt) for op in self._ops],
-                Xb=bk.empty((m, self.input_dim), dt),
-                X16=bk.empty((m, self.input_dim) if self._low_input else (0, 0), BF16), Yb=bk.empty((m, self.output_dim), dt),
+                m=m, kind=kind, ops=ops, low_input=low,
+                layers=[op.make_workspace(m, dt) for op in ops],
+                Xb=bk.empty((m, self.input_dim), dt) if dense else None,
+                X16=bk.empty((m, self.input_dim) if low else (0, 0), BF16),
+                Yb=bk.empty((m, self.output_dim), dt),
                 dout=bk.empty((m, self.output_dim), dt), prob=bk.empty((m, self.output_dim), dt),
                 loss=bk.zeros((1,), np.float64), sq=bk.zeros((1,), np.float64))
-            self._workspaces[m] = ws
+            self._workspaces[key] = ws
             while len(self._workspaces) > _MAX_WORKSPACES:
                 self._workspaces.popitem(last=False)
         else:
-            self._workspaces.move_to_end(m)
+            self._workspaces.move_to_end(key)
         return ws
 
     # ---------------------------------------------------------------- passes
@@ -233,18 +254,18 @@ class Sequential:
         first Dense reads ``ws.X16``, X's bfloat16 copy: converted here unless the batch source
         already gathered it (``x16_ready``)."""
         A, A16 = X, ws.X16
-        if self._low_input and not x16_ready:
+        if ws.low_input and not x16_ready:
             self._bk.k.to_bfloat16(A16, X)
-        for op, w in zip(self._ops, ws.layers):
+        for op, w in zip(ws.ops, ws.layers):
             A = op.forward(A16 if op.low_input else A, w, training)
             A16 = w.A16
         return A
 
     def _backward(self, ws):
         d = ws.dout
-        last = len(self._ops) - 1
-        for i in range(last, -1, -1):
-            d = self._ops[i].backward(d, ws.layers[i], need_dX=i > 0)
+        ops = ws.ops
+        for i in range(len(ops) - 1, -1, -1):
+            d = ops[i].backward(d, ws.layers[i], need_dX=i > 0)
 
     def _loss_into(self, loss_buf, out, Y, ws, w=None, wsum=0.0):
         """Loss into ``loss_buf``, its gradient into ``ws.dout``; with per-example weights ``w``
@@ -302,8 +323,25 @@ class Sequential:
     def _X(self, X, name="X"):
         if is_device_array(X):
             return self._device_features(X, name)
-        Xc = as_features(name, X, self.dtype, self.input_dim)
-        return Xc if self.standardizer is None else self.standardizer._for_model(self, Xc, name)
+        Xc = self._input(name, X)
+        if self.standardizer is None:
+            return Xc
+        return self.standardizer._for_model(self, Xc, name)
+
+    def _input(self, name, X):
+        """Validated model input without standardization: a C-contiguous array of the model's
+        dtype, or for sparse X (``fastdl/data/sparse.py``) a ``CSRRows``."""
+        if not is_sparse(X):
+            return as_features(name, X, self.dtype, self.input_dim)
+        if self._csr_ops is None:
+            first = self._ops[0]
+            raise ValueError(
+                f"{name} is sparse ({describe(X)}) but the model's first layer is "
+                f"{first.describe()}: sparse input enters through the first Dense layer's "
+                "sparse kernels, so the model must start with a Dense (a "
+                f"{type(first).__name__} over every column would densify X); put a Dense "
+                f"first, or densify X yourself ({name}.toarray(), m x n_features values)")
+        return as_csr(name, X, self.dtype, self.input_dim)
 
     def _device_features(self, X, name):
         """Device-resident X (cuda backend): checked where it lives, never copied to the host.
@@ -358,8 +396,9 @@ class Sequential:
         Xc, Yc = self._XY(X, y)
         m = Xc.shape[0]
         w, denom = self._weights_and_denominator(sample_weight, m)
-        ws = self._workspace(m)
-        self._step_costs(self._bk.asarray(Xc), self._bk.asarray(Yc), ws, l2, w=w, wsum=denom)
+        ws = self._workspace(m, self._kind(Xc))
+        self._step_costs(to_backend(self._bk, Xc), self._bk.asarray(Yc), ws, l2, w=w,
+                         wsum=denom)
         cost = float(self._bk.to_numpy(ws.loss)[0])
         if l2:
             cost += l2 / (2.0 * denom) * float(self._bk.to_numpy(ws.sq)[0])
@@ -402,8 +441,9 @@ class Sequential:
         m = Xc.shape[0]
         wd, denom = (None, m) if w is None else (self._bk.asarray(w),
                                                  float(w.sum(dtype=np.float64)))
-        ws = self._workspace(m)
-        self._step_costs(self._bk.asarray(Xc), self._bk.asarray(Yc), ws, l2, w=wd, wsum=denom)
+        ws = self._workspace(m, self._kind(Xc))
+        self._step_costs(to_backend(self._bk, Xc), self._bk.asarray(Yc), ws, l2, w=wd,
+                         wsum=denom)
         cost = float(self._bk.to_numpy(ws.loss)[0])
         grad = self._bk.to_numpy(self.params.grad).astype(self.dtype, copy=True)
         if l2:
@@ -417,8 +457,8 @@ class Sequential:
         m = Xc.shape[0]
         wd, denom = (None, m) if w is None else (self._bk.asarray(w),
                                                  float(w.sum(dtype=np.float64)))
-        ws = self._workspace(m)
-        out = self._forward(self._bk.asarray(Xc), ws, training=True)
+        ws = self._workspace(m, self._kind(Xc))
+        out = self._forward(to_backend(self._bk, Xc), ws, training=True)
         self._loss_into(ws.loss, out, self._bk.asarray(Yc), ws, wd, denom)
         cost = float(self._bk.to_numpy(ws.loss)[0])
         if l2:
@@ -495,8 +535,8 @@ class Sequential:
         k = self._bk.k
         for s in range(0, Xc.shape[0], EVAL_CHUNK):
             chunk = Xc[s:s + EVAL_CHUNK]
-            ws = self._workspace(chunk.shape[0])
-            z = self._forward(self._bk.asarray(chunk), ws, training=False)
+            ws = self._workspace(chunk.shape[0], self._kind(chunk))
+            z = self._forward(to_backend(self._bk, chunk), ws, training=False)
             if self.output_activation == "softmax":
                 k.softmax_forward(ws.prob, z)
                 z = ws.prob
@@ -530,8 +570,8 @@ class Sequential:
         outs = []
         for s in range(0, m, EVAL_CHUNK):
             xb, yb = Xc[s:s + EVAL_CHUNK], Yc[s:s + EVAL_CHUNK]
-            ws = self._workspace(xb.shape[0])
-            z = self._forward(self._bk.asarray(xb), ws, training=False)
+            ws = self._workspace(xb.shape[0], self._kind(xb))
+            z = self._forward(to_backend(self._bk, xb), ws, training=False)
             if w is None:
                 self._loss_into(ws.loss, z, self._bk.asarray(yb), ws)
                 total += float(self._bk.to_numpy(ws.loss)[0]) * xb.shape[0]

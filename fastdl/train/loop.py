@@ -20,6 +20,7 @@ import numpy as np
 from .. import config
 from .._validation import check_float, check_int, check_rows
 from ..data.batches import batch_sizes, epoch_order, make_source  # noqa: F401 (epoch_order)
+from ..data.sparse import describe, is_sparse
 from .callbacks import Callback, History
 from .progress import make_progress
 
@@ -64,9 +65,9 @@ def _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2, validation_d
             raise ValueError("validation_data must be a tuple (X_dev, y_dev) or (X_dev, y_dev, "
                              f"sample_weight_dev); got {type(validation_data).__name__} of "
                              f"length {n}")
-        from .._validation import as_features, as_targets
+        from .._validation import as_targets
         # validated only: model.evaluate applies model.standardizer (once) every epoch
-        Xv = as_features("validation_data[0]", validation_data[0], model.dtype, model.input_dim)
+        Xv = model._input("validation_data[0]", validation_data[0])
         yv = as_targets("validation_data[1]", validation_data[1])
         check_rows(Xv, yv, "validation_data[0]", "validation_data[1]")
         val = (Xv, model.loss.encode(yv, model.output_dim, model.dtype, "validation_data[1]"))
@@ -237,6 +238,18 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     return losses + (l2 / (2.0 * sizes)) * sqs if l2 else losses
 
 
+def _check_sparse_fit(X, augment, distributed):
+    """What a sparse X (``data/sparse.py``) cannot be combined with in ``fit``."""
+    if distributed:
+        raise NotImplementedError(
+            f"distributed=True with sparse X ({describe(X)}) is not supported: the ranks' "
+            "shards are dense row blocks; train in one process (sparse rows are small), or "
+            "densify X")
+    if augment is not None:
+        raise ValueError(f"augment={augment!r} needs dense rows (images), but X is sparse "
+                         f"({describe(X)}); train without augment")
+
+
 def _check_augment(model, augment):
     from ..data.augment import Augment
     if not isinstance(augment, Augment):
@@ -270,6 +283,8 @@ def _batch_hook(model, source, augment):
 def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
         callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
         resume_from=None, augment=None, distributed=False, sample_weight=None, _dp=None):
+    if is_sparse(X):
+        _check_sparse_fit(X, augment, distributed)
     if distributed and sample_weight is not None:
         raise NotImplementedError(
             "sample_weight with distributed training is not supported: the ranks' shards carry "
@@ -387,7 +402,8 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
     if model._low_input and prepare is None and hasattr(source, "gather_bf16"):
         source.gather_bf16(model)   # mixed precision: bfloat16 input rows, rounded once
         # (other sources fill ws.Xb; the model rounds it per batch in _forward)
-    if prepare is None and not source.streaming and not (drop_last and m % bs):
+    if prepare is None and not source.streaming and getattr(source, "fusable", True) \
+            and not (drop_last and m % bs):
         plan = _fused_layout(model, optimizer, bool(batch_cbs),
                              weighted=getattr(source, "W", None) is not None)
     dist = getattr(model, "_dist", None)

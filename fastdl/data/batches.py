@@ -154,8 +154,8 @@ class CSRSource(ArraySource):
         self._row_nnz = np.diff(Xc.indptr)          # host: sizes the batch buffers
         self._buffers = {}
 
-    def gather_bf16(self, model):   # pragma: no cover - the sparse first layer reads float32
-        raise AssertionError("a sparse source has no bfloat16 rows")
+    #: mixed precision: the sparse first layer reads float32 rows, no bfloat16 copy of X
+    gather_bf16 = None
 
     def _buffer(self, bs):
         """Index/data buffers for batches of up to ``bs`` rows, sized once for the ``bs``

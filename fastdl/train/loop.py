@@ -399,7 +399,7 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
     batch_cbs = [cb for cb in cbs if type(cb).wants_batches()]
     plan = None
     prepare = _batch_hook(model, source, augment)
-    if model._low_input and prepare is None and hasattr(source, "gather_bf16"):
+    if model._low_input and prepare is None and getattr(source, "gather_bf16", None):
         source.gather_bf16(model)   # mixed precision: bfloat16 input rows, rounded once
         # (other sources fill ws.Xb; the model rounds it per batch in _forward)
     if prepare is None and not source.streaming and getattr(source, "fusable", True) \

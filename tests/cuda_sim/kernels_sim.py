@@ -213,6 +213,108 @@ def test_tiled_gemm_all_transposes(dtype):
     assert (C.copy_to_host() == 0).all()
 
 
+# --- sparse input (the first Dense layer on CSR rows) ------------------------------------------
+def _csr(rng, m, n, dtype, index_dtype=np.int32):
+    """A CSR batch with an empty row, unsorted columns and a repeated (row, column) entry."""
+    rows = []
+    for r in range(m):
+        k = 0 if r == 1 else int(rng.integers(1, max(2, n // 2)))
+        cols = rng.choice(n, size=k, replace=False)
+        if r == 2 and k:
+            cols = np.concatenate([cols, cols[:1]])        # repeated: the two add
+        rows.append(cols)
+    indptr = np.zeros(m + 1, np.int64)
+    indptr[1:] = np.cumsum([c.shape[0] for c in rows])
+    indices = np.concatenate(rows).astype(index_dtype)
+    data = hostile(rng, indices.shape[0], dtype, 1.0)
+    return data, indices, indptr
+
+
+CSR_SHAPES = ((1, 3, 2), (7, 9, 5), (5, 4, 13))     # (m, n_in, n_out)
+
+
+def case_csr_dense_forward(rng, dtype):
+    for si, (m, n_in, n_out) in enumerate(CSR_SHAPES):
+        for bias in (True, False):
+            data, indices, indptr = _csr(rng, m, n_in, dtype, (np.int32, np.int64)[si % 2])
+            _, W, b = _dense_inputs(rng, m, n_in, n_out, dtype, bias)
+            for code in _codes(si, bias):
+                ref = np.empty((m, n_out), dtype)
+                R.csr_dense_forward(ref, NO16, data, indices, indptr, W, b, code, ALPHA)
+                A = poisoned((m, n_out), dtype)
+                K.csr_dense_forward(A, dev(NO16), dev(data), dev(indices), dev(indptr), dev(W),
+                                    dev(b), code, ALPHA)
+                assert_close(A, ref, dtype)
+
+
+def _check_csr_backward(rng, dtype, m, n_in, n_out, bias, code):
+    data, indices, indptr = _csr(rng, m, n_in, dtype)
+    _, W, b = _dense_inputs(rng, m, n_in, n_out, dtype, bias)
+    A = np.empty((m, n_out), dtype)
+    R.csr_dense_forward(A, NO16, data, indices, indptr, W, b, code, ALPHA)
+    dA0 = hostile(rng, (m, n_out), dtype, 1.0)
+    rdW, rdb, rdA = np.empty((n_out, n_in), dtype), np.empty(b.shape, dtype), dA0.copy()
+    R.csr_dense_backward(rdW, rdb, rdA, A, data, indices, indptr, code, ALPHA)
+    dW, db, dA = poisoned(rdW.shape, dtype), poisoned(rdb.shape, dtype), dev(dA0)
+    K.csr_dense_backward(dW, db, dA, dev(A), dev(data), dev(indices), dev(indptr), code, ALPHA)
+    assert_close(dA, rdA, dtype)
+    assert_close(dW, rdW, dtype)
+    assert_close(db, rdb, dtype)
+
+
+def case_csr_dense_backward(rng, dtype):
+    for si, (m, n_in, n_out) in enumerate(CSR_SHAPES):
+        for code in ((4,), (1, 2), (3,))[si]:
+            _check_csr_backward(rng, dtype, m, n_in, n_out, True, code)
+    _check_csr_backward(rng, dtype, 6, 5, 3, False, 0)      # linear, no bias
+
+
+def test_csr_kernels_densify_in_blocks(monkeypatch):
+    """A densified block of at most SPARSE_DENSIFY_MAX_BYTES: blocks of 1 and 2 rows (the
+    backward adds later blocks' products to dW through scratch)."""
+    rng = np.random.default_rng(12)
+    for dtype in DTYPES:
+        n_in = 6
+        for rows in (1, 2):
+            monkeypatch.setattr(config, "SPARSE_DENSIFY_MAX_BYTES",
+                                rows * n_in * np.dtype(dtype).itemsize)
+            data, indices, indptr = _csr(rng, 5, n_in, dtype)
+            _, W, b = _dense_inputs(rng, 5, n_in, 4, dtype, True)
+            ref = np.empty((5, 4), dtype)
+            R.csr_dense_forward(ref, NO16, data, indices, indptr, W, b, 1, ALPHA)
+            A = poisoned((5, 4), dtype)
+            K.csr_dense_forward(A, dev(NO16), dev(data), dev(indices), dev(indptr), dev(W),
+                                dev(b), 1, ALPHA)
+            assert_close(A, ref, dtype)
+            _check_csr_backward(rng, dtype, 5, n_in, 4, True, 3)
+
+
+def test_csr_kernels_empty_batch():
+    W = np.ones((3, 4))
+    A = cuda.to_device(np.zeros((0, 3)))
+    empty = (dev(np.zeros(0)), dev(np.zeros(0, np.int32)), dev(np.zeros(1, np.int64)))
+    K.csr_dense_forward(A, dev(NO16), *empty, dev(W), dev(np.zeros(3)), 1, 0.0)
+    dW, db = poisoned((3, 4), np.float64), poisoned(3, np.float64)
+    K.csr_dense_backward(dW, db, cuda.to_device(np.zeros((0, 3))), A, *empty, 1, 0.0)
+    assert (dW.copy_to_host() == 0).all() and (db.copy_to_host() == 0).all()
+
+
+def case_gather_csr_rows(rng, dtype):
+    data, indices, indptr = _csr(rng, 9, 7, dtype)
+    for idx in (np.array([3, 1, 8, 3, 0], np.int64), np.zeros(0, np.int64),
+                rng.permutation(9).astype(np.int64)):
+        cap = int(np.diff(indptr)[idx].sum()) + 3
+        ref = (np.full(cap, -5, dtype), np.full(cap, -5, np.int32),
+               np.full(idx.shape[0] + 1, -5, np.int64))
+        R.gather_csr_rows(*ref, data, indices, indptr, idx)
+        out = [cuda.to_device(r.copy()) for r in ((np.full(cap, -5, dtype),
+                                                   np.full(cap, -5, np.int32),
+                                                   np.full(idx.shape[0] + 1, -5, np.int64)))]
+        K.gather_csr_rows(*out, dev(data), dev(indices), dev(indptr), dev(idx))
+        for o, r in zip(out, ref):              # a copy: exact, untouched entries stay -5
+            np.testing.assert_array_equal(o.copy_to_host(), r)
+
+
 # --- losses -----------------------------------------------------------------------------------
 def _loss_case(rng, dtype, name, make_targets):
     for m, c in ((3, 4), (9, 5), (1, 1)):  # one block (direct), three blocks (two stages), m=1
@@ -855,5 +957,31 @@ def test_weighted_model_training_matches_cpu_backend():
                     sample_weight=w, validation_data=(X, y, w))
         runs[backend] = ([step], fit.history["loss"], fit.history["val_loss"],
                          [m.evaluate(X, y, sample_weight=w)["loss"]], m.get_weights()[0])
+    for a, b in zip(runs["cpu"], runs["cuda"]):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)
+
+
+def test_sparse_model_training_matches_cpu_backend():
+    """scipy.sparse X on the cuda backend: CSR rows uploaded once, batches gathered on the
+    device (gather_csr_rows), the first layer's kernels densify per batch; fit (with sparse
+    validation data), train_on_batch, evaluate and predict_proba equal the cpu backend's."""
+    sp = pytest.importorskip("scipy.sparse")
+    import fastdl as fd
+    from fastdl.optim import base as optim_base
+    if not optim_base._is_device_array(cuda.device_array(1)):
+        pytest.skip("fastdl/optim/base.py does not recognise the simulator's device arrays")
+    rng = np.random.default_rng(3)
+    X = sp.random(14, 6, density=0.3, random_state=3, format="csr")
+    y = rng.integers(0, 3, 14)
+    runs = {}
+    for backend in ("cpu", "cuda"):
+        m = fd.Sequential([fd.Dense(4, activation="relu"), fd.Dense(3, activation="softmax")],
+                          input_dim=6, seed=1, backend=backend, dtype="float64")
+        opt = fd.optim.Adam(lr=0.05)
+        step = m.train_on_batch(X[:5], y[:5], opt, l2=0.1)
+        fit = m.fit(X, y, optimizer=opt, epochs=2, batch_size=4, verbose=0, l2=0.1,
+                    validation_data=(X, y))
+        runs[backend] = ([step], fit.history["loss"], fit.history["val_loss"],
+                         m.predict_proba(X), m.get_weights()[0])
     for a, b in zip(runs["cpu"], runs["cuda"]):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)

@@ -241,7 +241,12 @@ def test_bad_sparse_values_name_the_argument():
     with pytest.raises(ValueError, match=r"X has 39 features .*the model expects 40"):
         model.predict_proba(X[:, :39])
     with pytest.raises(ValueError, match="X is empty"):
-        model.predict(X[:0])
+        model.evaluate(X[:0], y[:0])
+    with pytest.raises(ValueError, match="X is empty"):
+        model.fit(X[:0], y[:0], verbose=0)
+    # as for dense X (tests/test_peer_habits.py): predicting on no rows gives no rows
+    assert model.predict(X[:0]).shape == (0,)
+    assert model.predict_proba(X[:0]).shape == (0, 3)
     with pytest.raises(TypeError, match="X .* complex"):
         model.predict(X.astype(np.complex128))
     damaged = X.copy()

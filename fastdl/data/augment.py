@@ -1,9 +1,11 @@
-"""Data augmentation for image-shaped inputs, applied to each training mini-batch by ``fit``:
+"""Data augmentation, applied to each training mini-batch by ``fit``:
 
     model.fit(X, y, augment=fd.Augment(image_shape=(28, 28), flip=True, shift=2, noise=0.05))
+    model.fit(X, y, augment=fd.Augment(noise=0.05))        # any rows: tabular inputs too
 
-Each row of X is an image flattened in C order from ``image_shape`` = (H, W) or (H, W, C)
-(channels last). Per example, independently:
+For flips and shifts each row of X is an image flattened in C order from ``image_shape`` =
+(H, W) or (H, W, C) (channels last); noise alone needs no image shape. Per example,
+independently:
 
 * ``flip``: mirror left-right with probability 1/2;
 * ``shift``: translate by (dy, dx), each uniform in [-shift, shift] pixels, filling with 0
@@ -31,7 +33,7 @@ def _int(name, value, minimum):
 
 
 class Augment:
-    """Random flips, shifts and Gaussian noise for image-shaped training inputs.
+    """Random flips and shifts (image-shaped inputs) and Gaussian noise (any inputs).
 
     Parameters
     ----------
@@ -44,7 +46,7 @@ class Augment:
     shift : int >= 0
         Largest shift in pixels, vertical and horizontal (smaller than H and W).
     noise : float >= 0
-        Standard deviation of additive Gaussian noise.
+        Standard deviation of additive Gaussian noise (works on any rows, tabular included).
     """
 
     def __init__(self, image_shape=None, flip=False, shift=0, noise=0.0):
@@ -91,15 +93,25 @@ class Augment:
         self._check_shift(shape)
         return shape
 
+    @property
+    def needs_images(self):
+        """Flips and shifts move pixels, so they need the image shape; noise does not."""
+        return self.flip or bool(self.shift)
+
     def check_features(self, n_features):
-        self.shape_for(n_features)
+        if self.needs_images:
+            self.shape_for(n_features)
 
     def apply(self, Xb, seed, epoch, batch):
         """Augment the host batch ``Xb`` (m, n_features) in place, from (seed, epoch, batch)."""
         m = Xb.shape[0]
+        rng = np.random.default_rng([int(seed), 0xA06, int(epoch), int(batch)])
+        if not self.needs_images:
+            if self.noise:
+                Xb += rng.standard_normal(Xb.shape, dtype=Xb.dtype) * Xb.dtype.type(self.noise)
+            return
         H, W, C = self.shape_for(Xb.shape[1])
         imgs = Xb.reshape(m, H, W, C)
-        rng = np.random.default_rng([int(seed), 0xA06, int(epoch), int(batch)])
         if self.flip:
             f = rng.random(m) < 0.5
             imgs[f] = imgs[f, :, ::-1, :]

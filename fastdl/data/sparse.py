@@ -157,10 +157,11 @@ def _to_scipy_csr(name, X):
     return csr.tocsr()
 
 
-def as_csr(name, X, dtype, n_features=None) -> CSRRows:
+def as_csr(name, X, dtype, n_features=None, allow_empty=False) -> CSRRows:
     """Validated sparse model input: a :class:`CSRRows` of ``dtype`` (module docstring).
 
-    Errors name ``name``: not convertible to CSR, not 2-D, no rows, a wrong number of columns,
+    Errors name ``name``: not convertible to CSR, not 2-D, no rows (unless ``allow_empty``, as
+    ``as_features``: ``predict``), a wrong number of columns,
     non-real data, NaN or inf values, a damaged structure (indptr not non-decreasing, column
     indices outside the width). Conversions: another format to CSR (scipy copies the entries
     once), data to ``dtype`` (a copy when it differs), indptr to int64 (m + 1 entries);
@@ -180,7 +181,7 @@ def as_csr(name, X, dtype, n_features=None) -> CSRRows:
     if kind == object or not (np.issubdtype(kind, np.number) or kind == np.bool_) \
             or np.issubdtype(kind, np.complexfloating):
         raise TypeError(f"{name} ({describe(X)}) has dtype {kind}; expected real numbers")
-    if m == 0:
+    if m == 0 and not allow_empty:
         raise ValueError(f"{name} is empty ({describe(X)}); expected at least one example")
     if n_features is not None and n != n_features:
         raise ValueError(f"{name} has {n} features ({describe(X)}); the model expects "

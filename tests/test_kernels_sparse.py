@@ -1,14 +1,13 @@
 """The sparse-input kernels (``kernels/*/sparse.py``: ``csr_dense_forward``,
-``csr_dense_backward``; ``batching.gather_csr_rows``): the reference against dense NumPy math
-on the densified matrix (an outside check of the spec), the cpu kernels against the reference.
+``csr_dense_backward``; ``batching.gather_csr_rows``) beyond the registry's comparisons.
 
-CSR batches are hostile: densities from 0 (every row empty) to 1 (every column stored), empty
-rows, unsorted column indices, repeated (row, column) entries (which add, as scipy's), int32
-and int64 indices, a row range of a larger matrix (indptr[0] != 0), batch of one row, unit
-counts that are multiples of nothing (the cpu forward works in blocks of 16 units), and sizes
-above ``config.PARALLEL_MIN_SIZE`` (the parallel paths). Tolerances as
-``tests/test_kernels_cpu.py``: relative 1e-5 (float32) / 1e-12 (float64) with ``atol`` the
-same times the largest reference magnitude. The cuda versions: ``tests/cuda_sim/kernels_sim.py``.
+The cpu and cuda kernels against the reference run from ``tests/kernel_cases/sparse.py`` (and
+``batching.py``'s ``gather_csr_rows`` case) in ``tests/test_kernels_vs_reference.py`` and
+``tests/cuda_sim/kernels_sim.py``: hostile CSR layouts, both index dtypes, row ranges, empty
+batches, the parallel passes. Here: the reference itself against outside math (dense NumPy on
+the densified matrix, scipy's products and row indexing), the kernel contract on values the
+registry does not draw (NaN in unstored columns of W), the cpu kernels' per-thread scratch, and
+hypothesis fuzzing of cpu against the reference.
 """
 
 import threading
@@ -18,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastdl import config
 from fastdl.kernels import ACTIVATIONS
 from fastdl.kernels import cpu as C
 from fastdl.kernels import reference as R
@@ -78,7 +76,6 @@ def layer(rng, n_in, n_out, dtype, bias=True):
     return W, b
 
 
-SHAPES = [(1, 7, 1), (9, 13, 17), (23, 41, 33), (6, 5, 16)]   # (m, n_in, n_out)
 
 
 # --- the reference is the dense math on the densified X ----------------------------------------
@@ -122,7 +119,6 @@ def test_reference_matches_scipy():
     np.testing.assert_allclose(dW, (X.T @ dZ).T, rtol=1e-12, atol=1e-12)
 
 
-# --- cpu against the reference ------------------------------------------------------------------
 def _forward_both(rng, dtype, m, n_in, n_out, density, index_dtype, act, bias, unsorted=True):
     data, indices, indptr = random_csr(rng, m, n_in, density, dtype, index_dtype, unsorted)
     W, b = layer(rng, n_in, n_out, dtype, bias)
@@ -133,109 +129,36 @@ def _forward_both(rng, dtype, m, n_in, n_out, density, index_dtype, act, bias, u
     return got, ref, (data, indices, indptr, W, b)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("index_dtype", (np.int32, np.int64))
-@pytest.mark.parametrize("density", DENSITIES)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_forward_matches_reference(dtype, index_dtype, density, shape):
-    rng = np.random.default_rng(hash((shape, density)) % 2**32)
-    for act in ACTS:
-        for bias in (True, False):
-            got, ref, _ = _forward_both(rng, dtype, *shape, density, index_dtype, act, bias)
-            assert got.dtype == dtype
-            assert_close(got, ref, dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("index_dtype", (np.int32, np.int64))
-@pytest.mark.parametrize("density", DENSITIES)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_backward_matches_reference(dtype, index_dtype, density, shape):
-    rng = np.random.default_rng(hash((shape, density, 1)) % 2**32)
-    m, n_in, n_out = shape
-    for act in ACTS:
-        for bias in (True, False):
-            _, A, (data, indices, indptr, W, b) = _forward_both(
-                rng, dtype, m, n_in, n_out, density, index_dtype, act, bias)
-            dA = rng.standard_normal((m, n_out)).astype(dtype)
-            dA[rng.random((m, n_out)) < 0.3] = 0          # zero dZ entries are skipped
-            out_ref = [np.full((n_out, n_in), np.nan, dtype),
-                       np.full(b.shape, np.nan, dtype), dA.copy()]
-            out = [np.full((n_out, n_in), np.nan, dtype), np.full(b.shape, np.nan, dtype),
-                   dA.copy()]
-            R.csr_dense_backward(*out_ref, A, data, indices, indptr, act, ALPHA)
-            C.csr_dense_backward(*out, A, data, indices, indptr, act, ALPHA)
-            for g, r in zip(out, out_ref):           # dW, db, dA (overwritten with dZ)
-                assert_close(g, r, dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_sorted_and_canonical_input(dtype):
-    """Sorted indices without repeats (what scipy's canonical CSR holds) give the same."""
-    rng = np.random.default_rng(3)
-    data, indices, indptr = random_csr(rng, 12, 40, 0.2, dtype, unsorted=False,
-                                       duplicates=False)
-    assert all((np.diff(indices[indptr[r]:indptr[r + 1]]) > 0).all() for r in range(12))
-    W, b = layer(rng, 40, 21, dtype)
-    got, ref = np.empty((12, 21), dtype), np.empty((12, 21), dtype)
-    C.csr_dense_forward(got, NO16, data, indices, indptr, W, b, 1, 0.0)
-    R.csr_dense_forward(ref, NO16, data, indices, indptr, W, b, 1, 0.0)
-    assert_close(got, ref, dtype)
-
-
-def test_forward_writes_the_bfloat16_copy():
-    """A16 = bf16(A), as dense_forward (the next layer of a mixed-precision model reads it)."""
-    rng = np.random.default_rng(4)
-    data, indices, indptr = random_csr(rng, 9, 30, 0.2, np.float32)
-    W, b = layer(rng, 30, 20, np.float32)
-    for act in (1, 3):
-        A, A16 = np.empty((9, 20), np.float32), np.zeros((9, 20), np.uint16)
-        C.csr_dense_forward(A, A16, data, indices, indptr, W, b, act, ALPHA)
-        rA, rA16 = np.empty((9, 20), np.float32), np.zeros((9, 20), np.uint16)
-        R.csr_dense_forward(rA, rA16, data, indices, indptr, W, b, act, ALPHA)
-        assert_close(A, rA, np.float32)
-        want = np.empty_like(A16)
-        R.to_bfloat16(want, A)              # of the kernel's own A (rounding is exact)
-        np.testing.assert_array_equal(A16, want)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_row_range_of_a_larger_matrix(dtype):
-    """indptr[0] != 0: rows a..b of a matrix passed as its arrays and indptr[a:b+1]."""
+def test_reference_row_range_of_a_larger_matrix():
+    """indptr[0] != 0: rows a..b of a matrix passed as its arrays and indptr[a:b+1] are those
+    rows of the whole product, and their dW is the dense dZ^T X of those rows."""
     rng = np.random.default_rng(5)
-    data, indices, indptr = random_csr(rng, 20, 25, 0.3, dtype)
-    W, b = layer(rng, 25, 18, dtype)
+    data, indices, indptr = random_csr(rng, 20, 25, 0.3, np.float64)
+    W, b = layer(rng, 25, 18, np.float64)
     a, z = 7, 15
     sub = indptr[a:z + 1]
     assert sub[0] != 0
-    whole = np.empty((20, 18), dtype)
+    whole = np.empty((20, 18))
     R.csr_dense_forward(whole, NO16, data, indices, indptr, W, b, 2, ALPHA)
-    for kernels in (R, C):
-        A = np.full((z - a, 18), np.nan, dtype)
-        kernels.csr_dense_forward(A, NO16, data, indices, sub, W, b, 2, ALPHA)
-        assert_close(A, whole[a:z], dtype)
-    dA = rng.standard_normal((z - a, 18)).astype(dtype)
+    A = np.full((z - a, 18), np.nan)
+    R.csr_dense_forward(A, NO16, data, indices, sub, W, b, 2, ALPHA)
+    np.testing.assert_array_equal(A, whole[a:z])
+    dA = rng.standard_normal((z - a, 18))
     X = densify(data, indices, indptr, 20, 25)[a:z]
-    dW_ref = np.empty((18, 25), dtype)
-    R.csr_dense_backward(dW_ref, np.zeros(0, dtype), dA.copy(), whole[a:z], data, indices,
-                         sub, 0, 0.0)
-    np.testing.assert_allclose(dW_ref, dA.astype(np.float64).T @ X, rtol=RTOL[dtype],
-                               atol=RTOL[dtype] * np.abs(dW_ref).max())
-    dW = np.full((18, 25), np.nan, dtype)
-    C.csr_dense_backward(dW, np.zeros(0, dtype), dA.copy(), whole[a:z], data, indices, sub,
-                         0, 0.0)
-    assert_close(dW, dW_ref, dtype)
+    dW = np.full((18, 25), np.nan)
+    R.csr_dense_backward(dW, np.zeros(0), dA.copy(), whole[a:z], data, indices, sub, 0, 0.0)
+    np.testing.assert_allclose(dW, dA.T @ X, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kernels", (R, C), ids=("reference", "cpu"))
-def test_empty_batch(kernels):
-    """m = 0: no output rows; dW and db are zero (nothing contributed)."""
+def test_reference_empty_batch():
+    """m = 0: no output rows; dW and db are zero (nothing contributed). The cpu and cuda
+    kernels match it on the registry's empty batches."""
     W, b = layer(np.random.default_rng(6), 5, 3, np.float64)
     A = np.zeros((0, 3))
     data, indices, indptr = np.zeros(0), np.zeros(0, np.int32), np.zeros(1, np.int64)
-    kernels.csr_dense_forward(A, NO16, data, indices, indptr, W, b, 1, 0.0)
+    R.csr_dense_forward(A, NO16, data, indices, indptr, W, b, 1, 0.0)
     dW, db = np.full((3, 5), np.nan), np.full(3, np.nan)
-    kernels.csr_dense_backward(dW, db, np.zeros((0, 3)), A, data, indices, indptr, 1, 0.0)
+    R.csr_dense_backward(dW, db, np.zeros((0, 3)), A, data, indices, indptr, 1, 0.0)
     assert (dW == 0).all() and (db == 0).all()
 
 
@@ -255,50 +178,6 @@ def test_unstored_entries_are_exact_zeros(kernels):
     W[1, 2] = np.nan                          # column 2 is stored by both rows
     kernels.csr_dense_forward(A, NO16, data, indices, indptr, W, b, 0, 0.0)
     assert np.isnan(A[:, 1]).all() and np.isfinite(A[:, [0, 2]]).all()
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_parallel_paths_forced(monkeypatch, dtype):
-    """PARALLEL_MIN_SIZE patched to 1: the prange passes (forward unit blocks, backward units,
-    the dZ/db column blocks: n_out >= 128) give the reference's results."""
-    monkeypatch.setattr(config, "PARALLEL_MIN_SIZE", 1)
-    rng = np.random.default_rng(8)
-    m, n_in, n_out = 37, 60, 131
-    for act in (0, 1, 4):
-        _, A, (data, indices, indptr, W, b) = _forward_both(rng, dtype, m, n_in, n_out, 0.1,
-                                                             np.int32, act, True)
-        got = np.empty_like(A)
-        C.csr_dense_forward(got, NO16, data, indices, indptr, W, b, act, ALPHA)
-        assert_close(got, A, dtype)
-        dA = rng.standard_normal((m, n_out)).astype(dtype)
-        ref = [np.empty_like(W), np.empty_like(b), dA.copy()]
-        out = [np.full_like(W, np.nan), np.full_like(b, np.nan), dA.copy()]
-        R.csr_dense_backward(*ref, A, data, indices, indptr, act, ALPHA)
-        C.csr_dense_backward(*out, A, data, indices, indptr, act, ALPHA)
-        for g, r in zip(out, ref):
-            assert_close(g, r, dtype)
-
-
-def test_parallel_paths_at_the_real_threshold():
-    """Without patching: n_out * n_in above config.PARALLEL_MIN_SIZE (1M weights) at the
-    density of the issue's benchmark (0.1%)."""
-    rng = np.random.default_rng(9)
-    m, n_in, n_out = 64, 20_000, 70
-    assert n_out * n_in >= config.PARALLEL_MIN_SIZE
-    dtype = np.float32
-    data, indices, indptr = random_csr(rng, m, n_in, 0.001, dtype)
-    W, b = layer(rng, n_in, n_out, dtype)
-    ref, got = np.empty((m, n_out), dtype), np.full((m, n_out), np.nan, dtype)
-    R.csr_dense_forward(ref, NO16, data, indices, indptr, W, b, 1, 0.0)
-    C.csr_dense_forward(got, NO16, data, indices, indptr, W, b, 1, 0.0)
-    assert_close(got, ref, dtype)
-    dA = rng.standard_normal((m, n_out)).astype(dtype)
-    rW, rb, gW, gb = np.empty_like(W), np.empty_like(b), np.full_like(W, np.nan), \
-        np.full_like(b, np.nan)
-    R.csr_dense_backward(rW, rb, dA.copy(), ref, data, indices, indptr, 1, 0.0)
-    C.csr_dense_backward(gW, gb, dA.copy(), ref, data, indices, indptr, 1, 0.0)
-    assert_close(gW, rW, dtype)
-    assert_close(gb, rb, dtype)
 
 
 def test_scratch_is_private_to_each_thread():
@@ -351,10 +230,10 @@ def test_fuzz_cpu_against_reference(m, n_in, n_out, density, act, dtype, seed):
 # --- gather_csr_rows ----------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("index_dtype", (np.int32, np.int64))
-@pytest.mark.parametrize("kernels", (R, C), ids=("reference", "cpu"))
-def test_gather_csr_rows(kernels, index_dtype, dtype):
+def test_reference_gather_csr_rows_is_scipy_row_indexing(index_dtype, dtype):
     """Rows in the given order (repeats, empty rows) into buffers larger than needed; the
-    result is scipy's X[idx]; entries past the batch are left as they were."""
+    result is scipy's X[idx]; entries past the batch are left as they were. (cpu and cuda
+    against the reference: the registry's gather_csr_rows case.)"""
     sp = pytest.importorskip("scipy.sparse")
     rng = np.random.default_rng(11)
     data, indices, indptr = random_csr(rng, 17, 23, 0.3, dtype, index_dtype)
@@ -365,7 +244,7 @@ def test_gather_csr_rows(kernels, index_dtype, dtype):
         out_data = np.full(cap, -7, dtype)
         out_indices = np.full(cap, -7, index_dtype)
         out_indptr = np.full(idx.shape[0] + 1, -7, np.int64)
-        kernels.gather_csr_rows(out_data, out_indices, out_indptr, data, indices, indptr, idx)
+        R.gather_csr_rows(out_data, out_indices, out_indptr, data, indices, indptr, idx)
         Y = X[idx]
         n = int(out_indptr[-1])
         np.testing.assert_array_equal(out_indptr, Y.indptr)

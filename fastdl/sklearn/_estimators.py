@@ -431,7 +431,10 @@ class _BaseMLP(BaseEstimator):
         return None
 
     def _score_validated(self, X, y, sample_weight=None):
-        pred = self._predict(X, check_input=False)
+        try:
+            pred = self._predict(X, check_input=False)
+        except FloatingPointError:  # non-finite outputs (Sequential raises): a diverged net
+            return np.nan           # scores NaN, as scikit-learn's early stopping records it
         if np.issubdtype(pred.dtype, np.floating) and not np.isfinite(pred).all():
             return np.nan
         return (r2_score if self._regression else accuracy_score)(y, pred,

@@ -39,12 +39,27 @@ def check_float(name, value, minimum=None, strict=False):
     return float(value)
 
 
+def _refuse_sparse(name, a):
+    """A sparse matrix reaching a function that needs dense rows: a clear error instead of
+    NumPy's 0-d object array (or, for objects that densify themselves, a silent m x n copy)."""
+    if isinstance(a, np.ndarray):
+        return
+    from .data.sparse import describe, is_sparse
+    if is_sparse(a):
+        raise TypeError(f"{name} is sparse ({describe(a)}); this function takes dense arrays. "
+                        "Sparse X is accepted by Sequential.fit / predict / predict_proba / "
+                        "evaluate / train_on_batch / loss_and_grads, fd.gradcheck and "
+                        "fastdl.sklearn's estimators; elsewhere densify it yourself if it fits "
+                        f"in memory ({name}.toarray())")
+
+
 def numeric_array(name, a):
     """``a`` as a NumPy array of real numbers (or booleans), or an error naming ``name``."""
     return _numeric_array(name, a)
 
 
 def _numeric_array(name, a):
+    _refuse_sparse(name, a)
     try:
         arr = np.asarray(a)
     except Exception as e:  # ragged lists and the like
@@ -92,6 +107,10 @@ def as_features(name, X, dtype, n_features=None, allow_empty=False) -> np.ndarra
 
 
 def as_targets(name, y) -> np.ndarray:
+    if not isinstance(y, np.ndarray):
+        from .data.sparse import densify_targets, is_sparse
+        if is_sparse(y):        # a label indicator matrix: narrow, densified under a bound
+            y = densify_targets(name, y)
     arr = _numeric_array(name, y)
     if arr.ndim not in (1, 2):
         raise ValueError(f"{name} has shape {arr.shape}; expected (n_examples,) or "

@@ -88,6 +88,14 @@ FLOAT_GEMM: str = os.environ.get("FASTDL_FLOAT_GEMM", "blas")
 #: (half the bytes of float32 rows); larger ones are converted batch by batch as gathered.
 BF16_INPUT_CACHE_BYTES: int = int(os.environ.get("FASTDL_BF16_INPUT_CACHE_BYTES", 1 << 30))
 
+#: Sparse input (``fastdl/data/sparse.py``): the largest dense array fastdl makes from sparse
+#: data. The cpu and numpy backends never densify X (the first Dense layer has sparse kernels,
+#: ``kernels/*/sparse.py``); the cuda backend densifies X on the device in blocks of rows of at
+#: most this many bytes; sparse targets ``y`` (a label indicator matrix) are densified only up
+#: to it. Beyond it: a clear error, never an allocation that can exhaust memory (a 100,000 x
+#: 50,000 float32 matrix densified is 20 GB).
+SPARSE_DENSIFY_MAX_BYTES: int = int(os.environ.get("FASTDL_SPARSE_DENSIFY_MAX_BYTES", 1 << 30))
+
 
 def _writable_dir(path: str) -> bool:
     try:

@@ -63,7 +63,7 @@ def _typing_cases():
     """(name, python function, float32 signature) of every kernel of the cuda backend."""
     from numba import types
     from fastdl.kernels.cuda import (_device, _gemm, activations, batching, batchnorm, dense,
-                                     dropout, epoch, losses, optim, reductions)
+                                     dropout, epoch, losses, optim, reductions, sparse)
 
     f, i, b, u = types.float32, types.int64, types.boolean, types.uint64
     d = types.float64  # the clipping kernels' max_norm (their coefficient is formed in float64)
@@ -106,6 +106,10 @@ def _typing_cases():
         ("_device._finish_kernel", _device._finish_kernel(dt), (A1, i, A1, i, f, A1, i, f)),
         ("_device._fill_kernel", _device._fill_kernel, (A1, f)),
         ("batching._gather_rows_kernel", batching._gather_rows_kernel, (A2, A2, I1, i, i)),
+        ("batching._csr_offsets_kernel", batching._csr_offsets_kernel, (I1, I1, I1)),
+        ("batching._csr_copy_kernel", batching._csr_copy_kernel, (A1, I1, I1, A1, I1, I1, I1)),
+        ("sparse._densify_kernel", sparse._densify_kernel(dt), (A2, A1, I1, I1, i, i)),
+        ("sparse._add_kernel", sparse._add_kernel(dt), (A1, A1)),
         ("optim._sgd_update_kernel", optim._sgd_update_kernel(dt), (A1, A1, f, f, f, i)),
         ("optim._momentum_update_kernel", optim._momentum_update_kernel(dt),
          (A1, A1, A1, f, f, f, b, f, f, i)),
@@ -133,7 +137,7 @@ def _typing_cases():
          (A2, A1, A1, A2, A2, A2, D1, D1, A1, i, f)),
     ]
     modules = (_device, _gemm, activations, batching, batchnorm, dense, dropout, epoch, losses,
-               optim, reductions)
+               optim, reductions, sparse)
     return table, modules
 
 

@@ -38,7 +38,8 @@ def _expected_failures(est):
         reasons.append("float32: weighted sums and repeated rows round differently at ~1e-7 "
                        "relative, the check's own tolerance (rtol=1e-7)")
     if reasons:     # integer weights = repeated rows holds exactly only without these
-        return {"check_sample_weight_equivalence_on_dense_data": "; ".join(reasons)}
+        return {"check_sample_weight_equivalence_on_dense_data": "; ".join(reasons),
+                "check_sample_weight_equivalence_on_sparse_data": "; ".join(reasons)}
     if isinstance(est, MLPClassifier) and est.solver == "lbfgs":
         return {"check_classifiers_multilabel_output_format_predict_proba":
                 "L-BFGS drives the logistic outputs to saturation on this data, so some "

@@ -8,6 +8,11 @@ already in ``workspace.Xb`` / ``workspace.Yb`` (the model's reused buffers). Two
     batch is gathered from it with the backend's ``gather_rows`` kernel. This is the
     behaviour ``fit`` always had (same batches, bit-identical results).
 
+``CSRSource`` (a scipy.sparse X in memory, ``data/sparse.py``)
+    The same order and batches as ``ArraySource``; a batch is the CSR rows of its examples,
+    gathered (``gather_csr_rows``) into index/data buffers sized once for the longest
+    possible batch and reused, and handed to the model as ``ws.Xb`` (a ``CSRRows``).
+
 ``StreamSource`` (X given as a ``.npy`` path or an ``np.memmap``; y a path, memmap or array)
     Out of core, with bounded memory. Rows are split into contiguous blocks of about
     ``config.STREAM_BLOCK_BYTES``; an epoch visits the blocks in a shuffled order, groups of
@@ -39,6 +44,7 @@ import numpy as np
 
 from .. import config
 from .._validation import as_targets
+from .sparse import CSRRows
 
 _SEED_TAG = 0x5EED
 
@@ -98,8 +104,21 @@ class ArraySource:
             self.backend.k.to_bfloat16(X16, self.X)
             self.X16 = X16
 
+    #: the whole-epoch fused kernel can train from this source (dense rows in ``self.X``)
+    fusable = True
+    #: the input kind of the batches (``Sequential._workspace``)
+    kind = "dense"
+
     def order(self, seed, epoch, shuffle=True):
         return epoch_order(seed, epoch, self.m, shuffle)
+
+    def _gather_x(self, ws, idx, bs):
+        """The batch's rows of X into the workspace."""
+        k = self.backend.k
+        if not self.fills_x16:
+            k.gather_rows(ws.Xb, self.X, idx)
+        else:
+            k.gather_rows(ws.X16, self.X if self.X16 is None else self.X16, idx)
 
     def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False, start=0):
         """``(batch, workspace, rows)`` for the epoch's batches ``start``, ``start + 1``, ...
@@ -113,11 +132,8 @@ class ArraySource:
             if b < start:
                 continue
             idx = order_d[b * bs:b * bs + mb]
-            ws = model._workspace(mb)
-            if not self.fills_x16:
-                k.gather_rows(ws.Xb, self.X, idx)
-            else:
-                k.gather_rows(ws.X16, self.X if self.X16 is None else self.X16, idx)
+            ws = model._workspace(mb, self.kind)
+            self._gather_x(ws, idx, bs)
             k.gather_rows(ws.Yb, self.Y, idx)
             if self.W is not None:
                 k.gather_rows(model._batch_weights(ws), self.W, idx)
@@ -126,6 +142,51 @@ class ArraySource:
 
     def close(self):
         pass
+
+
+class CSRSource(ArraySource):
+    """In-memory sparse X (a validated ``CSRRows``) and encoded Y (module docstring)."""
+
+    fusable = False
+    kind = "csr"
+
+    def __init__(self, Xc, Yc, backend):
+        self.m = Xc.shape[0]
+        self.backend = backend
+        self.X, self.Y = Xc.to(backend), backend.asarray(Yc)
+        self.W = None
+        self._row_nnz = np.diff(Xc.indptr)          # host: sizes the batch buffers
+        self._buffers = {}
+
+    #: mixed precision: the sparse first layer reads float32 rows, no bfloat16 copy of X
+    gather_bf16 = None
+
+    def _buffer(self, bs):
+        """Index/data buffers for batches of up to ``bs`` rows, sized once for the ``bs``
+        longest rows of X (no batch of this epoch or any other can hold more entries)."""
+        buf = self._buffers.get(bs)
+        if buf is None:
+            lengths = self._row_nnz
+            if bs < lengths.shape[0]:
+                cap = int(np.partition(lengths, lengths.shape[0] - bs)[-bs:].sum())
+            else:
+                cap = int(lengths.sum())
+            bk, X = self.backend, self.X
+            buf = self._buffers[bs] = (bk.empty((max(cap, 1),), X.data.dtype),
+                                       bk.empty((max(cap, 1),), X.indices.dtype),
+                                       bk.empty((bs + 1,), np.int64))
+        return buf
+
+    def _gather_x(self, ws, idx, bs):
+        data, indices, indptr = self._buffer(bs)
+        mb = idx.shape[0]
+        X = self.X
+        self.backend.k.gather_csr_rows(data, indices, indptr[:mb + 1], X.data, X.indices,
+                                       X.indptr, idx)
+        ws.Xb = CSRRows(data, indices, indptr[:mb + 1], (mb, X.shape[1]))
+
+    def close(self):
+        self._buffers = {}
 
 
 # ------------------------------------------------------------------------------- rows on disk
@@ -227,6 +288,11 @@ def _rows_of(name, a):
     if isinstance(a, np.memmap):
         return _memmap_rows(a, name)
     path = os.fspath(a)
+    if path.endswith(".npz"):
+        raise ValueError(f"{name}={path!r} is a .npz file; out-of-core training streams dense "
+                         ".npy files (np.save, fastdl make-data) or np.memmap arrays only. A "
+                         "scipy.sparse matrix saved with scipy.sparse.save_npz trains in "
+                         "memory (sparse rows are small): fit(scipy.sparse.load_npz(path), y)")
     if not path.endswith(".npy"):
         raise ValueError(f"{name}={path!r} is not a .npy file; out-of-core training reads .npy "
                          "files (np.save, fastdl make-data) or np.memmap arrays")
@@ -555,11 +621,14 @@ class ChunkReader:
 
 
 def make_source(model, X, y):
-    """The data source ``fit`` trains from: streamed when X is a .npy path or np.memmap."""
+    """The data source ``fit`` trains from: streamed when X is a .npy path or np.memmap; a
+    sparse X (``data/sparse.py``) in memory, by CSR rows."""
     if is_streamable(X):
         return StreamSource(model, X, y)
     if is_streamable(y):
         y = np.load(os.fspath(y), mmap_mode=None, allow_pickle=False) \
             if not isinstance(y, np.memmap) else np.asarray(y)
     Xc, Yc = model._XY(X, y)
+    if isinstance(Xc, CSRRows):
+        return CSRSource(Xc, Yc, model._bk)
     return ArraySource(Xc, Yc, model._bk)

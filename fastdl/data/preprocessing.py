@@ -23,8 +23,20 @@ from .._validation import _numeric_array
 _CHUNK_ROWS = 1 << 16
 
 
+def _refuse_sparse(name, X):
+    from .sparse import describe, is_sparse
+    if is_sparse(X):
+        raise ValueError(
+            f"{name} is sparse ({describe(X)}): a Standardizer subtracts each feature's mean, "
+            "which turns every zero into a non-zero (a dense copy of X). Scale sparse features "
+            "without centering instead (scikit-learn's StandardScaler(with_mean=False) or "
+            "MaxAbsScaler, e.g. in a Pipeline before a fastdl.sklearn estimator), or set "
+            "model.standardizer = None")
+
+
 def _as_rows(name, X):
     """A 2-D numeric array (a ``.npy`` path is memory-mapped), not yet converted."""
+    _refuse_sparse(name, X)
     if isinstance(X, (str, os.PathLike)):
         X = np.load(os.fspath(X), mmap_mode="r", allow_pickle=False)
     arr = X if isinstance(X, np.ndarray) else _numeric_array(name, X)
@@ -155,6 +167,7 @@ class Standardizer:
     # ---------------------------------------------------------------- model hooks
     def _fit_for(self, model, X):
         """``model.fit``: fit on its training X when not fitted yet; check the width."""
+        _refuse_sparse("X", X)
         if not self.fitted:
             self.fit(X)
         if self.n_features != model.input_dim:
@@ -163,6 +176,7 @@ class Standardizer:
 
     def _for_model(self, model, Xc, name):
         """Standardize validated model input ``Xc`` (model dtype) into a new array."""
+        _refuse_sparse(name, Xc)
         if not self.fitted:
             raise RuntimeError("model.standardizer is not fitted; fit it on the training "
                                "inputs (standardizer.fit(X_train)) or call model.fit first")

@@ -92,6 +92,8 @@ class DataParallel(SingleProcess):
         instead of raising it on this rank only (the others would wait until their timeout).
     """
 
+    distributed = True
+
     def __init__(self, comm=None, timeout=None, abort_on_error=True):
         self._comm_arg = comm
         self.timeout = timeout_from_env(timeout)

@@ -17,6 +17,10 @@ the provider layer (BLAS for float operands; oneDNN or an exact emulation for bf
 Gradient clipping has no kernel of its own: the optimizer updates (``optim``) clip inline, from
 the squared global norm that ``reductions.sum_squares`` writes (see ``reference/optim.py``).
 
+Sparse input (``scipy.sparse`` X, CSR rows as examples): ``sparse`` holds the first Dense
+layer's products with a CSR batch (``data, indices, indptr`` in place of X; see
+``reference/sparse.py``), and ``batching.gather_csr_rows`` assembles such a batch.
+
 Activation codes (``activation`` arguments) are the integers in ``ACTIVATIONS``.
 Loss codes are the integers in ``LOSSES``.
 """
@@ -24,12 +28,13 @@ Loss codes are the integers in ``LOSSES``.
 KERNELS = {
     "activations": ("activation_forward", "activation_backward", "softmax_forward"),
     "dense": ("dense_forward", "dense_backward"),
+    "sparse": ("csr_dense_forward", "csr_dense_backward"),
     "losses": ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error",
                "weighted_softmax_cross_entropy", "weighted_sigmoid_binary_cross_entropy",
                "weighted_mean_squared_error", "exp_half_poisson_deviance",
                "weighted_exp_half_poisson_deviance", "correct_predictions"),
     "optim": ("sgd_update", "momentum_update", "rmsprop_update", "adam_update"),
-    "batching": ("gather_rows",),
+    "batching": ("gather_rows", "gather_csr_rows"),
     "epoch": ("train_epoch",),
     "reductions": ("sum_squares",),
     "dropout": ("dropout_forward", "dropout_backward"),

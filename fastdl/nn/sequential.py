@@ -24,12 +24,14 @@ from .._validation import (as_features, as_sample_weight, as_targets, check_dtyp
                            check_float, check_int, check_rows, numeric_array)
 from ..backend import check_name, get_backend, is_device_array
 from ..data.batches import count_rows, is_streamable, row_chunks
+from ..data.sparse import CSRRows, as_csr, describe, is_sparse, to_backend
 from ..kernels import ACTIVATIONS, BF16, LINEAR
 from ..params import FlatParams
 from ..precision import resolve as resolve_precision
 from .layers import (OUTPUT_ONLY, Activation, Dense, Layer, build_layers,  # noqa: F401
                      layer_from_config, tensor_specs)
 from .losses import get_loss
+from .sparse_input import CSRDense
 
 #: Rows per chunk in predict/evaluate: bounds workspace memory for large inputs.
 EVAL_CHUNK = 8192
@@ -206,23 +208,42 @@ class Sequential:
         self._workspaces = OrderedDict()
         self._dense_only = all(isinstance(op, Dense) for op in self._ops)
         self._no_weights = self._bk.empty((0,), self.dtype)   # "unweighted" for the kernels
+        # sparse input (scipy.sparse X): the same network with its first Dense on CSR rows
+        # (fastdl/nn/sparse_input.py); None when the first op is not a Dense
+        self._csr_ops = ([CSRDense(self._ops[0])] + self._ops[1:]
+                         if isinstance(self._ops[0], Dense) else None)
 
-    def _workspace(self, m):
-        """Buffers for a batch of m rows, allocated once and reused (LRU of a few sizes)."""
-        ws = self._workspaces.get(m)
+    @staticmethod
+    def _kind(X):
+        """The input kind of validated X: "csr" (a CSRRows, sparse) or "dense"."""
+        return "csr" if isinstance(X, CSRRows) else "dense"
+
+    def _workspace(self, m, kind="dense"):
+        """Buffers for a batch of m rows of input ``kind`` ("dense", or "csr" for sparse X),
+        allocated once and reused (LRU of a few). The kind decides the ops the passes run
+        (``ws.ops``: the first Dense on CSR rows for "csr") and the input buffers: ``Xb`` (and
+        ``X16`` under mixed precision) for dense rows; none for CSR rows, whose batches the
+        source gathers into its own buffers (``data/batches.py``)."""
+        key = m if kind == "dense" else (kind, m)
+        ws = self._workspaces.get(key)
         if ws is None:
             bk, dt = self._bk, self.dtype
+            dense = kind == "dense"
+            ops = self._ops if dense else self._csr_ops
+            low = self._low_input and dense
             ws = SimpleNamespace(
-                m=m, layers=[op.make_workspace(m, dt) for op in self._ops],
-                Xb=bk.empty((m, self.input_dim), dt),
-                X16=bk.empty((m, self.input_dim) if self._low_input else (0, 0), BF16), Yb=bk.empty((m, self.output_dim), dt),
+                m=m, kind=kind, ops=ops, low_input=low,
+                layers=[op.make_workspace(m, dt) for op in ops],
+                Xb=bk.empty((m, self.input_dim), dt) if dense else None,
+                X16=bk.empty((m, self.input_dim) if low else (0, 0), BF16),
+                Yb=bk.empty((m, self.output_dim), dt),
                 dout=bk.empty((m, self.output_dim), dt), prob=bk.empty((m, self.output_dim), dt),
                 loss=bk.zeros((1,), np.float64), sq=bk.zeros((1,), np.float64))
-            self._workspaces[m] = ws
+            self._workspaces[key] = ws
             while len(self._workspaces) > _MAX_WORKSPACES:
                 self._workspaces.popitem(last=False)
         else:
-            self._workspaces.move_to_end(m)
+            self._workspaces.move_to_end(key)
         return ws
 
     # ---------------------------------------------------------------- passes
@@ -231,18 +252,18 @@ class Sequential:
         first Dense reads ``ws.X16``, X's bfloat16 copy: converted here unless the batch source
         already gathered it (``x16_ready``)."""
         A, A16 = X, ws.X16
-        if self._low_input and not x16_ready:
+        if ws.low_input and not x16_ready:
             self._bk.k.to_bfloat16(A16, X)
-        for op, w in zip(self._ops, ws.layers):
+        for op, w in zip(ws.ops, ws.layers):
             A = op.forward(A16 if op.low_input else A, w, training)
             A16 = w.A16
         return A
 
     def _backward(self, ws):
         d = ws.dout
-        last = len(self._ops) - 1
-        for i in range(last, -1, -1):
-            d = self._ops[i].backward(d, ws.layers[i], need_dX=i > 0)
+        ops = ws.ops
+        for i in range(len(ops) - 1, -1, -1):
+            d = ops[i].backward(d, ws.layers[i], need_dX=i > 0)
 
     def _loss_into(self, loss_buf, out, Y, ws, w=None, wsum=0.0):
         """Loss into ``loss_buf``, its gradient into ``ws.dout``; with per-example weights ``w``
@@ -306,10 +327,26 @@ class Sequential:
     def _X(self, X, name="X", allow_empty=False):
         if is_device_array(X):
             return self._device_features(X, name)
-        Xc = as_features(name, X, self.dtype, self.input_dim, allow_empty)
+        Xc = self._input(name, X, allow_empty)
         if self.standardizer is None or Xc.shape[0] == 0:
             return Xc
         return self.standardizer._for_model(self, Xc, name)
+
+    def _input(self, name, X, allow_empty=False):
+        """Validated model input without standardization: a C-contiguous array of the model's
+        dtype, or for sparse X (``fastdl/data/sparse.py``) a ``CSRRows``. ``allow_empty``: 0
+        rows are fine (``predict``)."""
+        if not is_sparse(X):
+            return as_features(name, X, self.dtype, self.input_dim, allow_empty)
+        if self._csr_ops is None:
+            first = self._ops[0]
+            raise ValueError(
+                f"{name} is sparse ({describe(X)}) but the model's first layer is "
+                f"{first.describe()}: sparse input enters through the first Dense layer's "
+                "sparse kernels, so the model must start with a Dense (a "
+                f"{type(first).__name__} over every column would densify X); put a Dense "
+                f"first, or densify X yourself ({name}.toarray(), m x n_features values)")
+        return as_csr(name, X, self.dtype, self.input_dim, allow_empty)
 
     def _device_features(self, X, name):
         """Device-resident X (cuda backend): checked where it lives, never copied to the host.
@@ -364,8 +401,9 @@ class Sequential:
         Xc, Yc = self._XY(X, y)
         m = Xc.shape[0]
         w, denom = self._weights_and_denominator(sample_weight, m)
-        ws = self._workspace(m)
-        self._step_costs(self._bk.asarray(Xc), self._bk.asarray(Yc), ws, l2, w=w, wsum=denom)
+        ws = self._workspace(m, self._kind(Xc))
+        self._step_costs(to_backend(self._bk, Xc), self._bk.asarray(Yc), ws, l2, w=w,
+                         wsum=denom)
         cost = float(self._bk.to_numpy(ws.loss)[0])
         if l2:
             cost += l2 / (2.0 * denom) * float(self._bk.to_numpy(ws.sq)[0])
@@ -429,8 +467,9 @@ class Sequential:
         m = Xc.shape[0]
         wd, denom = (None, m) if w is None else (self._bk.asarray(w),
                                                  float(w.sum(dtype=np.float64)))
-        ws = self._workspace(m)
-        self._step_costs(self._bk.asarray(Xc), self._bk.asarray(Yc), ws, l2, w=wd, wsum=denom)
+        ws = self._workspace(m, self._kind(Xc))
+        self._step_costs(to_backend(self._bk, Xc), self._bk.asarray(Yc), ws, l2, w=wd,
+                         wsum=denom)
         cost = float(self._bk.to_numpy(ws.loss)[0])
         grad = self._bk.to_numpy(self.params.grad).astype(self.dtype, copy=True)
         if l2:
@@ -444,8 +483,8 @@ class Sequential:
         m = Xc.shape[0]
         wd, denom = (None, m) if w is None else (self._bk.asarray(w),
                                                  float(w.sum(dtype=np.float64)))
-        ws = self._workspace(m)
-        out = self._forward(self._bk.asarray(Xc), ws, training=True)
+        ws = self._workspace(m, self._kind(Xc))
+        out = self._forward(to_backend(self._bk, Xc), ws, training=True)
         self._loss_into(ws.loss, out, self._bk.asarray(Yc), ws, wd, denom)
         cost = float(self._bk.to_numpy(ws.loss)[0])
         if l2:
@@ -567,7 +606,7 @@ class Sequential:
     def _logits(self, xb, ws, what, start):
         """The network's outputs for one validated chunk, on the backend (logits for the
         fused losses), and a host copy; non-finite outputs raise (:meth:`_non_finite`)."""
-        z = self._forward(self._bk.asarray(xb), ws, training=False)
+        z = self._forward(to_backend(self._bk, xb), ws, training=False)
         zh = self._bk.to_numpy(z)
         if not np.isfinite(zh).all():
             self._non_finite(xb, zh, what, start)
@@ -578,10 +617,11 @@ class Sequential:
         chunk of finite inputs (found by running the layers one at a time: the error path
         only, so normal calls pay one finiteness check of the outputs)."""
         rows = ~np.isfinite(zh.reshape(zh.shape[0], -1)).all(axis=1)
-        ws = self._workspace(xb.shape[0])
-        A, where = self._bk.asarray(xb), len(self.layers) - 1
-        for op, w in zip(self._ops, ws.layers):
-            A = op.forward(A, w, training=False)
+        ws = self._workspace(xb.shape[0], self._kind(xb))
+        A, where = to_backend(self._bk, xb), len(self.layers) - 1
+        # ws.ops runs the pass (the first Dense on CSR rows for sparse X); self._ops names it
+        for op, run, w in zip(self._ops, ws.ops, ws.layers):
+            A = run.forward(A, w, training=False)
             if not np.isfinite(self._bk.to_numpy(A)).all():
                 where = next(i for i, layer in enumerate(self.layers) if layer is op)
                 break
@@ -620,7 +660,7 @@ class Sequential:
     def _proba_of_chunks(self, m, chunks):
         out = np.empty((m, self.output_dim), dtype=self.dtype)
         for start, xb in chunks:
-            ws = self._workspace(xb.shape[0])
+            ws = self._workspace(xb.shape[0], self._kind(xb))
             z, _ = self._logits(xb, ws, "predict_proba", start)
             out[start:start + xb.shape[0]] = self._bk.to_numpy(self._proba_into(z, ws))
         if self.loss.output_activation == "exp":    # the log link's inverse (loss="poisson")
@@ -635,7 +675,8 @@ class Sequential:
         m, chunks = self._input_chunks(X, allow_empty=True)
         parts = [self.loss.labels(np.empty((0, self.output_dim), self.dtype))]
         for start, xb in chunks:
-            z, zh = self._logits(xb, self._workspace(xb.shape[0]), "predict", start)
+            z, zh = self._logits(xb, self._workspace(xb.shape[0], self._kind(xb)), "predict",
+                                 start)
             parts.append(self.loss.labels(np.array(zh, copy=True)))
         return np.concatenate(parts)
 
@@ -674,7 +715,7 @@ class Sequential:
         for start, xb in chunks:
             n = xb.shape[0]
             yb = targets(start, n)
-            ws = self._workspace(n)
+            ws = self._workspace(n, self._kind(xb))
             z, zh = self._logits(xb, ws, "evaluate", start)
             if w is None:
                 wb, wsum, wd = None, float(n), None

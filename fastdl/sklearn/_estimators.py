@@ -16,6 +16,7 @@ import math
 import warnings
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -166,13 +167,17 @@ class _BaseMLP(BaseEstimator):
         self._scale = GradScale(self._regression and self.loss == "squared_error",
                                 self.n_outputs_, self.alpha)
         model = self.model_
-        X = np.ascontiguousarray(X, dtype=model.dtype)
+        if issparse(X):         # stays sparse: model_.fit / _X take CSR rows (no dense copy)
+            X = X.astype(model.dtype, copy=False)
+        else:
+            X = np.ascontiguousarray(X, dtype=model.dtype)
         Y = np.ascontiguousarray(Y, dtype=model.dtype)
         if self.solver in _STOCHASTIC:
             self._fit_stochastic(X, y, Y, incremental, rng, sample_weight)
         else:
             try:
-                self.n_iter_, self.loss_ = fit_lbfgs(self, model, X, Y, sample_weight)
+                self.n_iter_, self.loss_ = fit_lbfgs(self, model, self._model_input(X), Y,
+                                                     sample_weight)
             except DivergenceError as e:
                 raise ValueError(_NON_FINITE) from e
         self._export_coefs()
@@ -400,10 +405,17 @@ class _BaseMLP(BaseEstimator):
                 check_is_fitted(self)
             lean = self._small_float_rows(X)
             X = lean if lean is not None else validate_data(
-                self, X, dtype=(np.float64, np.float32), reset=False)
+                self, X, accept_sparse="csr", dtype=(np.float64, np.float32), reset=False)
             self._take_user_weights()       # (not while fit scores its validation rows)
-        # validated here (finite, n_features_in_): the model's own input checks would repeat it
-        return self.model_._outputs(np.ascontiguousarray(X, dtype=self.model_.dtype))
+        return self.model_._outputs(self._model_input(X))
+
+    def _model_input(self, X):
+        """X (validated by scikit-learn) as ``model_`` takes it: dense rows are converted only
+        (finite, n_features_in_ were checked: the model's own checks would repeat them);
+        sparse X becomes the model's CSR rows (``fastdl/data/sparse.py``), checked there."""
+        if issparse(X):
+            return self.model_._X(X)
+        return np.ascontiguousarray(X, dtype=self.model_.dtype)
 
     def _small_float_rows(self, X):
         """``X`` itself when it is a small float32/float64 NumPy matrix with
@@ -419,11 +431,19 @@ class _BaseMLP(BaseEstimator):
         return None
 
     def _score_validated(self, X, y, sample_weight=None):
-        pred = self._predict(X, check_input=False)
+        try:
+            pred = self._predict(X, check_input=False)
+        except FloatingPointError:  # non-finite outputs (Sequential raises): a diverged net
+            return np.nan           # scores NaN, as scikit-learn's early stopping records it
         if np.issubdtype(pred.dtype, np.floating) and not np.isfinite(pred).all():
             return np.nan
         return (r2_score if self._regression else accuracy_score)(y, pred,
                                                                   sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True       # scipy.sparse X: CSR rows end to end
+        return tags
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
@@ -612,8 +632,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return w
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
-                             reset=reset)
+        X, y = validate_data(self, X, y, accept_sparse="csr", multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -723,8 +743,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "exp" if self.loss == "poisson" else "identity"
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(self, X, y, accept_sparse="csr", multi_output=True,
+                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and (y < 0).any():

@@ -134,7 +134,10 @@ class StochasticEpochs(Callback):
             score = est._score_validated(Xv, yv, wv)
             est.validation_scores_.append(score)
             # the data loss on the validation rows in scikit-learn's units (no alpha term)
-            val_loss = self.model.evaluate(Xv, Yv, sample_weight=wv)["loss"]
+            try:
+                val_loss = self.model.evaluate(Xv, Yv, sample_weight=wv)["loss"]
+            except FloatingPointError:      # non-finite outputs: diverged (as the score)
+                val_loss = np.nan
             est.validation_loss_curve_.append(est._scale.to_sklearn_loss(val_loss, 0.0, 0.0))
             if est.verbose:
                 print("Validation score: %f" % score)

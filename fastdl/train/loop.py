@@ -23,6 +23,7 @@ import numpy as np
 from .. import config
 from .._validation import check_float, check_int, check_rows
 from ..data.batches import batch_sizes, epoch_order, make_source  # noqa: F401 (epoch_order)
+from ..data.sparse import describe, is_sparse
 from ..signals import NO_FLAG, PreemptionFlag, check_signal_names, in_main_thread
 from .callbacks import Callback, History
 from .checkpoint import check_writable
@@ -60,7 +61,7 @@ def _validation_set(model, validation_data):
             break
         val = (Xv, yv)
     else:
-        Xc = as_features("validation_data[0]", Xv, model.dtype, model.input_dim)
+        Xc = model._input("validation_data[0]", Xv)   # dense rows, or sparse ones (CSRRows)
         yc = as_targets("validation_data[1]", yv)
         check_rows(Xc, yc, "validation_data[0]", "validation_data[1]")
         m = Xc.shape[0]
@@ -431,6 +432,18 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     return costs, stop_after is not None
 
 
+def _check_sparse_fit(X, augment, distributed):
+    """What a sparse X (``data/sparse.py``) cannot be combined with in ``fit``."""
+    if distributed:
+        raise NotImplementedError(
+            f"distributed=True with sparse X ({describe(X)}) is not supported: the ranks' "
+            "shards are dense row blocks; train in one process (sparse rows are small), or "
+            "densify X")
+    if augment is not None:
+        raise ValueError(f"augment={augment!r} needs dense rows (images), but X is sparse "
+                         f"({describe(X)}); train without augment")
+
+
 def _check_augment(model, augment):
     from ..data.augment import Augment
     if not isinstance(augment, Augment):
@@ -468,6 +481,8 @@ def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation
     """``Sequential.fit`` (see its docstring). ``strategy``: how the run is spread over
     processes (``strategy.py``; None: :class:`SingleProcess`, one process)."""
     strategy = SingleProcess() if strategy is None else strategy
+    if is_sparse(X):
+        _check_sparse_fit(X, augment, strategy.distributed)
     strategy.check_arguments(sample_weight=sample_weight)
     initial_epoch = check_int("initial_epoch", initial_epoch, minimum=0)
     if initial_epoch and resume_from is not None:
@@ -644,10 +659,11 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
         next((cb for cb in savers if cb.saves_anywhere()), None)
     plan = None
     prepare = _batch_hook(model, source, augment)
-    if model._low_input and prepare is None and hasattr(source, "gather_bf16"):
+    if model._low_input and prepare is None and getattr(source, "gather_bf16", None):
         source.gather_bf16(model)   # mixed precision: bfloat16 input rows, rounded once
         # (other sources fill ws.Xb; the model rounds it per batch in _forward)
-    if prepare is None and not source.streaming and not (drop_last and m % bs):
+    if prepare is None and not source.streaming and getattr(source, "fusable", True) \
+            and not (drop_last and m % bs):
         plan = _fused_layout(model, optimizer, bool(batch_cbs) or strategy.reduces_every_step,
                              weighted=getattr(source, "W", None) is not None)
     # distributed: only rank 0 prints; ranks > 0 augment with their own draws

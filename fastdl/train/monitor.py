@@ -226,7 +226,10 @@ class GradientMonitor(Callback):
             return
         self._sampled = False
         model, bk = self.model, self._bk
-        ws = model._workspaces.get(int(logs["size"])) if logs else None
+        ws = None
+        if logs:        # the batch's workspace: dense rows, or sparse (CSR) ones
+            m = int(logs["size"])
+            ws = model._workspaces.get(m) or model._workspaces.get(("csr", m))
         p = model.params
         w_new = bk.to_numpy(p.data[:self._n_w]) if bk.on_device else p.data[:self._n_w]
         grad = bk.to_numpy(p.grad[:self._n_w]) if bk.on_device else p.grad[:self._n_w]

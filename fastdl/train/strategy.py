@@ -31,7 +31,9 @@ Hooks, in the order a run calls them:
 ``prepare_hook(prepare)``, ``verbose(verbose)``
     The batch-preparation hook and the verbosity of this process.
 
-Attributes: ``writes_files`` (this process writes checkpoints; the others skip them),
+Attributes: ``distributed`` (more than one process: features that need all the rows in one
+process, such as sparse input, refuse it), ``writes_files`` (this process writes checkpoints;
+the others skip them),
 ``reduces_every_step`` (the whole-epoch fused kernel, which has no per-step hook, cannot be
 used).
 """
@@ -42,6 +44,7 @@ from __future__ import annotations
 class SingleProcess:
     """One process trains on all the data: every hook is the identity."""
 
+    distributed = False
     writes_files = True
     reduces_every_step = False
 

@@ -15,7 +15,8 @@ element a kernel forgets to write fails, inputs must come back unchanged, declar
 in place. Blocks are patched down to 4 threads and the GEMM tile to 4, so the tiny shapes (the
 simulator runs every thread in Python) still span several blocks, grid-stride loops wrap, and
 reductions take their two-stage path. The hand-written tests below cover cuda-only paths (split
-column sums, the GEMM variants, both train_epoch implementations) and the model API.
+column sums, the GEMM variants, both train_epoch implementations, the sparse kernels' X
+densified in several blocks) and the model API (dense, weighted and sparse input).
 """
 
 import os
@@ -191,6 +192,22 @@ def test_tiled_gemm_all_transposes(dtype):
     assert (C.copy_to_host() == 0).all()
 
 
+# --- sparse input: the first Dense layer's products densify X in blocks of rows -------------
+@pytest.mark.parametrize("name", ["csr_dense_forward", "csr_dense_backward"])
+def test_csr_kernels_densify_in_blocks(monkeypatch, name):
+    """Blocks of two rows (``config.SPARSE_DENSIFY_MAX_BYTES`` patched down) over a 5-row
+    range of a larger matrix: the forward fills A block by block (the last one partial), the
+    backward adds later blocks' products to dW through scratch. The registry's sim cases
+    (tests/kernel_cases/sparse.py) run as one block."""
+    file, case = CASES[name]
+    i = next(i for i, p in enumerate(case.sim) if "range32" in p)
+    dtype = np.float64
+    args = draw_args(file, name, case, "sim", i, dtype)
+    n_in = (args["W"] if "W" in args else args["dW"]).shape[1]
+    monkeypatch.setattr(config, "SPARSE_DENSIFY_MAX_BYTES", 2 * n_in * np.dtype(dtype).itemsize)
+    _run_cuda(name, case, args, dtype, f"sim[{i}]={case.sim[i]} float64, blocks of 2 rows")
+
+
 def test_update_kernels_clip_nan_as_the_reference():
     """A NaN gradient entry passes the value clip; a NaN norm makes every entry NaN."""
     for dtype in DTYPES:
@@ -353,5 +370,31 @@ def test_weighted_model_training_matches_cpu_backend():
                     sample_weight=w, validation_data=(X, y, w))
         runs[backend] = ([step], fit.history["loss"], fit.history["val_loss"],
                          [m.evaluate(X, y, sample_weight=w)["loss"]], m.get_weights()[0])
+    for a, b in zip(runs["cpu"], runs["cuda"]):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)
+
+
+def test_sparse_model_training_matches_cpu_backend():
+    """scipy.sparse X on the cuda backend: CSR rows uploaded once, batches gathered on the
+    device (gather_csr_rows), the first layer's kernels densify per batch; fit (with sparse
+    validation data), train_on_batch, evaluate and predict_proba equal the cpu backend's."""
+    sp = pytest.importorskip("scipy.sparse")
+    import fastdl as fd
+    from fastdl.optim import base as optim_base
+    if not optim_base._is_device_array(cuda.device_array(1)):
+        pytest.skip("fastdl/optim/base.py does not recognise the simulator's device arrays")
+    rng = np.random.default_rng(3)
+    X = sp.random(10, 6, density=0.3, random_state=3, format="csr")
+    y = rng.integers(0, 3, 10)
+    runs = {}
+    for backend in ("cpu", "cuda"):
+        m = fd.Sequential([fd.Dense(4, activation="relu"), fd.Dense(3, activation="softmax")],
+                          input_dim=6, seed=1, backend=backend, dtype="float64")
+        opt = fd.optim.Adam(lr=0.05)
+        step = m.train_on_batch(X[:5], y[:5], opt, l2=0.1)
+        fit = m.fit(X, y, optimizer=opt, epochs=1, batch_size=4, verbose=0, l2=0.1,
+                    validation_data=(X, y))     # batches of 4, 4 and 2 rows
+        runs[backend] = ([step], fit.history["loss"], fit.history["val_loss"],
+                         m.predict_proba(X), m.get_weights()[0])
     for a, b in zip(runs["cpu"], runs["cuda"]):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)

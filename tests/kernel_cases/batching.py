@@ -5,6 +5,7 @@ import numpy as np
 from fastdl.kernels import BF16
 
 from . import EXACT, KernelCase
+from .sparse import csr
 
 
 def _gather(d, shape, k, extra_rows=3, low=False):
@@ -19,6 +20,20 @@ def _gather(d, shape, k, extra_rows=3, low=False):
     return dict(out=d.out((k + extra_rows,) + shape[1:], BF16 if low else None), X=X, idx=idx)
 
 
+def _gather_csr(d, m, n, k, layout="messy32", extra=3):
+    """A batch of k rows of an m x n CSR matrix (``sparse.csr``: empty rows, a full row,
+    repeated and unsorted columns, a row range) by row indices with repeats and the last row,
+    into buffers ``extra`` entries longer than the batch needs: those must stay untouched."""
+    data, indices, indptr = csr(d, m, n, layout)
+    idx = d.rng.integers(0, m, size=k).astype(np.int64)
+    if k:
+        idx[-1] = m - 1
+    cap = int((indptr[idx + 1] - indptr[idx]).sum()) + extra
+    return dict(out_data=d.out((cap,)), out_indices=d.out((cap,), indices.dtype),
+                out_indptr=d.out((k + 1,), np.int64), data=data, indices=indices,
+                indptr=indptr, idx=idx)
+
+
 CASES = {
     "gather_rows": KernelCase(
         draw=_gather,
@@ -29,4 +44,15 @@ CASES = {
         parallel=[((5000, 7), 3001), ((5000, 7), 3001, 3, True)],
         outputs=("out",), rtol=EXACT, dtypes=(np.float32, np.float64, np.int64),
         cpu_parallel=True),
+    "gather_csr_rows": KernelCase(
+        draw=_gather_csr,
+        # batch 1, an empty batch, as many rows as X, buffers without spare entries (extra
+        # 0), each layout
+        sim=[(9, 7, 5), (1, 4, 1, "canon32"), (6, 5, 0, "range64"), (8, 6, 8, "messy64", 0),
+             (7, 9, 4, "range32")],
+        cpu=[(1, 1, 1), (1, 4, 3, "canon64"), (5, 4, 0), (17, 23, 19, "range32"),
+             (17, 23, 19, "canon32", 0), (40, 9, 33, "range64"), (40, 9, 33, "messy64")],
+        # > PARALLEL_TEST_SIZE entries and rows: the copy stays serial (one jitted loop)
+        parallel=[(600, 50, 700), (600, 50, 2500, "range64")],
+        outputs=("out_data", "out_indices", "out_indptr"), rtol=EXACT),
 }

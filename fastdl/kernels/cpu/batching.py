@@ -69,3 +69,23 @@ def gather_rows(out, X, idx):
     else:
         f = _gather_parallel if big else _gather_serial
     f(out, X, idx)
+
+
+@jit
+def _gather_csr(out_data, out_indices, out_indptr, data, indices, indptr, idx):
+    o = 0
+    out_indptr[0] = 0
+    for i in range(idx.shape[0]):
+        r = idx[i]
+        for p in range(indptr[r], indptr[r + 1]):
+            out_data[o] = data[p]
+            out_indices[o] = indices[p]
+            o += 1
+        out_indptr[i + 1] = o
+
+
+def gather_csr_rows(out_data, out_indices, out_indptr, data, indices, indptr, idx):
+    """The CSR rows ``idx`` into reused buffers (``reference/batching.py``), as one serial
+    jitted copy: a batch holds a few thousand to a few hundred thousand entries, microseconds
+    of work next to the products that read it."""
+    _gather_csr(out_data, out_indices, out_indptr, data, indices, indptr, idx)

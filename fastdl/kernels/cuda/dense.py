@@ -102,16 +102,36 @@ def dense_forward(A, A16, X, W, b, activation, alpha):
     """A = g(X W^T + b): GEMM, then one fused bias + activation kernel; A16 = bf16(A) by a
     conversion kernel after it (unless A16 is empty)."""
     gemm(A, X, W, False, True)
+    _bias_act(A, b, activation, alpha)
+    if A16.size:
+        to_bfloat16(A16, A)
+
+
+def _bias_act(A, b, activation, alpha):
+    """A = g(A + b) in place, one kernel (nothing to do for a linear layer without bias);
+    shared with ``sparse.py``."""
     if A.size and (b.size or activation != 0):
         _bias_act_kernel(A.dtype)[blocks(A.size), tpb()](A, b, int(activation),
                                                          A.dtype.type(alpha))
-    if A16.size:
-        to_bfloat16(A16, A)
 
 
 def dense_backward(dX, dW, db, dZ16, dA, A, X, W, activation, alpha):
     """Gradients of the layer. ``dA`` is overwritten with dZ (it is a workspace); with a
     non-empty ``dZ16`` the GEMMs read bf16(dZ), converted after the dZ kernel."""
+    _dz_db(db, dA, A, activation, alpha)
+    dZ = dA
+    if dZ16.size:
+        to_bfloat16(dZ16, dA)
+        dZ = dZ16
+    gemm(dW, dZ, X, True, False)
+    if dX.size:
+        gemm(dX, dZ, W, False, False)
+
+
+def _dz_db(db, dA, A, activation, alpha):
+    """dA <- dZ = dA * g'(A) in place and db = its column sums (db of size 0: skip), in one
+    kernel (a second one adds row-range partials of tall batches); shared with
+    ``sparse.py``."""
     m, n = dA.shape
     if m and n and (db.size or activation != 0):
         tx, ty = column_block()
@@ -128,10 +148,3 @@ def dense_backward(dX, dW, db, dZ16, dA, A, X, W, activation, alpha):
             _colsum_finish_kernel(dA.dtype)[blocks(n), tpb()](db, partial, n_split)
     elif db.size:  # an empty batch: the column sums are zero
         _fill_kernel[blocks(db.size), tpb()](db, db.dtype.type(0))
-    dZ = dA
-    if dZ16.size:
-        to_bfloat16(dZ16, dA)
-        dZ = dZ16
-    gemm(dW, dZ, X, True, False)
-    if dX.size:
-        gemm(dX, dZ, W, False, False)

@@ -211,8 +211,10 @@ def _positive(a):
 # ============================================================================== history
 def history(value, mf):
     """History JSON: {"epoch": [int >= 0, ...], "history": {name: [number, ...]}}, where
-    ``epoch`` lists the epochs of the current fit, ``_fit_start_epoch`` to ``epochs_trained``
-    - 1 (the invariant ``fit(..., resume_from=model.history)`` checks in memory too)."""
+    ``epoch`` lists the epochs of the current fit as its callbacks numbered them: consecutive,
+    the last one ``epochs_trained - _fit_start_epoch - 1`` (a fit counts its epochs from 0, or
+    from ``initial_epoch``, as Keras does; ``fit(..., resume_from=model.history)`` checks the
+    same invariant in memory)."""
     ok = (isinstance(value, dict) and set(value) == {"epoch", "history"}
           and isinstance(value["epoch"], list)
           and all(type(e) is int and e >= 0 for e in value["epoch"])
@@ -222,9 +224,10 @@ def history(value, mf):
     if not ok:
         raise Refused(f"JSON text: {HISTORY}", f"found {_short(value)}")
     start, done = mf["counter/_fit_start_epoch"], mf["counter/epochs_trained"]
-    if value["epoch"] != list(range(start, done)):
-        raise Refused(f"the epochs {start} to {done - 1} of the current fit (the counters "
-                      "_fit_start_epoch and epochs_trained)", f"found the epochs "
+    end, n = done - start, len(value["epoch"])
+    if n > max(end, 0) or value["epoch"] != list(range(end - n, end)):
+        raise Refused(f"consecutive epochs ending with epoch {end - 1} of the current fit (the "
+                      "counters epochs_trained - _fit_start_epoch)", f"found the epochs "
                       f"{_short(value['epoch'])}")
     return value
 

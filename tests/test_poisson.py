@@ -219,7 +219,8 @@ def run_epochs(k, dtype, m, batch, l2, epochs=2, seed=3):
     costs = []
     for e in range(epochs):
         c = np.full(nb, np.nan)
-        k.train_epoch(c, params, grads, state, ws, X, Y, rng.permutation(m).astype(np.int64),
+        k.train_epoch(c, np.zeros(0), params, grads, state, ws, X, Y,
+                      rng.permutation(m).astype(np.int64),
                       batch, layout, LOSSES["poisson"], l2, n_l2, 0.01, OPTIMIZERS["adam"],
                       hyper, e * nb)
         costs.append(c)

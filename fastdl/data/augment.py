@@ -99,7 +99,8 @@ class Augment:
         return self.flip or bool(self.shift)
 
     def check_features(self, n_features):
-        if self.needs_images:
+        # a given image_shape must fit X even when only noise is drawn (it says what X is)
+        if self.needs_images or self.image_shape is not None:
             self.shape_for(n_features)
 
     def apply(self, Xb, seed, epoch, batch):

@@ -29,6 +29,7 @@ KERNELS = {
     "reductions": ("sum_squares",),
     "dropout": ("dropout_forward", "dropout_backward"),
     "batchnorm": ("batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward"),
+    "augment": ("augment_images",),
 }
 
 #: Activation name -> integer code understood by every kernel.

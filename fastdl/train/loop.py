@@ -180,7 +180,7 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
                snapshot, check_each, progress=None, prepare=None):
     """One epoch, batch by batch, from ``source`` (``data/batches.py``: in memory or streamed).
     ``prepare(Xb, epoch, batch)``, when given, edits each gathered training batch in place
-    (standardization of streamed rows, data augmentation: ``_batch_hook``)."""
+    (data augmentation: ``_batch_hook``)."""
     bk, p = model._bk, model.params
     sizes = batch_sizes(source.m, bs, drop_last)
     nb = sizes.shape[0]
@@ -240,24 +240,23 @@ def _check_augment(model, augment):
     augment.check_features(model.input_dim)
 
 
-def _batch_hook(model, source, augment):
+def _batch_hook(model, augment):
     """``prepare(Xb, epoch, batch)`` for ``_run_steps``, or None when batches go in as
-    gathered: streamed rows are standardized here (in-memory inputs were standardized once,
-    by ``model._X``), then augmentation is applied from (seed, epoch, batch). Validation data
-    never pass through it."""
-    std = model.standardizer if source.streaming else None
-    if std is None and augment is None:
+    gathered: augmentation from (seed, epoch, batch) by the backend's ``augment_images``
+    kernel, where the batch is (on the device for cuda: no host round trip). Streamed rows
+    arrive standardized (``data/batches.py``); validation data never pass through here."""
+    if augment is None:
         return None
     bk = model._bk
+    scratch = {}                    # the unaugmented copy the kernel reads, per batch shape
 
     def prepare(Xb, epoch, batch):
-        host = bk.to_numpy(Xb) if bk.on_device else Xb
-        if std is not None:
-            std._transform_inplace(host)
-        if augment is not None:
-            augment.apply(host, model.seed, epoch, batch)
-        if bk.on_device:
-            Xb.copy_to_device(host)
+        src = None
+        if augment.moves_pixels:
+            src = scratch.get(Xb.shape)
+            if src is None:
+                src = scratch[Xb.shape] = bk.empty(Xb.shape, Xb.dtype)
+        augment.apply(Xb, model.seed, epoch, batch, backend=bk, scratch=src)
     return prepare
 
 
@@ -377,8 +376,8 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
         lr_schedule = None
     batch_cbs = [cb for cb in cbs if type(cb).wants_batches()]
     plan = None
-    prepare = _batch_hook(model, source, augment)
-    if prepare is None and not source.streaming and not (drop_last and m % bs):
+    prepare = _batch_hook(model, augment)
+    if prepare is None and getattr(source, "on_backend", False) and not (drop_last and m % bs):
         plan = _fused_layout(model, optimizer, bool(batch_cbs),
                              weighted=getattr(source, "W", None) is not None)
     dist = getattr(model, "_dist", None)

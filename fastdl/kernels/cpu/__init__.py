@@ -15,6 +15,7 @@ from .epoch import train_epoch  # noqa: F401
 from .reductions import sum_squares  # noqa: F401
 from .dropout import dropout_forward, dropout_backward  # noqa: F401
 from .batchnorm import batchnorm_forward_train, batchnorm_forward_eval, batchnorm_backward  # noqa: F401
+from .augment import augment_images  # noqa: F401
 
 #: The whole-epoch kernel beats the step path for tiny nets (no Python per batch), so the
 #: training loop uses it for small dense-only models (see config.FUSED_EPOCH_MAX_WEIGHTS).

@@ -449,6 +449,42 @@ def case_sum_squares(rng, dtype):
             assert_close(out, ref, dtype)
 
 
+# --- augmentation -------------------------------------------------------------------------------
+#: (m, H, W, C, flip, shift, noise): every mode, thin and odd images, a single row
+AUG_CASES = ((3, 4, 3, 2, True, 1, 0.3), (2, 5, 5, 1, True, 2, 0.0), (3, 3, 4, 2, False, 0, 0.5),
+             (1, 2, 6, 1, False, 1, 0.0), (2, 3, 3, 1, False, 0, 0.0))
+
+
+def case_augment_images(rng, dtype):
+    """Bit-identical with the reference: flips and shifts are copies, the noise is the same
+    hashes through the same correctly rounded float64 operations."""
+    for m, H, W, C, flip, shift, noise in AUG_CASES:
+        X = hostile(rng, (m, H * W * C), dtype)
+        for seed, epoch, batch in ((3, 1, 2), (2**40 + 7, 2**62, 2**63 - 1)):
+            ref = np.full_like(X, np.nan)
+            R.augment_images(ref, X, H, W, C, seed, epoch, batch, flip, shift, noise)
+            out = poisoned(X.shape, dtype)
+            K.augment_images(out, dev(X), H, W, C, seed, epoch, batch, flip, shift, noise)
+            np.testing.assert_array_equal(out.copy_to_host().view(np.uint8), ref.view(np.uint8))
+
+
+def test_augment_object_on_device_matches_cpu():
+    """fd.Augment.apply on a device batch (with and without a scratch buffer) gives the cpu
+    backend's bits: what fit's hook runs on the cuda backend, with no host round trip."""
+    import fastdl as fd
+    from fastdl.backend import get_backend
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((3, 36)).astype(np.float32)
+    a = fd.Augment(image_shape=(6, 3, 2), flip=True, shift=1, noise=0.2)
+    want = X.copy()
+    a.apply(want, 1, 2, 3, backend="cpu")
+    bk = get_backend("cuda")
+    for scratch in (None, bk.empty(X.shape, X.dtype)):
+        Xd = dev(X)
+        a.apply(Xd, 1, 2, 3, backend=bk, scratch=scratch)
+        np.testing.assert_array_equal(Xd.copy_to_host().view(np.uint8), want.view(np.uint8))
+
+
 # --- dropout ----------------------------------------------------------------------------------
 DROPOUT_DRAWS = ((3, 5, 0, 0.8), (2**40 + 7, 123456789, 3, 0.5), (0, 0, 0, 1.0), (9, 2, 1, 0.1))
 
@@ -743,3 +779,76 @@ def test_weighted_model_training_matches_cpu_backend():
                          [m.evaluate(X, y, sample_weight=w)["loss"]], m.get_weights()[0])
     for a, b in zip(runs["cpu"], runs["cuda"]):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)
+
+
+# --- host inputs: pinned staging one batch ahead (config.CUDA_HOST_INPUT) -----------------------
+def _fit_cuda(monkeypatch, mode, X, y, **fit_kw):
+    """A short cuda fit with a batch callback (the step path in both modes, so the two runs
+    execute the same kernels on the same batches); weights, epoch losses, batch costs."""
+    import fastdl as fd
+    monkeypatch.setattr(config, "CUDA_HOST_INPUT", mode)
+    costs = []
+
+    class EveryBatch(fd.Callback):
+        def on_batch_end(self, batch, logs=None):
+            costs.append(logs["loss"])
+
+    standardize = fit_kw.pop("standardize", False)
+    model = fd.Sequential([fd.Dense(5, activation="relu"), fd.Dense(3, activation="softmax")],
+                          input_dim=16, seed=2, backend="cuda", dtype="float64")
+    if standardize:
+        model.standardizer = fd.Standardizer()
+    h = model.fit(X, y, optimizer=fd.optim.Adam(lr=0.05), epochs=2, batch_size=4, verbose=0,
+                  callbacks=[EveryBatch()], **fit_kw)
+    return model.get_weights(), h.history["loss"], costs
+
+
+def _same_run(a, b):
+    for wa, wb in zip(a[0], b[0]):
+        np.testing.assert_array_equal(wa, wb)
+    assert a[1] == b[1] and a[2] == b[2]
+
+
+def test_overlapped_host_input_trains_exactly_like_upload(monkeypatch, tmp_path):
+    """In-memory host X (with and without sample_weight) and a streamed .npy (with a
+    standardizer): the staged, one-batch-ahead copies give the same bits as uploading X whole
+    / copying each batch synchronously. The simulator runs streams synchronously, so this
+    checks the data path; tests/test_input_staging.py checks the ordering."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((10, 16))
+    y = rng.integers(0, 3, 10)
+    w = rng.random(10) + 0.1
+    for kw in ({}, {"sample_weight": w}):
+        up = _fit_cuda(monkeypatch, "upload", X, y, **kw)
+        _same_run(up, _fit_cuda(monkeypatch, "overlap", X, y, **kw))
+    np.save(tmp_path / "X.npy", X * 3 + 1)
+    path = str(tmp_path / "X.npy")
+    up = _fit_cuda(monkeypatch, "upload", path, y, standardize=True)
+    _same_run(up, _fit_cuda(monkeypatch, "overlap", path, y, standardize=True))
+    monkeypatch.setattr(config, "CUDA_HOST_INPUT", "pinned")
+    import fastdl as fd
+    model = fd.Sequential([fd.Dense(3, activation="softmax")], input_dim=16, backend="cuda")
+    with pytest.raises(ValueError, match="CUDA_HOST_INPUT='pinned' is invalid; expected "
+                                         "'upload' or 'overlap'"):
+        model.fit(X, y, epochs=1, verbose=0)
+
+
+def test_fit_with_augment_on_device_matches_cpu_backend():
+    """fit(augment=...) on cuda augments each batch on the device (the same bits as the cpu
+    backend's kernel), so the run equals the cpu backend's up to the training kernels'
+    rounding."""
+    import fastdl as fd
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((10, 16))
+    y = rng.integers(0, 3, 10)
+    runs = {}
+    for backend in ("cpu", "cuda"):
+        model = fd.Sequential([fd.Dense(5, activation="relu"),
+                               fd.Dense(3, activation="softmax")],
+                              input_dim=16, seed=2, backend=backend, dtype="float64")
+        h = model.fit(X, y, optimizer=fd.optim.SGD(lr=0.1), epochs=2, batch_size=4, verbose=0,
+                      augment=fd.Augment(image_shape=(4, 4), flip=True, shift=1, noise=0.3))
+        runs[backend] = (h.history["loss"], model.get_weights())
+    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=1e-10)
+    for a, b in zip(runs["cuda"][1], runs["cpu"][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

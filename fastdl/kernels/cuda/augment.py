@@ -81,32 +81,32 @@ def _horner6(x, c0, c1, c2, c3, c4, c5):
     return _add(_mul(acc, x), c5)
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _log(p):
     m, e = math.frexp(p)
     if m < SQRT_HALF:
         m = m * 2.0
         e -= 1
     s = (m - 1.0) / (m + 1.0)
-    w = s * s
+    w = _mul(s, s)
     acc = LOG_TERMS[0]
     for k in range(1, _LOG_N):
         acc = _add(_mul(acc, w), LOG_TERMS[k])
-    return _add(_mul(np.float64(e), LN2), _mul(2.0 * s, acc))
+    return _add(_mul(np.float64(e), LN2), _mul(_mul(2.0, s), acc))
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _normal_ppf(u):
     if u < PPF_LOW or u > 1.0 - PPF_LOW:
         p = u if u < 0.5 else 1.0 - u
-        t = math.sqrt(-2.0 * _log(p))
+        t = math.sqrt(_mul(-2.0, _log(p)))
         num = _horner6(t, _C0, _C1, _C2, _C3, _C4, _C5)
         den = _add(_mul(_add(_mul(_add(_mul(_add(_mul(_D0, t), _D1), t), _D2), t), _D3), t),
                    1.0)
         z = num / den
         return z if u < 0.5 else -z
     q = u - 0.5
-    r = q * q
+    r = _mul(q, q)
     num = _mul(_horner6(r, _A0, _A1, _A2, _A3, _A4, _A5), q)
     den = _add(_mul(_add(_mul(_add(_mul(_add(_mul(_add(_mul(_B0, r), _B1), r), _B2), r), _B3),
                                 r), _B4), r), 1.0)

@@ -207,6 +207,76 @@ def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2.0 * n ** 3 / best / 1e9
 
 
+def blas_info() -> dict:
+    """Which BLAS NumPy runs (threadpoolctl: library, kernel "architecture", threads) and
+    whether the environment variables that slow OpenBLAS down here are set (NOTES.md:
+    OPENBLAS_CORETYPE=Haswell halves float32 GEMM speed on AVX-512 CPUs; every benchmark
+    command unsets them for itself)."""
+    out = {"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+           "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if blas:
+            b = blas[0]
+            out.update(blas=b.get("internal_api"), kernel=b.get("architecture"),
+                       blas_version=b.get("version"), blas_threads=b.get("num_threads"))
+    except ImportError:
+        out["blas"] = "threadpoolctl not installed"
+    return out
+
+
+def gemm_ceilings(shapes, repeats: int = 5) -> dict:
+    """The machine's GEMM ceilings at the shapes a net multiplies, measured now (current thread
+    count): float32 by NumPy's BLAS and by oneDNN's ``dnnl_sgemm`` (the best of the two is the
+    float32 ceiling), bfloat16 by oneDNN's ``dnnl_gemm_bf16bf16f32`` where this CPU runs it
+    (else ``None``). ``shapes``: (M, N, K) products ``C[M,N] = A[M,K] B[K,N]``. GFLOP/s."""
+    from fastdl.kernels.cpu import _onednn
+    lib = _onednn.load()
+    bf16_ok = _onednn.bf16_gemm_status()[0]
+    rng = np.random.default_rng(0)
+    rows = []
+    for M, N, K in shapes:
+        a = rng.standard_normal((M, K), dtype=np.float32)
+        b = rng.standard_normal((K, N), dtype=np.float32)
+        c = np.empty((M, N), np.float32)
+        flop = 2.0 * M * N * K
+        rate = lambda fn: flop / min(_once(fn) for _ in range(repeats)) / 1e9  # noqa: E731
+        np.matmul(a, b, out=c)
+        row = {"shape": (M, N, K), "openblas": rate(lambda: np.matmul(a, b, out=c)),
+               "dnnl_sgemm": None, "dnnl_bf16": None}
+        if lib is not None:
+            _onednn.sgemm(c, a, b, False, False)
+            row["dnnl_sgemm"] = rate(lambda: _onednn.sgemm(c, a, b, False, False))
+        if bf16_ok:
+            a16 = (a.view(np.uint32) >> 16).astype(np.uint16)
+            b16 = (b.view(np.uint32) >> 16).astype(np.uint16)
+            _onednn.gemm_bf16(c, a16, b16, False, False)
+            row["dnnl_bf16"] = rate(lambda: _onednn.gemm_bf16(c, a16, b16, False, False))
+        row["float32"] = max(v for v in (row["openblas"], row["dnnl_sgemm"]) if v)
+        rows.append(row)
+    return {"rows": rows, "onednn_isa": _onednn.isa_name(),
+            "bf16_gemm": _onednn.bf16_gemm_status()[1], **blas_info()}
+
+
+def net_gemm_shapes(widths, input_dim, batch):
+    """(M, N, K) of the forward GEMMs of a dense net at batch ``batch`` (the backward's dW and
+    dX products have the same sizes, transposed)."""
+    dims = [input_dim] + list(widths)
+    return [(batch, dims[i + 1], dims[i]) for i in range(len(widths))]
+
+
+def print_ceilings(ceil) -> None:
+    print(f"\nBLAS: {ceil.get('blas')} kernel {ceil.get('kernel')} "
+          f"(OPENBLAS_CORETYPE={ceil['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE="
+          f"{ceil['OPENBLAS_L2_SIZE']}); oneDNN ISA {ceil['onednn_isa']}; bfloat16 GEMM: "
+          f"{ceil['bf16_gemm']}")
+    for r in ceil["rows"]:
+        fmt = lambda v: "-" if v is None else f"{v:6.0f}"  # noqa: E731
+        print(f"  GEMM {r['shape']}: OpenBLAS {fmt(r['openblas'])}  dnnl_sgemm "
+              f"{fmt(r['dnnl_sgemm'])}  dnnl bf16 {fmt(r['dnnl_bf16'])} GFLOP/s")
+
+
 def _once(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -281,16 +351,31 @@ def torch_mlp(spec):
 
 class TorchTrainer:
     """The idiomatic PyTorch loop: ``randperm`` each epoch, index the batch, forward, loss,
-    ``zero_grad``, backward, ``SGD.step``. Data are tensors in memory (``from_numpy``)."""
+    ``zero_grad``, backward, ``SGD.step``. Data are tensors in memory (``from_numpy``).
 
-    def __init__(self, spec, X, y, lr, batch_size, seed=0):
+    ``optimizer``: "sgd" (default) or "adam" / "adam_fused" (``torch.optim.Adam``, its
+    default implementation or ``fused=True``); ``autocast``: run forward and loss under
+    ``torch.autocast("cpu", dtype=torch.bfloat16)`` (PyTorch's mixed precision: bfloat16
+    GEMMs, float32 weights and optimizer), as a PyTorch user does on a bfloat16 CPU."""
+
+    def __init__(self, spec, X, y, lr, batch_size, seed=0, optimizer="sgd", autocast=False):
+        import contextlib
         import torch
         self.torch = torch
         self.net = torch_mlp(spec)
         self.loss_fn = {"binary_crossentropy": torch.nn.BCEWithLogitsLoss,
                         "categorical_crossentropy": torch.nn.CrossEntropyLoss}.get(
                             spec["loss"], torch.nn.MSELoss)()
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=lr)
+        if optimizer == "sgd":
+            self.opt = torch.optim.SGD(self.net.parameters(), lr=lr)
+        elif optimizer in ("adam", "adam_fused"):
+            fused = optimizer == "adam_fused"
+            self.opt = torch.optim.Adam(self.net.parameters(), lr=lr, fused=fused,
+                                        foreach=None if fused else False)
+        else:
+            raise ValueError(f"optimizer={optimizer!r}")
+        self.cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else \
+            contextlib.nullcontext
         self.X = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         if spec["loss"] == "categorical_crossentropy":      # int64 class indices (m,)
             self.y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
@@ -301,7 +386,8 @@ class TorchTrainer:
 
     def batch_step(self, xb, yb):
         self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.net(xb), yb)
+        with self.cast():
+            loss = self.loss_fn(self.net(xb), yb)
         loss.backward()
         self.opt.step()
         return loss
@@ -332,7 +418,8 @@ class TorchPeer:
     Only one process computes at a time: the other waits on the pipe.
     """
 
-    def __init__(self, spec, X, y, lr, batch_size, threads=THREADS, seed=0):
+    def __init__(self, spec, X, y, lr, batch_size, threads=THREADS, seed=0, optimizer="sgd",
+                 autocast=False):
         self._dir = tempfile.mkdtemp(prefix="fastdl-bench-torch-")
         path = os.path.join(self._dir, "setup.npz")
         arrays = {f"w{i}": w for i, w in enumerate(spec["weights"])}
@@ -347,7 +434,8 @@ class TorchPeer:
                                      env=env, cwd=os.path.dirname(os.path.abspath(__file__)))
         _LIVE_WORKERS.add(self.proc.pid)
         self.info = self._call(cmd="setup", npz=path, meta=meta, n_weights=len(spec["weights"]),
-                               lr=lr, batch_size=batch_size, threads=threads, seed=seed)
+                               lr=lr, batch_size=batch_size, threads=threads, seed=seed,
+                               optimizer=optimizer, autocast=bool(autocast))
 
     def _call(self, **cmd):
         self.proc.stdin.write(json.dumps(cmd) + "\n")
@@ -406,7 +494,8 @@ def _torch_worker():
                 with np.load(cmd["npz"]) as z:
                     X, y = z["X"], z["y"]
                     spec = dict(cmd["meta"], weights=[z[f"w{i}"] for i in range(cmd["n_weights"])])
-                trainer = TorchTrainer(spec, X, y, cmd["lr"], cmd["batch_size"], cmd["seed"])
+                trainer = TorchTrainer(spec, X, y, cmd["lr"], cmd["batch_size"], cmd["seed"],
+                                       cmd.get("optimizer", "sgd"), cmd.get("autocast", False))
                 reply = {"torch": torch.__version__, "threads": torch.get_num_threads(),
                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
             elif cmd["cmd"] == "check_step":

@@ -45,6 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
+#: empty bfloat16 outputs (A16, dZ16, the optimizers' shadow): kernels compute without
+#: mixed-precision copies here (tests/test_precision.py covers them)
+NO16 = np.zeros((0, 0), np.uint16)
+NO_SHADOW = np.zeros(0, np.uint16)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -306,18 +311,18 @@ def _validate_dtype(chk, dtype, rng):
         X, W, b = randn(m, n_in), randn(n_out, n_in, scale=0.1), randn(n_out)
         for code in acts:
             rA = np.empty((m, n_out), dtype)
-            R.dense_forward(rA, X, W, b, code, alpha)
+            R.dense_forward(rA, NO16, X, W, b, code, alpha)
             A = nan_dev(rA.shape, dtype)
-            K.dense_forward(A, dev(X), dev(W), dev(b), code, alpha)
+            K.dense_forward(A, dev(NO16), dev(X), dev(W), dev(b), code, alpha)
             chk.check(f"dense_forward[{code}] m={m}", dtype, rel_err(A, rA), tol)
             dA0 = randn(m, n_out)
             rdX, rdW, rdb, rdA = (np.empty((m, n_in), dtype), np.empty((n_out, n_in), dtype),
                                   np.empty(n_out, dtype), dA0.copy())
-            R.dense_backward(rdX, rdW, rdb, rdA, rA, X, W, code, alpha)
+            R.dense_backward(rdX, rdW, rdb, NO16, rdA, rA, X, W, code, alpha)
             dX, dW, db = nan_dev(rdX.shape, dtype), nan_dev(rdW.shape, dtype), nan_dev(
                 rdb.shape, dtype)
             dA = dev(dA0)
-            K.dense_backward(dX, dW, db, dA, dev(rA), dev(X), dev(W), code, alpha)
+            K.dense_backward(dX, dW, db, dev(NO16), dA, dev(rA), dev(X), dev(W), code, alpha)
             err = max(rel_err(dX, rdX), rel_err(dW, rdW), rel_err(db, rdb), rel_err(dA, rdA))
             chk.check(f"dense_backward[{code}] m={m}", dtype, err, tol)
 
@@ -379,9 +384,9 @@ def _validate_dtype(chk, dtype, rng):
         Xd = randn(S(1000), S(333))
         for seed, step, layer, keep in ((1, 2, 3, 0.8), (2 ** 40 + 5, 99, 0, 0.5)):
             ref = np.empty_like(Xd)
-            R.dropout_forward(ref, Xd, seed, step, layer, keep)
+            R.dropout_forward(ref, NO16, Xd, seed, step, layer, keep)
             A = nan_dev(Xd.shape, dtype)
-            K.dropout_forward(A, dev(Xd), seed, step, layer, keep)
+            K.dropout_forward(A, dev(NO16), dev(Xd), seed, step, layer, keep)
             chk.check(f"dropout_forward keep={keep}", dtype,
                       0.0 if np.array_equal(A.copy_to_host(), ref) else math.inf, 0.0)
             ref = np.empty_like(Xd)
@@ -399,20 +404,20 @@ def _validate_dtype(chk, dtype, rng):
         for code in (1, 3):
             ref = dict(A=np.empty_like(Xb), mean=np.empty(nf), istd=np.empty(nf),
                        rm=rm0.copy(), rv=rv0.copy())
-            R.batchnorm_forward_train(ref["A"], ref["mean"], ref["istd"], ref["rm"], ref["rv"],
+            R.batchnorm_forward_train(ref["A"], NO16, ref["mean"], ref["istd"], ref["rm"], ref["rv"],
                                       Xb, gamma, beta, 0.9, 1e-5, 1, code, alpha)
             A, mean, istd = nan_dev(Xb.shape, dtype), nan_dev(nf, np.float64), nan_dev(
                 nf, np.float64)
             rm, rv = dev(rm0), dev(rv0)
-            K.batchnorm_forward_train(A, mean, istd, rm, rv, dev(Xb), dev(gamma), dev(beta),
+            K.batchnorm_forward_train(A, dev(NO16), mean, istd, rm, rv, dev(Xb), dev(gamma), dev(beta),
                                       0.9, 1e-5, 1, code, alpha)
             err = max(rel_err(A, ref["A"]), rel_err(mean, ref["mean"]),
                       rel_err(istd, ref["istd"]), rel_err(rm, ref["rm"]),
                       rel_err(rv, ref["rv"]))
             chk.check(f"batchnorm_forward_train[{code}]", dtype, err, 10 * tol)
             rA = np.empty_like(Xb)
-            R.batchnorm_forward_eval(rA, Xb, gamma, beta, rm0, rv0, 1e-5, code, alpha)
-            K.batchnorm_forward_eval(A, dev(Xb), dev(gamma), dev(beta), dev(rm0), dev(rv0),
+            R.batchnorm_forward_eval(rA, NO16, Xb, gamma, beta, rm0, rv0, 1e-5, code, alpha)
+            K.batchnorm_forward_eval(A, dev(NO16), dev(Xb), dev(gamma), dev(beta), dev(rm0), dev(rv0),
                                      1e-5, code, alpha)
             chk.check(f"batchnorm_forward_eval[{code}]", dtype, rel_err(A, rA), tol)
             dA0 = randn(m, nf)
@@ -503,7 +508,7 @@ def section_launch():
     RESULTS["launch"]["raw_numba_launch_us"] = 1e6 * time_loop(
         lambda: _fill_kernel[1, 256](small, np.float32(0)), n, warmup=10)
     RESULTS["launch"]["sgd_update_launcher_us"] = 1e6 * time_loop(
-        lambda: K.sgd_update(small, g, 0.1, 0.0, None, np.inf, np.inf, 0.0, 0), n, warmup=10)
+        lambda: K.sgd_update(small, dev(NO_SHADOW), g, 0.1, 0.0, None, np.inf, np.inf, 0.0, 0), n, warmup=10)
     try:
         torch = torch_cuda()
         t = torch.zeros(256, device="cuda")
@@ -527,13 +532,13 @@ def section_bandwidth():
     m1, v1 = K._zeros((n,), np.float32), K._zeros((n,), np.float32)
     s = time_events(lambda: dst.copy_to_device(src), IT(20))
     res["copy_GBps"] = 2 * 4 * n / s / 1e9
-    s = time_events(lambda: K.sgd_update(p, g, 1e-3, 0.0, None, np.inf, np.inf, 0.0, 0), IT(20))
+    s = time_events(lambda: K.sgd_update(p, dev(NO_SHADOW), g, 1e-3, 0.0, None, np.inf, np.inf, 0.0, 0), IT(20))
     res["sgd_GBps"] = 3 * 4 * n / s / 1e9
     state = {"t": 0}
 
     def adam():
         state["t"] += 1
-        K.adam_update(p, m1, v1, g, 1e-3, 0.9, 0.999, 1e-8, state["t"], 0.0, 0.0, None, np.inf,
+        K.adam_update(p, dev(NO_SHADOW), m1, v1, g, 1e-3, 0.9, 0.999, 1e-8, state["t"], 0.0, 0.0, None, np.inf,
                       np.inf, 0.0, 0)
     s = time_events(adam, IT(20))
     res["adam_GBps"] = 7 * 4 * n / s / 1e9

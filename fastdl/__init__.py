@@ -20,6 +20,7 @@ from .train import EarlyStopping
 from .io import load
 from .model_file import ModelFileError
 from .optim import EWA, ewa
+from .precision import PrecisionUnavailable, bf16_supported
 from .train import Callback, DivergenceError, History
 from .train import LearningRateScheduler, ModelCheckpoint
 from .train import GradientMonitor, callbacks  # fd.callbacks.GradientMonitor too
@@ -33,3 +34,4 @@ __all__ += ["load", "ModelFileError", "ModelCheckpoint", "LearningRateScheduler"
 __all__ += ["nn", "Dropout", "BatchNorm", "Standardizer", "Augment", "EarlyStopping"]
 __all__ += ["tune", "distributed"]
 __all__ += ["GradientMonitor", "callbacks"]
+__all__ += ["bf16_supported", "PrecisionUnavailable"]

@@ -98,7 +98,8 @@ def set_backend(name: str) -> None:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by parallel Numba kernels and by BLAS (threadpoolctl, when installed)."""
+    """Threads used by parallel Numba kernels, by BLAS (threadpoolctl, when installed) and by
+    oneDNN's bfloat16 GEMMs (its OpenMP runtime, which Numba's OpenMP layer shares)."""
     import numba
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -107,6 +108,8 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"n={n} exceeds the {numba.config.NUMBA_NUM_THREADS} threads Numba "
                          "was started with (NUMBA_NUM_THREADS)")
     numba.set_num_threads(int(n))
+    from .kernels.cpu import _onednn
+    _onednn.set_num_threads(int(n))
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

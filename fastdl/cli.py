@@ -138,6 +138,12 @@ def _parser():
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--backend", default=None, choices=["cpu", "numpy", "cuda"])
     t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    t.add_argument("--compute-dtype", default=None, choices=["bfloat16"],
+                   help="mixed precision: bfloat16 GEMMs, float32 weights "
+                        "(docs/mixed_precision.md; needs the bf16 extra and a CPU with "
+                        "bfloat16 instructions, or --allow-slow)")
+    t.add_argument("--allow-slow", action="store_true",
+                   help="with --compute-dtype: run where it cannot be fast (exact emulation)")
     t.add_argument("--no-standardize", action="store_true",
                    help="do not standardize the inputs (default: a Standardizer fitted on the "
                         "training rows, saved with the model; off for streamed data)")
@@ -367,7 +373,9 @@ def _model(n_in, task, n_out, a):
         layers.append(fd.Dense(1))
     else:
         layers.append(fd.Dense(n_out, activation="softmax"))
-    return fd.Sequential(layers, input_dim=n_in, seed=a.seed, dtype=a.dtype, backend=a.backend)
+    return fd.Sequential(layers, input_dim=n_in, seed=a.seed, dtype=a.dtype, backend=a.backend,
+                         compute_dtype=getattr(a, "compute_dtype", None),
+                         allow_slow=getattr(a, "allow_slow", False))
 
 
 def _make_optimizer(name, lr):
@@ -525,7 +533,7 @@ def _resume_optimizer(path, opt, lr, schedule):
     optimizer, so its learning rate carries on. A schedule sets the lr every epoch from ``--lr``
     (or the optimizer's default), as in the first run."""
     from .io import load
-    ck = load(path)
+    ck = load(path, allow_slow=True)    # only its optimizer and counters are read
     saved, epochs = ck.optimizer, ck.epochs_trained
     if saved is None or type(saved) is not type(opt):
         return opt                        # fit explains a class mismatch
@@ -548,7 +556,7 @@ def _print_paused(a, model):
         return
     from .io import load
     # read from the file, not the model: Ctrl-C during a save leaves the previous checkpoint
-    saved = load(a.checkpoint).epochs_trained
+    saved = load(a.checkpoint, allow_slow=True).epochs_trained
     print(f"paused: {a.checkpoint} holds the model after epoch {saved}.\n"
           "resume with the same command plus --resume, e.g. to lower the learning rate:\n"
           f"  fastdl train ... --checkpoint {a.checkpoint} --resume --lr NEW_LR --epochs "
@@ -558,7 +566,8 @@ def _print_paused(a, model):
 
 def cmd_evaluate(a):
     import fastdl as fd
-    model = fd.load(a.model)
+    # a bfloat16 model evaluates with its own arithmetic, emulated where it cannot be fast
+    model = fd.load(a.model, allow_slow=True)
     X, y, name = load_data(a)
     if X.ndim != 2 or X.shape[1] != model.input_dim:
         raise CLIError(f"{name} has {X.shape[1] if X.ndim == 2 else X.shape} features; the model "

@@ -65,6 +65,21 @@ STREAM_BLOCK_BYTES: int = int(os.environ.get("FASTDL_STREAM_BLOCK_BYTES", 16 << 
 #: 2 * STREAM_BUFFER_BLOCKS * STREAM_BLOCK_BYTES whatever the size of the file.
 STREAM_BUFFER_BLOCKS: int = int(os.environ.get("FASTDL_STREAM_BUFFER_BLOCKS", 8))
 
+#: bfloat16 GEMM provider of the cpu backend (``kernels/cpu/blas.py``): "auto" (oneDNN where
+#: its bfloat16 GEMM runs on this CPU, else "emulated"), "onednn", or "emulated" (operands
+#: widened exactly to float32, then the float32 BLAS GEMM: same arithmetic, no speed-up).
+BF16_GEMM: str = os.environ.get("FASTDL_BF16_GEMM", "auto")
+
+#: float32/float64 GEMM provider of the cpu backend: "blas" (NumPy's OpenBLAS, default) or
+#: "onednn" (``dnnl_sgemm`` for float32 where the ``bf16`` extra is installed; float64 stays
+#: with BLAS). For measurements: oneDNN shares the OpenMP runtime of Numba's parallel kernels.
+FLOAT_GEMM: str = os.environ.get("FASTDL_FLOAT_GEMM", "blas")
+
+#: Mixed precision (``compute_dtype="bfloat16"``): an in-memory training set whose bfloat16 copy
+#: takes at most this many bytes is converted once per ``fit`` and batches gather bfloat16 rows
+#: (half the bytes of float32 rows); larger ones are converted batch by batch as gathered.
+BF16_INPUT_CACHE_BYTES: int = int(os.environ.get("FASTDL_BF16_INPUT_CACHE_BYTES", 1 << 30))
+
 
 def _writable_dir(path: str) -> bool:
     try:

@@ -63,6 +63,13 @@ def gradcheck(model, X, y, eps=1e-7, l2=0.0, threshold=THRESHOLD, *, sample_weig
     from .nn.sequential import Sequential
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastdl Sequential, got {type(model).__name__}")
+    if model.compute_dtype is not None:
+        raise ValueError(
+            f"gradcheck needs float64 arithmetic, but this model computes its GEMMs in "
+            f"{model.compute_dtype} (compute_dtype={model.compute_dtype!r}), whose rounding "
+            "(~3 significant digits) swamps finite differences. Check the same architecture "
+            "in float64: fd.gradcheck(fd.Sequential.from_config({**model.get_config(), "
+            "'dtype': 'float64', 'compute_dtype': None}), X, y)")
     eps = check_float("eps", eps, minimum=0.0, strict=True)
     l2 = check_float("l2", l2, minimum=0.0)
     work = model

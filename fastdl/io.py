@@ -217,20 +217,33 @@ def _restore(model, f, weights):
             setattr(model, name, f[f"counter/{name}"])
 
 
-def load(path, backend=None):
+_KEEP = object()
+
+
+def load(path, backend=None, compute_dtype=_KEEP, allow_slow=False):
     """The model saved at ``path`` (``model.save`` / ``ModelCheckpoint``), with
     ``model.optimizer`` (ready to continue training) and ``model.standardizer`` when they were
     saved. ``backend``: where to put it (default: ``config.DEFAULT_BACKEND``).
+    ``compute_dtype``: the saved one by default; ``None`` loads a bfloat16 model to compute in
+    float32 (its float32 weights are the same). ``allow_slow``: as ``fd.Sequential``'s (a
+    bfloat16 model loaded where bfloat16 cannot be fast).
 
     A damaged file, or one that is not a fastdl model, raises :class:`ModelFileError` (a
     ``ValueError``) naming the file, the member and what was expected; see :func:`read`."""
     from .backend import check_name
     from .nn.sequential import Sequential
+    from .precision import PrecisionUnavailable, check_compute_dtype
     if backend is not None:
         check_name(backend)          # a bad argument is the caller's error, not the file's
+    cfg_over = {} if compute_dtype is _KEEP else \
+        {"compute_dtype": check_compute_dtype(compute_dtype)}
     f = read(path)
     try:
-        model = Sequential.from_config(f["architecture"].config, backend=backend)
+        model = Sequential.from_config({**f["architecture"].config, **cfg_over},
+                                       backend=backend, allow_slow=allow_slow)
+    except PrecisionUnavailable as e:   # the file is fine; this machine cannot run it as saved
+        raise PrecisionUnavailable(f"{f.path!r}: {e} (or load it to compute in float32: "
+                                   f"fd.load(path, compute_dtype=None))") from None
     except (TypeError, ValueError) as e:    # e.g. a loss that does not fit the output layer
         raise ModelFileError(f.path, "architecture", f"describes a model that cannot be built "
                              f"({type(e).__name__}: {e})",

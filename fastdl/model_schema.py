@@ -78,6 +78,9 @@ ARCHITECTURE_KEYS = {
     "dtype": Key(one_of("float32", "float64")),
     "seed": Key(integer(0, 2**64 - 1)),
     "layers": Key(lambda v: None if isinstance(v, list) and v else "a non-empty list"),
+    # mixed precision (fastdl/precision.py); written only when set, so float models' files
+    # are what they were
+    "compute_dtype": Key(one_of("bfloat16"), required=False),
 }
 
 

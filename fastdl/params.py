@@ -8,6 +8,12 @@ everything else (biases, batch-norm gamma/beta), so that
 
 Each layer gets named views (``view(layer_index, name)``) into both buffers; layers never own
 parameter memory. Non-trainable state (batch-norm running statistics) lives in the layers.
+
+Mixed precision (``fastdl/precision.py``): ``shadow`` holds the bfloat16 copy of the weight
+prefix ``[0, n_decay)`` (uint16 bit patterns), the operands of the Dense GEMMs
+(``shadow_view``). The optimizer's update kernel rewrites it after every step; every other
+write of the parameters goes through :meth:`assign` / :meth:`restore`, which refresh it, so it
+always equals ``bf16(data[:n_decay])``. Without mixed precision it has size 0.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ class ParamSpec:
 class FlatParams:
     """One parameter buffer and one gradient buffer with named views per layer."""
 
-    def __init__(self, specs, dtype, backend):
+    def __init__(self, specs, dtype, backend, low_precision=False):
         self.dtype = np.dtype(dtype)
         self.backend = backend
         ordered = [s for s in specs if s.decay] + [s for s in specs if not s.decay]
@@ -42,6 +48,7 @@ class FlatParams:
         self.n_decay = sum(int(np.prod(s.shape)) for s in ordered if s.decay)
         self.data = backend.zeros((max(off, 0),), self.dtype)
         self.grad = backend.zeros((max(off, 0),), self.dtype)
+        self.shadow = backend.zeros((self.n_decay if low_precision else 0,), np.uint16)
 
     def _slice(self, buf, layer, name):
         off, shape = self.offsets[(layer, name)]
@@ -52,6 +59,16 @@ class FlatParams:
 
     def grad_view(self, layer, name):
         return self._slice(self.grad, layer, name)
+
+    def shadow_view(self, layer, name):
+        """The bfloat16 (uint16) view of a weight tensor in ``shadow`` (mixed precision)."""
+        return self._slice(self.shadow, layer, name)
+
+    def _refresh_shadow(self, lo=0, hi=None):
+        """shadow[lo:hi] = bf16(data[lo:hi]) (clipped to the weight prefix)."""
+        hi = self.shadow.shape[0] if hi is None else min(hi, self.shadow.shape[0])
+        if hi > lo:
+            self.backend.k.to_bfloat16(self.shadow[lo:hi], self.data[lo:hi])
 
     def offset(self, layer, name):
         return self.offsets[(layer, name)][0]
@@ -68,6 +85,7 @@ class FlatParams:
                 np.ascontiguousarray(value, dtype=self.dtype).reshape(-1))
         else:
             self.data[off:off + n] = np.asarray(value, dtype=self.dtype).reshape(-1)
+        self._refresh_shadow(off, off + n)
 
     def snapshot(self) -> np.ndarray:
         """A host copy of the whole parameter buffer."""
@@ -79,3 +97,4 @@ class FlatParams:
             self.data.copy_to_device(values)
         else:
             self.data[...] = values
+        self._refresh_shadow()

@@ -23,6 +23,10 @@ from fastdl.kernels.cpu import optim as cpu_optim
 from fastdl.kernels.reference import optim as ref_optim
 from fastdl.kernels.reference.reductions import sum_squares as ref_sum_squares
 
+#: an empty bfloat16 weight shadow: the update kernels compute without mixed precision here
+#: (tests/test_precision.py covers it)
+NO_SHADOW = np.zeros(0, np.uint16)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN_PATH = os.path.join(HERE, "golden", "clip_torch.npz")
 BACKENDS = ["numpy", "cpu"]
@@ -154,7 +158,7 @@ def clipped_by_update(k, g, sq, max_norm, clip_value):
     """The gradient an update kernel applies after clipping: ``sgd_update`` with lr = 1 and no
     decay on zero parameters writes exactly ``-clamp(g * coef, -c, c)``."""
     p = np.zeros_like(g)
-    k.sgd_update(p, g, 1.0, 0.0, sq, max_norm, clip_value, 0.0, 0)
+    k.sgd_update(p, NO_SHADOW, g, 1.0, 0.0, sq, max_norm, clip_value, 0.0, 0)
     return -p
 
 

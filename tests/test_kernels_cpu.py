@@ -17,6 +17,10 @@ from fastdl.kernels import reference as R
 from fastdl.kernels.cpu import activations as cpu_activations
 from fastdl.kernels.cpu import losses as cpu_losses
 
+#: empty bfloat16 outputs (A16, dZ16, the optimizers' shadow): kernels compute without
+#: mixed-precision copies here (tests/test_precision.py covers them)
+NO16 = np.zeros((0, 0), np.uint16)
+
 DTYPES = (np.float32, np.float64)
 ACTS = sorted(ACTIVATIONS.values())
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -162,8 +166,8 @@ def test_dense_forward(rng, dtype, act, shape, bias, exp_path):
     m, n_in, n_out = shape
     X, W, b = _dense_case(rng, dtype, m, n_in, n_out, bias)
     A, A_ref = np.full((m, n_out), np.nan, dtype), np.full((m, n_out), np.nan, dtype)
-    C.dense_forward(A, X, W, b, act, 0.05)
-    R.dense_forward(A_ref, X, W, b, act, 0.05)
+    C.dense_forward(A, NO16, X, W, b, act, 0.05)
+    R.dense_forward(A_ref, NO16, X, W, b, act, 0.05)
     assert_close(A, A_ref, dtype)
 
 
@@ -175,7 +179,7 @@ def test_dense_backward(rng, dtype, act, shape, bias, want_dx):
     m, n_in, n_out = shape
     X, W, b = _dense_case(rng, dtype, m, n_in, n_out, bias)
     A = np.empty((m, n_out), dtype)
-    R.dense_forward(A, X, W, b, act, 0.05)
+    R.dense_forward(A, NO16, X, W, b, act, 0.05)
     dA = randn(rng, (m, n_out), dtype, 1.0 / m)
     outs = []
     for k in (C, R):
@@ -183,7 +187,7 @@ def test_dense_backward(rng, dtype, act, shape, bias, want_dx):
         dW = np.full((n_out, n_in), np.nan, dtype)
         db = np.full((n_out,) if bias else (0,), np.nan, dtype)
         dA_k = dA.copy()
-        k.dense_backward(dX, dW, db, dA_k, A, X, W, act, 0.05)
+        k.dense_backward(dX, dW, db, NO16, dA_k, A, X, W, act, 0.05)
         outs.append((dX, dW, db, dA_k))
     for got, ref in zip(*outs):
         assert got.shape == ref.shape
@@ -197,11 +201,11 @@ def test_dense_no_inputs(dtype):
     X, W = np.zeros((m, 0), dtype), np.zeros((n_out, 0), dtype)
     b = np.arange(n_out, dtype=dtype)
     A = np.empty((m, n_out), dtype)
-    C.dense_forward(A, X, W, b, 0, 0.0)
+    C.dense_forward(A, NO16, X, W, b, 0, 0.0)
     np.testing.assert_array_equal(A, np.broadcast_to(b, (m, n_out)))
     dA = np.ones((m, n_out), dtype)
     db, dW, dX = np.empty(n_out, dtype), np.empty((n_out, 0), dtype), np.empty((m, 0), dtype)
-    C.dense_backward(dX, dW, db, dA, A, X, W, 0, 0.0)
+    C.dense_backward(dX, dW, db, NO16, dA, A, X, W, 0, 0.0)
     np.testing.assert_array_equal(db, np.full(n_out, m, dtype))
 
 
@@ -214,7 +218,7 @@ def test_dense_backward_db_accumulation_float32(rng):
     W = np.ones((n, 1), np.float32)
     db, dW = np.empty(n, np.float32), np.empty((n, 1), np.float32)
     exact = dA.astype(np.float64).sum(axis=0)
-    C.dense_backward(np.zeros(0, np.float32), dW, db, dA, A, X, W, 0, 0.0)
+    C.dense_backward(np.zeros(0, np.float32), dW, db, NO16, dA, A, X, W, 0, 0.0)
     np.testing.assert_allclose(db, exact, rtol=1e-6)  # row-by-row float32 (reference): 3e-6
 
 
@@ -228,8 +232,8 @@ def test_parallel_variants(rng, monkeypatch):
     for act in (ACTIVATIONS["sigmoid"],):  # one code: the others differ only in _g/_dg
         X, W, b = _dense_case(rng, dtype, m, n_in, n_out, True)
         A, A_ref = np.empty((m, n_out), dtype), np.empty((m, n_out), dtype)
-        C.dense_forward(A, X, W, b, act, 0.1)
-        R.dense_forward(A_ref, X, W, b, act, 0.1)
+        C.dense_forward(A, NO16, X, W, b, act, 0.1)
+        R.dense_forward(A_ref, NO16, X, W, b, act, 0.1)
         assert_close(A, A_ref, dtype)
         dA = randn(rng, (m, n_out), dtype)
         res = []
@@ -237,7 +241,7 @@ def test_parallel_variants(rng, monkeypatch):
             dX, dW, db = (np.empty((m, n_in), dtype), np.empty((n_out, n_in), dtype),
                           np.empty(n_out, dtype))
             d = dA.copy()
-            k.dense_backward(dX, dW, db, d, A_ref, X, W, act, 0.1)
+            k.dense_backward(dX, dW, db, NO16, d, A_ref, X, W, act, 0.1)
             res.append((dX, dW, db, d))
         for got, ref in zip(*res):
             assert_close(got, ref, dtype)
@@ -279,15 +283,15 @@ def test_dense_fuzz(m, n_in, n_out, act, bias, scale, seed, dtype):
     b = randn(rng, (n_out,), dtype) if bias else np.zeros(0, dtype)
     res = []
     A_ref = np.empty((m, n_out), dtype)
-    R.dense_forward(A_ref, X, W, b, act, 0.3)
+    R.dense_forward(A_ref, NO16, X, W, b, act, 0.3)
     for k in (C, R):
         A = np.empty((m, n_out), dtype)
-        k.dense_forward(A, X, W, b, act, 0.3)
+        k.dense_forward(A, NO16, X, W, b, act, 0.3)
         # backward from the same A: 1 - a^2 near a = 1 would amplify a 1-ulp forward difference
         dA = np.cos(np.arange(m * n_out, dtype=dtype)).reshape(m, n_out)
         dX, dW, db = (np.empty((m, n_in), dtype), np.empty((n_out, n_in), dtype),
                       np.empty(b.shape, dtype))
-        k.dense_backward(dX, dW, db, dA, A_ref, X, W, act, 0.3)
+        k.dense_backward(dX, dW, db, NO16, dA, A_ref, X, W, act, 0.3)
         res.append((A, dX, dW, db))
     rtol = RTOL[dtype] * (5 if dtype == np.float32 else 1)
     # Backward outputs are compared at the scale of the products without the activation's

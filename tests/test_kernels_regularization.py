@@ -23,6 +23,10 @@ from fastdl.kernels import reference as R
 from fastdl.kernels.reference import dropout as R_dropout
 from fastdl.nn import batchnorm_momentum_from_torch
 
+#: empty bfloat16 outputs (A16, dZ16, the optimizers' shadow): kernels compute without
+#: mixed-precision copies here (tests/test_precision.py covers them)
+NO16 = np.zeros((0, 0), np.uint16)
+
 DTYPES = (np.float32, np.float64)
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 ACTS = sorted(ACTIVATIONS.values())
@@ -96,7 +100,7 @@ def test_dropout_cpu_bit_identical_to_reference(path, dtype, shape, keep_prob):
     out = {}
     for name, K in BACKENDS.items():
         A = np.full(shape, np.nan, dtype)
-        K.dropout_forward(A, X, seed, step, layer, keep_prob)
+        K.dropout_forward(A, NO16, X, seed, step, layer, keep_prob)
         dA = (3.0 * X + 1.0).astype(dtype)
         dX = np.full(shape, np.nan, dtype)
         K.dropout_backward(dX, dA, seed, step, layer, keep_prob)
@@ -121,8 +125,8 @@ def test_dropout_cpu_bit_identical_to_reference(path, dtype, shape, keep_prob):
 def test_dropout_fuzz_bit_identical(m, n, seed, step, layer, keep_prob):
     X = np.random.default_rng(m * n).standard_normal((m, n)).astype(np.float32)
     A_ref, A_cpu = np.empty_like(X), np.empty_like(X)
-    R.dropout_forward(A_ref, X, seed, step, layer, keep_prob)
-    C.dropout_forward(A_cpu, X, seed, step, layer, keep_prob)
+    R.dropout_forward(A_ref, NO16, X, seed, step, layer, keep_prob)
+    C.dropout_forward(A_cpu, NO16, X, seed, step, layer, keep_prob)
     np.testing.assert_array_equal(A_ref.view(np.uint32), A_cpu.view(np.uint32))
 
 
@@ -135,7 +139,7 @@ def test_dropout_preserves_mean_activation():
     for p in (0.8, 0.5):
         total, kept = 0.0, 0
         for step in range(400):
-            C.dropout_forward(A, X, 7, step, 1, p)
+            C.dropout_forward(A, NO16, X, 7, step, 1, p)
             total += float(A.astype(np.float64).sum())
             kept += int(np.count_nonzero(A))
         n = 400 * X.size
@@ -148,10 +152,10 @@ def test_dropout_masks_differ_across_seed_step_layer():
     uncorrelated (agreement of two p=0.5 masks is 1/2 +- 2%)."""
     X = np.ones((64, 64), np.float64)
     base = np.empty_like(X)
-    C.dropout_forward(base, X, 1, 10, 2, 0.5)
+    C.dropout_forward(base, NO16, X, 1, 10, 2, 0.5)
     for args in [(2, 10, 2), (1, 11, 2), (1, 10, 3)]:
         other = np.empty_like(X)
-        C.dropout_forward(other, X, *args, 0.5)
+        C.dropout_forward(other, NO16, X, *args, 0.5)
         agree = np.mean((base != 0) == (other != 0))
         assert 0.48 < agree < 0.52, (args, agree)
 
@@ -160,7 +164,7 @@ def test_dropout_empty_batch_is_a_no_op():
     X = np.empty((0, 5), np.float32)
     for K in BACKENDS.values():
         A = np.empty_like(X)
-        K.dropout_forward(A, X, 0, 0, 0, 0.5)
+        K.dropout_forward(A, NO16, X, 0, 0, 0, 0.5)
         K.dropout_backward(A, X, 0, 0, 0, 0.5)
 
 
@@ -181,14 +185,14 @@ def _bn_run(K, X, gamma, beta, dY, momentum=0.9, eps=1e-5, unbiased=False, need_
     mean, inv_std = np.full(n, np.nan), np.full(n, np.nan)
     rm = np.linspace(-1, 1, n).astype(dt)
     rv = np.linspace(0.5, 2, n).astype(dt)
-    K.batchnorm_forward_train(Y, mean, inv_std, rm, rv, X, gamma, beta, momentum, eps, unbiased,
+    K.batchnorm_forward_train(Y, NO16, mean, inv_std, rm, rv, X, gamma, beta, momentum, eps, unbiased,
                               act, alpha)
     dX = np.full((m, n) if need_dX else (0, n), np.nan, dt)
     dg, db = np.full(n, np.nan, dt), np.full(n, np.nan, dt)
     dz = dY.copy()
     K.batchnorm_backward(dX, dg, db, dz, Y, X, mean, inv_std, gamma, act, alpha)
     Ye = np.full((m, n), np.nan, dt)
-    K.batchnorm_forward_eval(Ye, X, gamma, beta, rm, rv, eps, act, alpha)
+    K.batchnorm_forward_eval(Ye, NO16, X, gamma, beta, rm, rv, eps, act, alpha)
     return dict(Y=Y, mean=mean, inv_std=inv_std, rm=rm, rv=rv, dX=dX, dgamma=dg, dbeta=db,
                 Ye=Ye, dz=dz)
 
@@ -293,14 +297,14 @@ def _ours_vs_torch(K, prob, dtype, momentum_torch, eps):
         Y, dX = np.empty((M, N), dt), np.empty((M, N), dt)
         mean, inv_std = np.empty(N), np.empty(N)
         dg, db = np.empty(N, dt), np.empty(N, dt)
-        K.batchnorm_forward_train(Y, mean, inv_std, rm, rv, X[t], gamma, beta, momentum, eps,
+        K.batchnorm_forward_train(Y, NO16, mean, inv_std, rm, rv, X[t], gamma, beta, momentum, eps,
                                   True, 0, 0.0)
         K.batchnorm_backward(dX, dg, db, dYs[t].copy(), Y, X[t], mean, inv_std, gamma, 0, 0.0)
         for k, v in zip(out, (Y, dX, dg, db, rm, rv)):
             out[k].append(v.copy())
     res = {k: np.stack(v) for k, v in out.items()}
     Ye = np.empty(prob["X_eval"].shape, dt)
-    K.batchnorm_forward_eval(Ye, prob["X_eval"].astype(dt), gamma, beta, rm, rv, eps, 0, 0.0)
+    K.batchnorm_forward_eval(Ye, NO16, prob["X_eval"].astype(dt), gamma, beta, rm, rv, eps, 0, 0.0)
     res["Y_eval"] = Ye
     return res
 

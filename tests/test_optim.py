@@ -30,6 +30,10 @@ from fastdl.optim import (EWA, SGD, Adam, AdamW, Constant, ExponentialDecay, Inv
                           Lambda, Momentum, PiecewiseConstant, RMSprop, SqrtDecay,
                           StaircaseDecay, as_schedule, ewa)
 
+#: an empty bfloat16 weight shadow: the update kernels compute without mixed precision here
+#: (tests/test_precision.py covers it)
+NO_SHADOW = np.zeros(0, np.uint16)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location(
     "make_optim_golden", os.path.join(HERE, "golden", "make_optim_golden.py"))
@@ -252,19 +256,19 @@ def _kernel_args(name, rng, n, dtype, n_l2, flavour, clip=NO_CLIP):
                         if np.isfinite(clip[0]) else -1.0])
     c = (norm_sq, *clip)
     if name == "sgd_update":
-        return (params,), (params, grads, 0.1, 0.01, *c, l2, n_l2)
+        return (params,), (params, NO_SHADOW, grads, 0.1, 0.01, *c, l2, n_l2)
     if name == "momentum_update":
         v = rng.standard_normal(n).astype(dtype)
         nesterov = flavour != "nan"
-        return (params, v), (params, v, grads, 0.1, 0.9, 0.9 if nesterov else 0.0, nesterov,
+        return (params, v), (params, NO_SHADOW, v, grads, 0.1, 0.9, 0.9 if nesterov else 0.0, nesterov,
                              0.01, *c, l2, n_l2)
     if name == "rmsprop_update":
         s = sq()
-        return (params, s), (params, s, grads, 0.01, 0.9, 1e-8, 0.01, *c, l2, n_l2)
+        return (params, s), (params, NO_SHADOW, s, grads, 0.01, 0.9, 1e-8, 0.01, *c, l2, n_l2)
     if name == "adam_update":
         m, v = rng.standard_normal(n).astype(dtype), sq()
-        return (params, m, v), (params, m, v, grads, 0.01, 0.9, 0.999, 1e-8, 7, 0.01, 0.02, *c,
-                                l2, n_l2)
+        return (params, m, v), (params, NO_SHADOW, m, v, grads, 0.01, 0.9, 0.999, 1e-8, 7, 0.01,
+                                0.02, *c, l2, n_l2)
     raise KeyError(name)
 
 
@@ -277,7 +281,7 @@ def _compare_kernel(name, n, dtype, n_l2, flavour="normal", seed=0, clip=NO_CLIP
                                      clip)
     out_cpu, args_cpu = _kernel_args(name, np.random.default_rng(seed), n, dtype, n_l2, flavour,
                                      clip)
-    grads = args_cpu[len(out_cpu)]
+    grads = args_cpu[len(out_cpu) + 1]   # after the outputs and the (empty) shadow
     grads_before = grads.copy()
     getattr(ref_optim, name)(*args_ref)
     getattr(cpu_optim, name)(*args_cpu)
@@ -343,7 +347,7 @@ def test_kernels_clip_as_pytorch_before_l2():
     for k in (ref_optim, cpu_optim):
         def step(grads, sum_sq, max_norm, clip_value):
             p = np.zeros(len(grads))
-            k.sgd_update(p, grads, 1.0, 0.0, sum_sq, max_norm, clip_value, 0.0, 0)
+            k.sgd_update(p, NO_SHADOW, grads, 1.0, 0.0, sum_sq, max_norm, clip_value, 0.0, 0)
             return -p
         np.testing.assert_allclose(step(g, sq, 1.0, np.inf), g / (5.0 + 1e-6), rtol=1e-15)
         np.testing.assert_array_equal(step(g, sq, 10.0, np.inf), g)      # inactive: exact
@@ -355,7 +359,7 @@ def test_kernels_clip_as_pytorch_before_l2():
                                       [np.nan, 1.0, -1.0])
         # L2 and weight decay come after clipping: p = 1 on the weight prefix [0, 2)
         p = np.ones(3)
-        k.sgd_update(p, g, 1.0, 0.1, sq, np.inf, 1.0, 0.2, 2)
+        k.sgd_update(p, NO_SHADOW, g, 1.0, 0.1, sq, np.inf, 1.0, 0.2, 2)
         np.testing.assert_allclose(p, 1 - (np.array([1.0, -1.0, 0.5]) + 0.1 + [0.2, 0.2, 0.0]),
                                    rtol=1e-14)
 

@@ -149,6 +149,21 @@ class ArraySource:
         self.w_host = np.asarray(w)
         self.W = self.backend.asarray(self.w_host.reshape(-1, 1))
 
+    #: batches hold the rows in ``ws.X16`` (bfloat16) instead of ``ws.Xb`` (``gather_bf16``)
+    fills_x16 = False
+
+    def gather_bf16(self, model):
+        """Mixed precision (``fastdl/precision.py``): fill the batches' bfloat16 ``ws.X16``
+        instead of ``ws.Xb``, rounded once: a bfloat16 copy of all of X made here (when it
+        takes at most ``config.BF16_INPUT_CACHE_BYTES``), then batches gather 2-byte rows;
+        otherwise each batch is rounded as it is gathered (``gather_rows`` into uint16)."""
+        self.fills_x16 = True
+        self.X16 = None
+        if self.X.size * 2 <= config.BF16_INPUT_CACHE_BYTES:
+            X16 = self.backend.empty(self.X.shape, np.uint16)
+            self.backend.k.to_bfloat16(X16, self.X)
+            self.X16 = X16
+
     def order(self, seed, epoch, shuffle=True):
         return epoch_order(seed, epoch, self.m, shuffle)
 
@@ -161,7 +176,10 @@ class ArraySource:
         for b, mb in enumerate(batch_sizes(self.m, bs, drop_last).tolist()):
             idx = order_d[b * bs:b * bs + mb]
             ws = model._workspace(mb)
-            k.gather_rows(ws.Xb, self.X, idx)
+            if not self.fills_x16:
+                k.gather_rows(ws.Xb, self.X, idx)
+            else:
+                k.gather_rows(ws.X16, self.X if self.X16 is None else self.X16, idx)
             k.gather_rows(ws.Yb, self.Y, idx)
             if self.W is not None:
                 k.gather_rows(model._batch_weights(ws), self.W, idx)

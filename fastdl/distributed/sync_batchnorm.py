@@ -67,6 +67,8 @@ def forward_train(layer, X, ws, dist, momentum):
     ws.inv_std[...] = inv_std
     ws.A[...] = Xc * inv_std * layer.gamma + layer.beta
     layer._bk.k.activation_forward(ws.A, ws.A, layer.runtime_activation, layer.runtime_alpha)
+    if ws.A16.size:         # mixed precision: the next Dense's bfloat16 operand
+        layer._bk.k.to_bfloat16(ws.A16, ws.A)
     if layer._unbiased:
         var = var * (M / (M - 1.0))
     rm, rv = layer.running_mean, layer.running_var

@@ -9,6 +9,10 @@ Contract (see DESIGN.md): outputs first, the caller allocates every buffer, kern
 validate or draw random numbers. A buffer of size 0 passed for an optional output (``dX``, a
 bias) means "skip it".
 
+Mixed precision (``compute_dtype="bfloat16"``): ``gemm`` is the one GEMM of every dense kernel,
+the provider layer (BLAS for float operands; oneDNN or an exact emulation for bfloat16 ones);
+``precision`` converts. See ``reference/blas.py`` and ``reference/precision.py``.
+
 Gradient clipping has no kernel of its own: the optimizer updates (``optim``) clip inline, from
 the squared global norm that ``reductions.sum_squares`` writes (see ``reference/optim.py``).
 
@@ -29,8 +33,15 @@ KERNELS = {
     "reductions": ("sum_squares",),
     "dropout": ("dropout_forward", "dropout_backward"),
     "batchnorm": ("batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward"),
+    "precision": ("to_bfloat16", "from_bfloat16"),
+    "blas": ("gemm",),
     "augment": ("augment_images",),
 }
+
+#: Storage dtype of bfloat16 arrays: uint16 bit patterns (``reference/precision.py``). Kernels
+#: that take optional bfloat16 outputs (``A16``, ``dZ16``, the optimizers' ``shadow``) skip them
+#: when they have size 0.
+BF16 = "uint16"
 
 #: Activation name -> integer code understood by every kernel.
 ACTIVATIONS = {"linear": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}

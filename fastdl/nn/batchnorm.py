@@ -166,14 +166,15 @@ class BatchNorm(Layer):
 
     def make_workspace(self, m, dtype):
         bk, n = self._bk, self.output_dim
-        return SimpleNamespace(A=bk.empty((m, n), dtype), dX=bk.empty((m, n), dtype),
+        return SimpleNamespace(A=bk.empty((m, n), dtype), A16=self._a16(m),
+                               dX=bk.empty((m, n), dtype),
                                mean=bk.empty((n,), np.float64),
                                inv_std=bk.empty((n,), np.float64), X=None)
 
     def forward(self, X, ws, training):
         k = self._bk.k
         if not training:
-            k.batchnorm_forward_eval(ws.A, X, self.gamma, self.beta, self.running_mean,
+            k.batchnorm_forward_eval(ws.A, ws.A16, X, self.gamma, self.beta, self.running_mean,
                                      self.running_var, self.eps, self.runtime_activation,
                                      self.runtime_alpha)
             return ws.A
@@ -188,7 +189,7 @@ class BatchNorm(Layer):
         if dist is not None:        # statistics of the global batch (all ranks)
             from ..distributed.sync_batchnorm import forward_train
             return forward_train(self, X, ws, dist, momentum)
-        k.batchnorm_forward_train(ws.A, ws.mean, ws.inv_std, self.running_mean,
+        k.batchnorm_forward_train(ws.A, ws.A16, ws.mean, ws.inv_std, self.running_mean,
                                   self.running_var, X, self.gamma, self.beta, momentum,
                                   self.eps, self._unbiased, self.runtime_activation,
                                   self.runtime_alpha)

@@ -17,6 +17,12 @@ Interface used by :class:`~fastdl.nn.sequential.Sequential`:
     prepare_previous(prev)                    at build: adjust the layer before this one
     attach(model)                             after bind: keep a (weak) reference to the model
     state_names, get_state, set_state         non-trainable arrays listed in get_weights
+
+Mixed precision (``fastdl/precision.py``): before ``bind`` the model sets ``low_input`` on the
+layers whose input feeds only GEMMs (Dense) when the model computes in bfloat16, and
+``low_output`` on the layer right before such a layer. A ``low_output`` layer's workspace has
+``A16``, the bfloat16 copy of its output, written by the same kernel that writes ``A`` (size 0
+otherwise); a ``low_input`` layer receives the previous layer's ``A16`` as ``X``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..kernels import ACTIVATIONS, LINEAR
+from ..kernels import ACTIVATIONS, BF16, LINEAR
 from ..params import ParamSpec
 from .._validation import check_float, check_int
 from .initializers import check_init, initialize
@@ -47,6 +53,10 @@ def check_activation(activation):
 class Layer:
     """Base class; subclasses override what they need."""
 
+    #: Set by the model (mixed precision, see the module docstring).
+    low_input = False
+    low_output = False
+
     def build(self, input_dim):
         self.input_dim = self.output_dim = input_dim
         return input_dim
@@ -62,6 +72,11 @@ class Layer:
 
     def make_workspace(self, m, dtype):
         return SimpleNamespace()
+
+    def _a16(self, m):
+        """The workspace's bfloat16 output copy: (m, output_dim) uint16 when ``low_output``,
+        else an empty array (kernels skip size-0 outputs)."""
+        return self._bk.empty((m, self.output_dim) if self.low_output else (0, 0), BF16)
 
     #: Names of non-trainable arrays the layer owns (BatchNorm's running statistics); they
     #: follow the layer's parameters in ``get_weights``. Such layers implement
@@ -88,6 +103,9 @@ class Layer:
 
 class Dense(Layer):
     """Fully connected layer ``A = g(X W^T + b)`` with the activation fused into the kernel.
+
+    Under ``compute_dtype="bfloat16"`` X and W enter the GEMMs as bfloat16 (the previous
+    layer's ``A16`` and the weights' shadow), accumulating in float32.
 
     Parameters
     ----------
@@ -153,21 +171,25 @@ class Dense(Layer):
         else:
             self.b = self.db = backend.empty((0,), params.dtype)
         self._none = backend.empty((0,), params.dtype)
+        # the GEMM operand: the weights' bfloat16 shadow under mixed precision, else W itself
+        self.W_gemm = params.shadow_view(index, "W") if self.low_input else self.W
 
     def make_workspace(self, m, dtype):
         bk = self._bk
-        return SimpleNamespace(A=bk.empty((m, self.units), dtype),
+        return SimpleNamespace(A=bk.empty((m, self.units), dtype), A16=self._a16(m),
+                               dZ16=bk.empty((m, self.units) if self.low_input else (0, 0),
+                                             BF16),
                                dX=bk.empty((m, self.input_dim), dtype), X=None)
 
     def forward(self, X, ws, training):
         ws.X = X
-        self._bk.k.dense_forward(ws.A, X, self.W, self.b, self.runtime_activation,
+        self._bk.k.dense_forward(ws.A, ws.A16, X, self.W_gemm, self.b, self.runtime_activation,
                                  self.runtime_alpha)
         return ws.A
 
     def backward(self, dA, ws, need_dX):
         dX = ws.dX if need_dX else self._none
-        self._bk.k.dense_backward(dX, self.dW, self.db, dA, ws.A, ws.X, self.W,
+        self._bk.k.dense_backward(dX, self.dW, self.db, ws.dZ16, dA, ws.A, ws.X, self.W_gemm,
                                   self.runtime_activation, self.runtime_alpha)
         return dX if need_dX else None
 
@@ -192,10 +214,13 @@ class Activation(Layer):
         self.fused = False      # set by the model when folded into the preceding Dense
 
     def make_workspace(self, m, dtype):
-        return SimpleNamespace(A=self._bk.empty((m, self.output_dim), dtype))
+        return SimpleNamespace(A=self._bk.empty((m, self.output_dim), dtype), A16=self._a16(m))
 
     def forward(self, X, ws, training):
-        self._bk.k.activation_forward(ws.A, X, self.runtime_activation, self.alpha)
+        k = self._bk.k
+        k.activation_forward(ws.A, X, self.runtime_activation, self.alpha)
+        if ws.A16.size:     # an unfused activation before a Dense: one conversion pass
+            k.to_bfloat16(ws.A16, ws.A)
         return ws.A
 
     def backward(self, dA, ws, need_dX):

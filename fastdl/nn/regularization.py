@@ -65,16 +65,20 @@ class Dropout(Layer):
         self._model = model     # read at each training forward: seed, steps_trained
 
     def make_workspace(self, m, dtype):
-        return SimpleNamespace(A=self._bk.empty((m, self.output_dim), dtype), step=-1)
+        return SimpleNamespace(A=self._bk.empty((m, self.output_dim), dtype), A16=self._a16(m),
+                               step=-1)
 
     def forward(self, X, ws, training):
         if not training or self.deterministic:
             ws.step = -1
+            if ws.A16.size:     # the identity, but the next Dense reads a bfloat16 copy
+                self._bk.k.to_bfloat16(ws.A16, X)
             return X
         model = self._model
         ws.step = model.steps_trained
         ws.seed = _mask_seed(model)
-        self._bk.k.dropout_forward(ws.A, X, ws.seed, ws.step, self._index, self.keep_prob)
+        self._bk.k.dropout_forward(ws.A, ws.A16, X, ws.seed, ws.step, self._index,
+                                   self.keep_prob)
         return ws.A
 
     def backward(self, dA, ws, need_dX):

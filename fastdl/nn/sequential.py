@@ -21,8 +21,9 @@ from .. import config
 from .._validation import (as_features, as_sample_weight, as_targets, check_dtype,
                            check_float, check_int, check_rows)
 from ..backend import check_name, get_backend, is_device_array
-from ..kernels import ACTIVATIONS, LINEAR
+from ..kernels import ACTIVATIONS, BF16, LINEAR
 from ..params import FlatParams
+from ..precision import resolve as resolve_precision
 from .layers import OUTPUT_ONLY, Activation, Dense, Layer, layer_from_config
 from .losses import get_loss
 
@@ -84,9 +85,21 @@ class Sequential:
         Seeds initialization and the per-epoch shuffles (a pure function of seed and epoch, so
         a resumed run sees the same batches). Default: drawn from the OS.
     backend : "cpu" (Numba, default), "numpy" (reference) or "cuda".
+    compute_dtype : None (default: compute in ``dtype``) or "bfloat16"
+        Mixed precision (Keras' name; PyTorch's ``autocast``): with ``dtype="float32"``, every
+        Dense GEMM takes bfloat16 operands and accumulates in float32, while parameters,
+        optimizer state, losses, batch-norm statistics and outputs stay float32
+        (``fastdl/precision.py``, ``docs/mixed_precision.md``). Needs oneDNN
+        (``pip install "fastdl[bf16]"``) and a CPU with bfloat16 instructions
+        (``fd.bf16_supported()``), else a clear error unless ``allow_slow``.
+    allow_slow : bool, default False
+        Accept ``compute_dtype="bfloat16"`` where it cannot be fast (no bfloat16 instructions
+        or no oneDNN: exact float32 emulation of the same arithmetic; the numpy backend: the
+        reference arithmetic).
     """
 
-    def __init__(self, layers, input_dim, loss=None, dtype=None, seed=None, backend=None):
+    def __init__(self, layers, input_dim, loss=None, dtype=None, seed=None, backend=None,
+                 compute_dtype=None, allow_slow=False):
         if not isinstance(layers, (list, tuple)) or len(layers) == 0:
             raise ValueError(f"layers={layers!r} is invalid; expected a non-empty list of layers")
         for i, layer in enumerate(layers):
@@ -102,6 +115,9 @@ class Sequential:
             seed = int(np.random.SeedSequence().entropy % (2**63))
         self.seed = check_int("seed", seed, minimum=0)
         self.backend_name = check_name(config.DEFAULT_BACKEND if backend is None else backend)
+        self.allow_slow = allow_slow
+        self.precision = resolve_precision(compute_dtype, self.dtype, self.backend_name,
+                                           allow_slow)
         self.stop_training = False
         self.epochs_trained = 0     # epochs completed by fit (the shuffle counter)
         self.steps_trained = 0      # updates taken by fit/train_on_batch (the dropout counter)
@@ -167,9 +183,26 @@ class Sequential:
             raise ValueError("the model has no layer with parameters before its output activation")
         self._ops = ops
 
+    @property
+    def compute_dtype(self):
+        """None (GEMMs in ``dtype``) or "bfloat16" (see the class docstring)."""
+        return self.precision.compute_dtype
+
+    def _plan_precision(self):
+        """Which layers read / write bfloat16 copies (the Layer docstring): a Dense reads its
+        input only through GEMMs, so under mixed precision it takes the bfloat16 copy, which the
+        layer before it (or the model, for the input X) writes."""
+        low = self.precision.low
+        for i, op in enumerate(self._ops):
+            op.low_input = low and isinstance(op, Dense)
+        for op, nxt in zip(self._ops, self._ops[1:] + [None]):
+            op.low_output = nxt is not None and nxt.low_input
+        self._low_input = bool(self._ops[0].low_input)
+
     def _allocate(self):
+        self._plan_precision()
         specs = [s for i, layer in enumerate(self.layers) for s in layer.param_specs(i)]
-        self.params = FlatParams(specs, self.dtype, self._bk)
+        self.params = FlatParams(specs, self.dtype, self._bk, self.precision.low)
         for i, layer in enumerate(self.layers):
             layer.bind(self.params, i, self._bk)
             layer.attach(self)              # Dropout reads seed and steps_trained
@@ -183,7 +216,8 @@ class Sequential:
             bk, dt = self._bk, self.dtype
             ws = SimpleNamespace(
                 m=m, layers=[op.make_workspace(m, dt) for op in self._ops],
-                Xb=bk.empty((m, self.input_dim), dt), Yb=bk.empty((m, self.output_dim), dt),
+                Xb=bk.empty((m, self.input_dim), dt),
+                X16=bk.empty((m, self.input_dim) if self._low_input else (0, 0), BF16), Yb=bk.empty((m, self.output_dim), dt),
                 dout=bk.empty((m, self.output_dim), dt), prob=bk.empty((m, self.output_dim), dt),
                 loss=bk.zeros((1,), np.float64), sq=bk.zeros((1,), np.float64))
             self._workspaces[m] = ws
@@ -194,10 +228,16 @@ class Sequential:
         return ws
 
     # ---------------------------------------------------------------- passes
-    def _forward(self, X, ws, training):
-        A = X
+    def _forward(self, X, ws, training, x16_ready=False):
+        """The network's output for X (m rows, ``ws`` of m rows). Under mixed precision the
+        first Dense reads ``ws.X16``, X's bfloat16 copy: converted here unless the batch source
+        already gathered it (``x16_ready``)."""
+        A, A16 = X, ws.X16
+        if self._low_input and not x16_ready:
+            self._bk.k.to_bfloat16(A16, X)
         for op, w in zip(self._ops, ws.layers):
-            A = op.forward(A, w, training)
+            A = op.forward(A16 if op.low_input else A, w, training)
+            A16 = w.A16
         return A
 
     def _backward(self, ws):
@@ -231,12 +271,14 @@ class Sequential:
     def _sq_weights_into(self, sq_buf):
         self._bk.k.sum_squares(sq_buf, self.params.data[:self.params.n_decay])
 
-    def _step_costs(self, Xb, Yb, ws, l2, loss_buf=None, sq_buf=None, w=None, wsum=0.0):
+    def _step_costs(self, Xb, Yb, ws, l2, loss_buf=None, sq_buf=None, w=None, wsum=0.0,
+                    x16_ready=False):
         """Forward, loss and backward for one batch; fills the gradient buffer (data loss only;
         the L2 gradient is folded into the optimizer update). Returns nothing: the loss and
         the weights' squared norm land in ``loss_buf`` / ``sq_buf`` (device-friendly).
-        ``w``/``wsum``: the batch's per-example weights (see ``_loss_into``)."""
-        out = self._forward(Xb, ws, training=True)
+        ``w``/``wsum``: the batch's per-example weights (see ``_loss_into``); ``x16_ready``:
+        ``ws.X16`` already holds the batch in bfloat16 (see ``_forward``)."""
+        out = self._forward(Xb, ws, training=True, x16_ready=x16_ready)
         self._loss_into(ws.loss if loss_buf is None else loss_buf, out, Yb, ws, w, wsum)
         if l2:
             self._sq_weights_into(ws.sq if sq_buf is None else sq_buf)
@@ -324,10 +366,23 @@ class Sequential:
         if not np.isfinite(cost):
             raise DivergenceError(f"the cost of this batch is {cost}; the update was not "
                                   "applied (lower the learning rate, check inputs)")
-        optimizer.step(self.params.data, self.params.grad, l2=l2 / denom,
-                       n_l2=self.params.n_decay)
+        self._apply_update(optimizer, l2 / denom)
         self.steps_trained += 1
         return cost
+
+    def _apply_update(self, optimizer, l2_m):
+        """One optimizer step over the flat buffers (the L2 term ``l2_m * W`` folded in).
+        Under mixed precision fastdl's optimizers also rewrite the weights' bfloat16 shadow in
+        their update kernel; another library's optimizer (no ``writes_shadow``) gets it
+        refreshed by one conversion pass after its step."""
+        p = self.params
+        if not p.shadow.size:
+            optimizer.step(p.data, p.grad, l2=l2_m, n_l2=p.n_decay)
+        elif getattr(optimizer, "writes_shadow", False):
+            optimizer.step(p.data, p.grad, l2=l2_m, n_l2=p.n_decay, shadow=p.shadow)
+        else:
+            optimizer.step(p.data, p.grad, l2=l2_m, n_l2=p.n_decay)
+            p._refresh_shadow()
 
     def loss_and_grads(self, X, y, l2=0.0, sample_weight=None):
         """(cost, grads): the cost on (X, y) (L2 term included) and its gradient with respect
@@ -584,21 +639,28 @@ class Sequential:
     def to(self, backend):
         """Move the model (parameters, workspaces) to another backend; returns self."""
         name = check_name(backend)
+        precision = resolve_precision(self.compute_dtype, self.dtype, name, self.allow_slow)
         host = self.params.snapshot()
-        self.backend_name = name
+        self.backend_name, self.precision = name, precision
         self._bk = get_backend(name)
         self._allocate()
         self.params.restore(host)
         return self
 
     def get_config(self):
-        return {"input_dim": self.input_dim, "loss": self.loss.name, "dtype": self.dtype.name,
-                "seed": self.seed, "layers": [layer.get_config() for layer in self.layers]}
+        cfg = {"input_dim": self.input_dim, "loss": self.loss.name, "dtype": self.dtype.name,
+               "seed": self.seed, "layers": [layer.get_config() for layer in self.layers]}
+        if self.compute_dtype is not None:     # only when set: older files stay unchanged
+            cfg["compute_dtype"] = self.compute_dtype
+        return cfg
 
     @classmethod
-    def from_config(cls, cfg, backend=None):
+    def from_config(cls, cfg, backend=None, allow_slow=False):
+        """The model ``get_config()`` describes (fresh weights). ``allow_slow``: see the class
+        docstring (a bfloat16 model built where bfloat16 cannot be fast)."""
         return cls([layer_from_config(c) for c in cfg["layers"]], input_dim=cfg["input_dim"],
-                   loss=cfg["loss"], dtype=cfg["dtype"], seed=cfg["seed"], backend=backend)
+                   loss=cfg["loss"], dtype=cfg["dtype"], seed=cfg["seed"], backend=backend,
+                   compute_dtype=cfg.get("compute_dtype"), allow_slow=allow_slow)
 
     def summary(self, print_fn=print):
         """A table of layers, output shapes and parameter counts; printed and returned."""
@@ -614,6 +676,9 @@ class Sequential:
         out = [fmt(rows[0]), line] + [fmt(r) for r in rows[1:]] + [line,
                f"Total params: {self.params.size:,}  (input_dim={self.input_dim}, "
                f"loss={self.loss.name}, dtype={self.dtype.name}, backend={self.backend_name})"]
+        if self.precision.low:
+            out.append(f"Mixed precision: {self.precision.describe()}; parameters, optimizer "
+                       f"state and outputs in {self.dtype.name}")
         text = "\n".join(out)
         if print_fn is not None:
             print_fn(text)

@@ -78,9 +78,9 @@ class Adam(Optimizer):
     def _hyper_values(self):
         return (self.lr, self.beta1, self.beta2, self.eps, *self._decays())
 
-    def _update(self, params, grads, clip, l2, n_l2):
+    def _update(self, params, shadow, grads, clip, l2, n_l2):
         coupled, decoupled = self._decays()
-        self._bk.k.adam_update(params, self._rows[0], self._rows[1], grads, self._lr,
+        self._bk.k.adam_update(params, shadow, self._rows[0], self._rows[1], grads, self._lr,
                                self._beta1, self._beta2, self._eps, self.iterations, coupled,
                                decoupled, *clip, l2, n_l2)
 

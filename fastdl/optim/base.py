@@ -100,6 +100,9 @@ def check_bool(name, value):
     return bool(value)
 
 
+#: backend name -> the empty "no shadow" array passed to update kernels (see Optimizer.step)
+_EMPTY_SHADOWS = {}
+
 #: Clipping options every optimizer has (saved by state_dict, not constructor-specific).
 _CLIP_KEYS = ("global_clipnorm", "clipvalue")
 
@@ -246,11 +249,14 @@ class Optimizer:
         else:
             self._check_size(params.shape[0], params.dtype, "params")
 
-    def step(self, params, grads, l2=0.0, n_l2=0):
+    def step(self, params, grads, l2=0.0, n_l2=0, shadow=None):
         """One update of ``params`` in place from ``grads``; returns nothing.
 
         ``l2``/``n_l2``: the loss's L2 gradient term ``l2 * p`` (``l2 = lambda / m``) added on the
         first ``n_l2`` entries (a model's weights); 0 for plain arrays.
+        ``shadow``: a uint16 array of ``k <= len(params)`` entries that the same kernel sets to
+        the bfloat16 bits of the updated ``params[:k]`` (a mixed-precision model's weight
+        copy, ``fastdl/precision.py``; float32 params only); None: no copy.
         """
         self._check(params, grads)
         if l2 != 0.0 or n_l2 != 0:
@@ -259,8 +265,35 @@ class Optimizer:
                     or not 0 <= n_l2 <= self._n:
                 raise ValueError(f"n_l2={n_l2!r} is invalid; expected an integer in "
                                  f"[0, {self._n}] (the number of weight entries)")
+        shadow = self._no_shadow() if shadow is None else self._check_shadow(shadow, params)
         self.iterations += 1
-        self._update(params, grads, self._clip_args(grads), l2, n_l2)
+        self._update(params, shadow, grads, self._clip_args(grads), l2, n_l2)
+
+    #: ``step`` accepts ``shadow=`` and writes it in its update kernel (``fit`` relies on it;
+    #: an optimizer of another library without it gets its shadow refreshed by the loop).
+    writes_shadow = True
+
+    def _no_shadow(self):
+        """An empty uint16 array on this optimizer's backend (one per backend, shared)."""
+        empty = _EMPTY_SHADOWS.get(self._bk.name)
+        if empty is None:
+            empty = _EMPTY_SHADOWS[self._bk.name] = self._bk.zeros((0,), np.uint16)
+        return empty
+
+    def _check_shadow(self, shadow, params):
+        if not (isinstance(shadow, np.ndarray) or _is_device_array(shadow)) \
+                or shadow.dtype != np.uint16 or shadow.ndim != 1 \
+                or not _is_c_contiguous(shadow) or shadow.shape[0] > params.shape[0]:
+            raise ValueError(f"shadow={shadow!r} is invalid; expected a contiguous 1-D uint16 "
+                             f"array of at most {params.shape[0]} entries (bfloat16 bits of "
+                             "params[:k]) or None")
+        if shadow.shape[0] and params.dtype != np.float32:
+            raise ValueError(f"shadow needs float32 params (bfloat16 copies of float32 master "
+                             f"weights); params.dtype is {params.dtype}")
+        if _is_device_array(shadow) != _is_device_array(params):
+            raise ValueError("shadow and params live on different devices; expected both on "
+                             "the host or both on the GPU")
+        return shadow
 
     # --- gradient clipping ----------------------------------------------------------------
     @property
@@ -291,7 +324,7 @@ class Optimizer:
             return None
         return math.sqrt(float(self._bk.to_numpy(self._clip_sq)[0]))
 
-    def _update(self, params, grads, l2, n_l2):  # pragma: no cover - abstract
+    def _update(self, params, shadow, grads, clip, l2, n_l2):  # pragma: no cover - abstract
         raise NotImplementedError
 
     # --- fused-epoch support -------------------------------------------------------------

@@ -56,6 +56,6 @@ class RMSprop(Optimizer):
     def _hyper_values(self):
         return (self.lr, self.beta, self.eps, self.weight_decay)
 
-    def _update(self, params, grads, clip, l2, n_l2):
-        self._bk.k.rmsprop_update(params, self._rows[0], grads, self._lr, self._beta, self._eps,
-                                  self._weight_decay, *clip, l2, n_l2)
+    def _update(self, params, shadow, grads, clip, l2, n_l2):
+        self._bk.k.rmsprop_update(params, shadow, self._rows[0], grads, self._lr, self._beta,
+                                  self._eps, self._weight_decay, *clip, l2, n_l2)

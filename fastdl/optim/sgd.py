@@ -52,8 +52,8 @@ class SGD(Optimizer):
     def _hyper_values(self):
         return (self.lr, self.weight_decay)
 
-    def _update(self, params, grads, clip, l2, n_l2):
-        self._bk.k.sgd_update(params, grads, self._lr, self._weight_decay, *clip, l2, n_l2)
+    def _update(self, params, shadow, grads, clip, l2, n_l2):
+        self._bk.k.sgd_update(params, shadow, grads, self._lr, self._weight_decay, *clip, l2, n_l2)
 
 
 class Momentum(Optimizer):
@@ -130,7 +130,7 @@ class Momentum(Optimizer):
     def _hyper_values(self):
         return (self.lr, self.beta, self.dampening, float(self.nesterov), self.weight_decay)
 
-    def _update(self, params, grads, clip, l2, n_l2):
-        self._bk.k.momentum_update(params, self._rows[0], grads, self._lr, self._beta,
+    def _update(self, params, shadow, grads, clip, l2, n_l2):
+        self._bk.k.momentum_update(params, shadow, self._rows[0], grads, self._lr, self._beta,
                                    self.dampening, self._nesterov, self._weight_decay, *clip, l2,
                                    n_l2)

@@ -80,7 +80,7 @@ class _BaseMLP(BaseEstimator):
                  learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
                  warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
                  beta_1, beta_2, epsilon, n_iter_no_change, max_fun, keep_prob, batchnorm,
-                 backend, dtype):
+                 backend, dtype, compute_dtype, allow_slow):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -108,6 +108,8 @@ class _BaseMLP(BaseEstimator):
         self.batchnorm = batchnorm
         self.backend = backend
         self.dtype = dtype
+        self.compute_dtype = compute_dtype
+        self.allow_slow = allow_slow
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y, sample_weight=None):
@@ -245,7 +247,8 @@ class _BaseMLP(BaseEstimator):
 
     def _architecture(self, sizes):
         return (list(sizes), self.activation, bool(self.batchnorm),
-                keep_probs(self.keep_prob, len(sizes)), self.backend, self.dtype)
+                keep_probs(self.keep_prob, len(sizes)), self.backend, self.dtype,
+                self.compute_dtype)
 
     def _check_same_network(self, sizes, Y):
         """warm_start / partial_fit continue the fitted network: its shape must not change."""
@@ -253,7 +256,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"y has {Y.shape[1]} output(s); the fitted network has "
                              f"n_outputs_={self.n_outputs_} (fit anew with warm_start=False)")
         names = ("hidden_layer_sizes", "activation", "batchnorm", "keep_prob", "backend",
-                 "dtype")
+                 "dtype", "compute_dtype")
         for name, now, then in zip(names, self._architecture(sizes), self._fitted_architecture):
             if now != then:
                 raise ValueError(f"{name}={getattr(self, name)!r} differs from the fitted "
@@ -269,12 +272,15 @@ class _BaseMLP(BaseEstimator):
         self.n_layers_ = len(sizes) + 2
         self.out_activation_ = self._out_activation()
         dtype = X.dtype if self.dtype == "auto" else np.dtype(self.dtype)
+        if self.dtype == "auto" and self.compute_dtype == "bfloat16":
+            dtype = np.dtype(np.float32)    # bfloat16 compute keeps float32 master weights
         self._fitted_architecture = self._architecture(sizes)
         if hasattr(self, "_handed_out"):
             del self._handed_out
         self.model_ = build_model(sizes, X.shape[1], self.n_outputs_, self.activation,
                                   self.out_activation_, keep_probs(self.keep_prob, len(sizes)),
-                                  self.batchnorm, dtype, 0, self.backend)
+                                  self.batchnorm, dtype, 0, self.backend,
+                                  self.compute_dtype, self.allow_slow)
         init_sklearn(self.model_, self.activation, rng)
         # dropout masks and shuffles: fastdl's counter-based streams from one seed
         self.model_.seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -510,7 +516,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     backend : None, "cpu", "numpy" or "cuda", default None (fastdl's default backend)
     dtype : "auto", "float32" or "float64", default "auto"
         "auto" computes in the input's precision as scikit-learn does (float32 input stays
-        float32, anything else float64); "float32" is faster on float64 input.
+        float32, anything else float64; float32 with ``compute_dtype="bfloat16"``); "float32"
+        is faster on float64 input.
+    compute_dtype : None or "bfloat16", default None
+        Mixed precision as ``fd.Sequential``'s: bfloat16 GEMM operands, float32 weights
+        (``docs/mixed_precision.md``). Needs ``pip install "fastdl[bf16]"`` and a CPU with
+        bfloat16 instructions, else a clear error unless ``allow_slow=True``.
+    allow_slow : bool, default False
+        Accept ``compute_dtype="bfloat16"`` where it cannot be fast (exact emulation).
 
     Attributes
     ----------
@@ -535,13 +548,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  class_weight=None, keep_prob=1.0, batchnorm=False, backend=None,
-                 dtype="auto"):
+                 dtype="auto", compute_dtype=None, allow_slow=False):
         self.class_weight = class_weight
         super().__init__(hidden_layer_sizes, activation, solver, alpha, batch_size,
                          learning_rate, learning_rate_init, power_t, max_iter, shuffle,
                          random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
                          early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-                         n_iter_no_change, max_fun, keep_prob, batchnorm, backend, dtype)
+                         n_iter_no_change, max_fun, keep_prob, batchnorm, backend, dtype,
+                         compute_dtype, allow_slow)
 
     def _out_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -695,13 +709,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 keep_prob=1.0, batchnorm=False, backend=None, dtype="auto"):
+                 keep_prob=1.0, batchnorm=False, backend=None, dtype="auto",
+                 compute_dtype=None, allow_slow=False):
         self.loss = loss
         super().__init__(hidden_layer_sizes, activation, solver, alpha, batch_size,
                          learning_rate, learning_rate_init, power_t, max_iter, shuffle,
                          random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
                          early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-                         n_iter_no_change, max_fun, keep_prob, batchnorm, backend, dtype)
+                         n_iter_no_change, max_fun, keep_prob, batchnorm, backend, dtype,
+                         compute_dtype, allow_slow)
 
     def _out_activation(self):
         return "exp" if self.loss == "poisson" else "identity"

@@ -24,7 +24,7 @@ OUTPUTS = {"softmax": ("softmax", "categorical_crossentropy"),
 
 
 def build_model(sizes, n_in, n_out, activation, out_activation, keep_probs, batchnorm, dtype,
-                seed, backend):
+                seed, backend, compute_dtype=None, allow_slow=False):
     """An untrained ``fd.Sequential`` for this architecture (weights set by ``init_sklearn``)."""
     act = FD_ACTIVATION[activation]
     layers = []
@@ -40,7 +40,7 @@ def build_model(sizes, n_in, n_out, activation, out_activation, keep_probs, batc
     out_act, loss = OUTPUTS[out_activation]
     layers.append(Dense(n_out, activation=out_act, init="xavier"))
     return Sequential(layers, input_dim=n_in, loss=loss, dtype=dtype, seed=seed,
-                      backend=backend)
+                      backend=backend, compute_dtype=compute_dtype, allow_slow=allow_slow)
 
 
 def _slots(model):
@@ -176,11 +176,12 @@ def model_state(model):
     and counters; plain Python and NumPy objects only (no Numba or device objects)."""
     return {"config": model.get_config(), "backend": model.backend_name,
             "weights": model.get_weights(), "epochs_trained": model.epochs_trained,
-            "steps_trained": model.steps_trained}
+            "steps_trained": model.steps_trained, "allow_slow": model.allow_slow}
 
 
 def model_from_state(state):
-    model = Sequential.from_config(state["config"], backend=state["backend"])
+    model = Sequential.from_config(state["config"], backend=state["backend"],
+                                   allow_slow=state.get("allow_slow", False))
     model.set_weights(state["weights"])
     model.epochs_trained = state["epochs_trained"]
     model.steps_trained = state["steps_trained"]

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from .._validation import check_dtype
+from ..precision import check_compute_dtype
 from ..backend import check_name
 
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
@@ -155,6 +156,10 @@ def check_params(est):
         except ValueError:
             raise ValueError(f"dtype={est.dtype!r} is invalid; expected 'auto' (the input's "
                              "float32/float64, as scikit-learn), 'float32' or 'float64'") from None
+    if check_compute_dtype(est.compute_dtype) not in (None, "float32", "float64", "bfloat16"):
+        raise ValueError(f"compute_dtype={est.compute_dtype!r} is invalid here; expected None "
+                         "or 'bfloat16'")
+    _bool("allow_slow", est.allow_slow)
     if est.random_state is not None and not _is_int(est.random_state) \
             and not isinstance(est.random_state, np.random.RandomState):
         raise ValueError(f"random_state={est.random_state!r} is invalid; expected None, an "

@@ -85,6 +85,8 @@ def _fused_layout(model, optimizer, wants_batches, weighted=False):
         return None
     if getattr(model, "_dist", None) is not None:   # distributed: an allreduce every step
         return None
+    if model.precision.low:     # the whole-epoch kernels compute in the parameters' dtype only
+        return None
     # On the host the fused kernel pays only for tiny nets; a device backend's train_epoch picks
     # its one-block kernel or per-batch launches itself, without the step path's per-batch Python.
     if not bk.on_device and \
@@ -181,7 +183,7 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     """One epoch, batch by batch, from ``source`` (``data/batches.py``: in memory or streamed).
     ``prepare(Xb, epoch, batch)``, when given, edits each gathered training batch in place
     (data augmentation: ``_batch_hook``)."""
-    bk, p = model._bk, model.params
+    bk = model._bk
     sizes = batch_sizes(source.m, bs, drop_last)
     nb = sizes.shape[0]
     # with sample_weight the cost's denominator (and the L2 term's m) is each batch's weight
@@ -194,6 +196,9 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     # fastdl.distributed: ws holds this rank's rows of the global batch b of mb rows (maybe
     # none: ws.m == 0); dist.reduce makes p.grad and losses[b] the global batch's
     dist = getattr(model, "_dist", None)
+    # mixed precision: the source gathered the rows straight into the bfloat16 ws.X16
+    # (ArraySource.gather_bf16), unless a hook edits the float32 rows first
+    x16_ready = getattr(source, "fills_x16", False) and prepare is None
     batches = source.batches(model, model.seed, epoch, bs, shuffle, drop_last)
     try:
         for b, ws, mb in batches:
@@ -205,9 +210,10 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
             if weighted:
                 denom = denoms[b] = ws.wsum
                 model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1],
-                                  ws.wb, ws.wsum)
+                                  ws.wb, ws.wsum, x16_ready=x16_ready)
             elif ws.m:
-                model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1])
+                model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1],
+                                  x16_ready=x16_ready)
             if dist is not None:
                 dist.reduce(model, ws, mb, losses[b:b + 1], sqs[b:b + 1], l2)
             # a batch of zero total weight has no data: no L2 term either (not l2/0)
@@ -217,7 +223,7 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
                                            if l2 and denom else 0.0)
                 if not np.isfinite(cost):
                     _diverged(model, snapshot, epoch, b, cost)
-            optimizer.step(p.data, p.grad, l2=l2_m, n_l2=p.n_decay)
+            model._apply_update(optimizer, l2_m)
             model.steps_trained += 1
             for cb in batch_cbs:
                 cb.on_batch_end(b, {"loss": cost, "size": mb})
@@ -377,6 +383,9 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
     batch_cbs = [cb for cb in cbs if type(cb).wants_batches()]
     plan = None
     prepare = _batch_hook(model, augment)
+    if model._low_input and prepare is None and hasattr(source, "gather_bf16"):
+        source.gather_bf16(model)   # mixed precision: bfloat16 input rows, rounded once
+        # (other sources fill ws.Xb; the model rounds it per batch in _forward)
     if prepare is None and getattr(source, "on_backend", False) and not (drop_last and m % bs):
         plan = _fused_layout(model, optimizer, bool(batch_cbs),
                              weighted=getattr(source, "W", None) is not None)

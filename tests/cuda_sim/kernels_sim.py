@@ -33,6 +33,11 @@ from fastdl.kernels.cuda import _device, _gemm, dense  # noqa: E402
 from fastdl.kernels.reference import optim as R_optim  # noqa: E402
 from fastdl.kernels.cuda import optim as K_optim  # noqa: E402
 
+#: empty bfloat16 outputs (A16, dZ16, the optimizers' shadow): kernels compute without
+#: mixed-precision copies here (tests/test_precision.py covers them)
+NO16 = np.zeros((0, 0), np.uint16)
+NO_SHADOW = np.zeros(0, np.uint16)
+
 #: The simulator runs the dropout hash on NumPy uint64 scalars, which warn when they wrap
 #: (the hash relies on wrapping mod 2^64; numba's compiled uint64 wraps silently).
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in scalar:RuntimeWarning")
@@ -145,27 +150,27 @@ def case_dense_forward(rng, dtype):
             X, W, b = _dense_inputs(rng, m, n_in, n_out, dtype, bias)
             for code in _codes(si, bias):
                 ref = np.empty((m, n_out), dtype)
-                R.dense_forward(ref, X, W, b, code, ALPHA)
+                R.dense_forward(ref, NO16, X, W, b, code, ALPHA)
                 A = poisoned((m, n_out), dtype)
-                K.dense_forward(A, dev(X), dev(W), dev(b), code, ALPHA)
+                K.dense_forward(A, dev(NO16), dev(X), dev(W), dev(b), code, ALPHA)
                 assert_close(A, ref, dtype)
 
 
 def _check_dense_backward(rng, dtype, m, n_in, n_out, bias, want_dx, code):
     X, W, b = _dense_inputs(rng, m, n_in, n_out, dtype, bias)
     A = np.empty((m, n_out), dtype)
-    R.dense_forward(A, X, W, b, code, ALPHA)
+    R.dense_forward(A, NO16, X, W, b, code, ALPHA)
     dA0 = hostile(rng, (m, n_out), dtype, 1.0)
     rdX = np.empty((m, n_in), dtype) if want_dx else np.zeros(0, dtype)
     rdW = np.empty((n_out, n_in), dtype)
     rdb = np.empty(n_out, dtype) if bias else np.zeros(0, dtype)
     rdA = dA0.copy()
-    R.dense_backward(rdX, rdW, rdb, rdA, A, X, W, code, ALPHA)
+    R.dense_backward(rdX, rdW, rdb, NO16, rdA, A, X, W, code, ALPHA)
     dX = poisoned(rdX.shape, dtype)
     dW = poisoned(rdW.shape, dtype)
     db = poisoned(rdb.shape, dtype)
     dA = dev(dA0)
-    K.dense_backward(dX, dW, db, dA, dev(A), dev(X), dev(W), code, ALPHA)
+    K.dense_backward(dX, dW, db, dev(NO16), dA, dev(A), dev(X), dev(W), code, ALPHA)
     assert_close(dA, rdA, dtype)  # dA was overwritten with dZ
     assert_close(dW, rdW, dtype)
     assert_close(db, rdb, dtype)
@@ -384,8 +389,8 @@ def _run_optimizer(rng, dtype, name):
                 args = dict(cfg, n_l2=N_L2, max_norm=max_norm, clip_value=clip_value)
                 if name == "adam_update":
                     args["step"] = step
-                getattr(R_optim, name)(p_ref, *s_ref, g, sum_sq=sq, **args)
-                getattr(K_optim, name)(p_dev, *s_dev, g_dev, sum_sq=sq_dev, **args)
+                getattr(R_optim, name)(p_ref, NO_SHADOW, *s_ref, g, sum_sq=sq, **args)
+                getattr(K_optim, name)(p_dev, dev(NO_SHADOW), *s_dev, g_dev, sum_sq=sq_dev, **args)
                 assert_close(g_dev, g, dtype, rtol=0)  # grads are never modified
             assert_close(p_dev, p_ref, dtype, rtol=4 * RTOL[dtype])
             for sd, sr in zip(s_dev, s_ref):
@@ -399,8 +404,8 @@ def test_update_kernels_clip_nan_as_the_reference():
             g = np.array([np.nan, 9.0, -9.0, 0.25], dtype)
             sq = np.array([np.nan if nan_norm else 100.0])
             p_ref, p_dev = np.zeros(4, dtype), dev(np.zeros(4, dtype))
-            R_optim.sgd_update(p_ref, g, 1.0, 0.0, sq, max_norm, clip_value, 0.0, 0)
-            K_optim.sgd_update(p_dev, dev(g), 1.0, 0.0, dev(sq), max_norm, clip_value, 0.0, 0)
+            R_optim.sgd_update(p_ref, NO_SHADOW, g, 1.0, 0.0, sq, max_norm, clip_value, 0.0, 0)
+            K_optim.sgd_update(p_dev, dev(NO_SHADOW), dev(g), 1.0, 0.0, dev(sq), max_norm, clip_value, 0.0, 0)
             got = p_dev.copy_to_host()
             np.testing.assert_array_equal(np.isnan(got), np.isnan(p_ref))
             np.testing.assert_array_equal(got[~np.isnan(got)], p_ref[~np.isnan(p_ref)])
@@ -495,12 +500,12 @@ def case_dropout_forward(rng, dtype):
     X[0, 0] = np.nan  # a dropped NaN becomes 0, a kept one stays NaN
     for seed, step, layer, keep_prob in DROPOUT_DRAWS:
         ref = np.empty_like(X)
-        R.dropout_forward(ref, X, seed, step, layer, keep_prob)
+        R.dropout_forward(ref, NO16, X, seed, step, layer, keep_prob)
         A = poisoned(X.shape, dtype)
-        K.dropout_forward(A, dev(X), seed, step, layer, keep_prob)
+        K.dropout_forward(A, dev(NO16), dev(X), seed, step, layer, keep_prob)
         np.testing.assert_array_equal(A.copy_to_host(), ref)
         Xd = dev(X)  # in place
-        K.dropout_forward(Xd, Xd, seed, step, layer, keep_prob)
+        K.dropout_forward(Xd, dev(NO16), Xd, seed, step, layer, keep_prob)
         np.testing.assert_array_equal(Xd.copy_to_host(), ref)
 
 
@@ -530,18 +535,18 @@ def case_batchnorm_forward_train(rng, dtype):
         X, gamma, beta, rmean, rvar = _bn_inputs(rng, dtype, m, n)
         ref = dict(A=np.empty_like(X), mean=np.empty(n), inv_std=np.empty(n), rm=rmean.copy(),
                    rv=rvar.copy())
-        R.batchnorm_forward_train(ref["A"], ref["mean"], ref["inv_std"], ref["rm"], ref["rv"],
+        R.batchnorm_forward_train(ref["A"], NO16, ref["mean"], ref["inv_std"], ref["rm"], ref["rv"],
                                   X, gamma, beta, momentum, 1e-5, unbiased, code, ALPHA)
         A, mean, inv_std = poisoned(X.shape, dtype), poisoned(n, np.float64), poisoned(
             n, np.float64)
         rm, rv = dev(rmean), dev(rvar)
-        K.batchnorm_forward_train(A, mean, inv_std, rm, rv, dev(X), dev(gamma), dev(beta),
+        K.batchnorm_forward_train(A, dev(NO16), mean, inv_std, rm, rv, dev(X), dev(gamma), dev(beta),
                                   momentum, 1e-5, unbiased, code, ALPHA)
         for got, key in ((A, "A"), (mean, "mean"), (inv_std, "inv_std"), (rm, "rm"),
                          (rv, "rv")):
             assert_close(got, ref[key], dtype, rtol=5 * RTOL[dtype])
         Xd = dev(X)  # in place: A is X
-        K.batchnorm_forward_train(Xd, mean, inv_std, dev(rmean), dev(rvar), Xd, dev(gamma),
+        K.batchnorm_forward_train(Xd, dev(NO16), mean, inv_std, dev(rmean), dev(rvar), Xd, dev(gamma),
                                   dev(beta), momentum, 1e-5, unbiased, code, ALPHA)
         assert_close(Xd, ref["A"], dtype, rtol=5 * RTOL[dtype])
 
@@ -550,9 +555,9 @@ def case_batchnorm_forward_eval(rng, dtype):
     X, gamma, beta, rmean, rvar = _bn_inputs(rng, dtype, 9, 7)
     for code in ACTS:
         ref = np.empty_like(X)
-        R.batchnorm_forward_eval(ref, X, gamma, beta, rmean, rvar, 1e-3, code, ALPHA)
+        R.batchnorm_forward_eval(ref, NO16, X, gamma, beta, rmean, rvar, 1e-3, code, ALPHA)
         A = poisoned(X.shape, dtype)
-        K.batchnorm_forward_eval(A, dev(X), dev(gamma), dev(beta), dev(rmean), dev(rvar), 1e-3,
+        K.batchnorm_forward_eval(A, dev(NO16), dev(X), dev(gamma), dev(beta), dev(rmean), dev(rvar), 1e-3,
                                  code, ALPHA)
         assert_close(A, ref, dtype)
 
@@ -564,7 +569,7 @@ def case_batchnorm_backward(rng, dtype):
         mean = X.astype(np.float64).mean(axis=0)
         inv_std = 1.0 / np.sqrt(X.astype(np.float64).var(axis=0) + 1e-5)
         A = np.empty_like(X)
-        R.batchnorm_forward_train(A, np.empty(n), np.empty(n), np.zeros(n, dtype),
+        R.batchnorm_forward_train(A, NO16, np.empty(n), np.empty(n), np.zeros(n, dtype),
                                   np.ones(n, dtype), X, gamma, beta, 0.9, 1e-5, 0, code, ALPHA)
         dA0 = hostile(rng, (m, n), dtype, 1.0)
         rdX = np.empty_like(X) if want_dx else np.zeros(0, dtype)
@@ -669,6 +674,115 @@ def test_train_epoch_nets(monkeypatch, fused, net):
     rng = np.random.default_rng(100 + net)
     dtype = np.float64 if net % 2 else np.float32
     _check_epoch(_epoch_problem(rng, dtype, *EPOCH_NETS[net]), dtype, host_costs=(net == 2))
+
+
+# --- bfloat16 (mixed precision) ------------------------------------------------------------------
+def _bf16_inputs(rng, shape):
+    """float32 values of every class the rounding must get right: ties, subnormals, inf, NaN."""
+    x = hostile(rng, shape, np.float32).reshape(-1)
+    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 1e-40, -1e-45, 3.39e38, 0.0, -0.0,
+                        1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8], np.float32)
+    x[:min(x.size, special.size)] = special[:x.size]
+    return x.reshape(shape)
+
+
+def case_to_bfloat16(rng, dtype):
+    """Bit for bit the reference (float32 inputs whatever ``dtype``: only float32 narrows)."""
+    x = _bf16_inputs(rng, (9, 13))
+    ref = np.empty(x.shape, np.uint16)
+    R.to_bfloat16(ref, x)
+    out = cuda.to_device(np.zeros(x.shape, np.uint16))
+    K.to_bfloat16(out, dev(x))
+    np.testing.assert_array_equal(out.copy_to_host(), ref)
+
+
+def case_from_bfloat16(rng, dtype):
+    bits = rng.integers(0, 1 << 16, size=(7, 11)).astype(np.uint16)
+    ref = np.empty(bits.shape, dtype)
+    R.from_bfloat16(ref, bits)
+    out = poisoned(bits.shape, dtype)
+    K.from_bfloat16(out, dev(bits))
+    np.testing.assert_array_equal(out.copy_to_host().view(np.uint8), ref.view(np.uint8))
+
+
+def case_gemm(rng, dtype):
+    """Float operands of ``dtype`` and bfloat16 operands (float32 C), every transpose."""
+    m, k, n = 5, 7, 3
+    for ta in (False, True):
+        for tb in (False, True):
+            A = hostile(rng, (k, m) if ta else (m, k), dtype, 1.0)
+            B = hostile(rng, (n, k) if tb else (k, n), dtype, 1.0)
+            ref = np.empty((m, n), dtype)
+            R.gemm(ref, A, B, ta, tb)
+            C = poisoned((m, n), dtype)
+            K.gemm(C, dev(A), dev(B), ta, tb)
+            assert_close(C, ref, dtype)
+            A16, B16 = (np.empty(a.shape, np.uint16) for a in (A, B))
+            R.to_bfloat16(A16, A.astype(np.float32))
+            R.to_bfloat16(B16, B.astype(np.float32))
+            ref = np.empty((m, n), np.float32)
+            R.gemm(ref, A16, B16, ta, tb)
+            C = poisoned((m, n), np.float32)
+            K.gemm(C, dev(A16), dev(B16), ta, tb)
+            assert_close(C, ref, np.float32)
+
+
+def test_bfloat16_outputs_of_the_layer_kernels():
+    """A16 / dZ16 / shadow / bfloat16 gathers equal bf16 of the reference's float32 values."""
+    rng = np.random.default_rng(16)
+    f32 = np.float32
+    m, n_in, n_out = 6, 5, 4
+    X, W, b = _dense_inputs(rng, m, n_in, n_out, f32, True)
+    X16, W16 = (np.empty(a.shape, np.uint16) for a in (X, W))
+    R.to_bfloat16(X16, X)
+    R.to_bfloat16(W16, W)
+    for code in (1, 3):
+        A, A16 = np.empty((m, n_out), f32), np.empty((m, n_out), np.uint16)
+        R.dense_forward(A, A16, X16, W16, b, code, ALPHA)
+        Ad, A16d = poisoned((m, n_out), f32), cuda.to_device(np.zeros((m, n_out), np.uint16))
+        K.dense_forward(Ad, A16d, dev(X16), dev(W16), dev(b), code, ALPHA)
+        assert_close(Ad, A, f32)
+        np.testing.assert_array_equal(A16d.copy_to_host(), A16)
+        dA = hostile(rng, (m, n_out), f32, 1.0)
+        ref = [np.empty((m, n_in), f32), np.empty((n_out, n_in), f32), np.empty(n_out, f32),
+               np.empty((m, n_out), np.uint16)]
+        R.dense_backward(*ref, dA.copy(), A, X16, W16, code, ALPHA)
+        got = [poisoned(r.shape, f32) for r in ref[:3]] + \
+            [cuda.to_device(np.zeros((m, n_out), np.uint16))]
+        K.dense_backward(*got, dev(dA), dev(A), dev(X16), dev(W16), code, ALPHA)
+        for g, r in zip(got[:3], ref[:3]):
+            assert_close(g, r, f32)
+        np.testing.assert_array_equal(got[3].copy_to_host(), ref[3])
+    # dropout and batch norm write A16 after A
+    A16 = cuda.to_device(np.zeros(X.shape, np.uint16))
+    K.dropout_forward(dev(np.empty_like(X)), A16, dev(X), 3, 1, 2, 0.7)
+    ref, ref16 = np.empty_like(X), np.empty(X.shape, np.uint16)
+    R.dropout_forward(ref, ref16, X, 3, 1, 2, 0.7)
+    np.testing.assert_array_equal(A16.copy_to_host(), ref16)
+    gamma, beta = hostile(rng, n_in, f32, 1.0), hostile(rng, n_in, f32, 1.0)
+    rmean, rvar = np.zeros(n_in, f32), np.ones(n_in, f32)
+    ref, ref16 = np.empty_like(X), np.empty(X.shape, np.uint16)
+    R.batchnorm_forward_eval(ref, ref16, X, gamma, beta, rmean, rvar, 1e-5, 1, ALPHA)
+    A, A16 = poisoned(X.shape, f32), cuda.to_device(np.zeros(X.shape, np.uint16))
+    K.batchnorm_forward_eval(A, A16, dev(X), dev(gamma), dev(beta), dev(rmean), dev(rvar), 1e-5,
+                             1, ALPHA)
+    assert_close(A, ref, f32)
+    # batch norm's float32 pass may round A differently by an ulp; compare A16 to A's bf16
+    got = np.empty(X.shape, np.uint16)
+    R.to_bfloat16(got, A.copy_to_host())
+    np.testing.assert_array_equal(A16.copy_to_host(), got)
+    # gather with rounding, and the optimizers' shadow
+    idx = np.array([3, 0, 5], np.int64)
+    out = cuda.to_device(np.zeros((3, n_in), np.uint16))
+    K.gather_rows(out, dev(X), dev(idx))
+    np.testing.assert_array_equal(out.copy_to_host(), X16[idx])
+    p, g = hostile(rng, 50, f32, 1.0), hostile(rng, 50, f32, 1.0)
+    ref_p, sh_ref = p.copy(), np.zeros(30, np.uint16)
+    R.sgd_update(ref_p, sh_ref, g, 0.1, 0.0, np.zeros(1), np.inf, np.inf, 0.0, 0)
+    pd, sh = dev(p), cuda.to_device(np.zeros(30, np.uint16))
+    K.sgd_update(pd, sh, dev(g), 0.1, 0.0, dev(np.zeros(1)), np.inf, np.inf, 0.0, 0)
+    assert_close(pd, ref_p, f32)
+    np.testing.assert_array_equal(sh.copy_to_host(), sh_ref)
 
 
 # --- the table: every registered kernel ---------------------------------------------------------

@@ -13,6 +13,8 @@ from .optim import sgd_update, momentum_update, rmsprop_update, adam_update  # n
 from .batching import gather_rows  # noqa: F401
 from .epoch import train_epoch  # noqa: F401
 from .reductions import sum_squares  # noqa: F401
+from .precision import to_bfloat16, from_bfloat16  # noqa: F401
+from .blas import gemm  # noqa: F401
 from .dropout import dropout_forward, dropout_backward  # noqa: F401
 from .batchnorm import batchnorm_forward_train, batchnorm_forward_eval, batchnorm_backward  # noqa: F401
 from .augment import augment_images  # noqa: F401

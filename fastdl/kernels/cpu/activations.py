@@ -18,6 +18,11 @@ A). How the cpu kernels differ:
   negative-index wraparound check on computed indices also blocks vectorization).
 
 ``_g``/``_dg`` are the scalar forms, shared with ``dense.py`` and ``epoch.py``.
+
+Mixed precision: ``_bias_activation`` also writes the bfloat16 copy ``A16`` of its output (the
+next layer's GEMM operand, ``reference/dense.py``) row by row, right after the row is computed
+(still in L1: a 2-byte store per element, no pass of its own). The NumPy-ufunc paths (tanh,
+large sigmoids) end outside Numba, so there the copy is one jitted conversion pass after them.
 """
 
 import numpy as np
@@ -25,7 +30,9 @@ import numpy as np
 from ... import config  # before numba: it sets OMP_WAIT_POLICY
 from numba import prange
 
+from ._bf16 import bf16
 from ._jit import jit, pjit
+from .precision import to_bfloat16
 
 
 LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID = range(5)
@@ -81,6 +88,13 @@ def _fwd_row(a, b, act, alpha):
 
 
 @jit(inline="always")
+def _narrow_row(a16, a):
+    """a16 = bfloat16(a) for one 1-D row."""
+    for j in range(a.shape[0]):
+        a16[j] = bf16(a[j])
+
+
+@jit(inline="always")
 def _bwd_row(dz, a, act, alpha):
     """dz = dz * g'(from a) in place on 1-D rows."""
     zero = dz.dtype.type(0)
@@ -94,14 +108,20 @@ def _specialize(act):
     ``_g``/``_dg`` fold to one branch-free body."""
 
     @jit
-    def fwd(A, b, alpha):
+    def fwd(A, b, alpha, A16):
+        has16 = A16.shape[0] > 0
         for i in range(A.shape[0]):
             _fwd_row(A[i], b, act, alpha)
+            if has16:
+                _narrow_row(A16[i], A[i])
 
     @pjit
-    def fwd_parallel(A, b, alpha):
+    def fwd_parallel(A, b, alpha, A16):
+        has16 = A16.shape[0] > 0
         for i in prange(A.shape[0]):
             _fwd_row(A[i], b, act, alpha)
+            if has16:
+                _narrow_row(A16[i], A[i])
 
     @jit
     def bwd(dZ, A, alpha):
@@ -116,8 +136,8 @@ def _specialize(act):
     return fwd, fwd_parallel, bwd, bwd_parallel
 
 
-#: Per activation code: serial / parallel in-place forward ``(A, b, alpha)``: A = g(A + b) and
-#: backward ``(dZ, A, alpha)``: dZ *= g'(A).
+#: Per activation code: serial / parallel in-place forward ``(A, b, alpha, A16)``: A = g(A + b)
+#: (and A16 = bf16(A) when A16 is not empty) and backward ``(dZ, A, alpha)``: dZ *= g'(A).
 _SERIAL_FWD, _PARALLEL_FWD, _SERIAL_BWD, _PARALLEL_BWD = zip(*(_specialize(a) for a in range(5)))
 
 
@@ -144,13 +164,18 @@ def _inv_1p(A):
             a[j] = one / (one + a[j])
 
 
-def _bias_activation(A, b, activation, alpha):
-    """A = g(A + b) in place: the dispatch shared by ``activation_forward`` and
-    ``dense_forward``."""
+#: The "no bfloat16 copy" argument of the forward loops (a float32 or float64 model).
+_NO16 = np.zeros((0, 0), np.uint16)
+
+
+def _bias_activation(A, b, activation, alpha, A16=_NO16):
+    """A = g(A + b) in place, and A16 = bf16(A) unless A16 is empty: the dispatch shared by
+    ``activation_forward`` and ``dense_forward``."""
     big = A.size >= config.PARALLEL_MIN_SIZE
+    fwd = _PARALLEL_FWD if big else _SERIAL_FWD
     if activation == TANH:
         if b.shape[0]:
-            (_PARALLEL_FWD if big else _SERIAL_FWD)[LINEAR](A, b, A.dtype.type(0))
+            fwd[LINEAR](A, b, A.dtype.type(0), _NO16)
         np.tanh(A, out=A)
     elif activation == SIGMOID and A.size >= _UFUNC_MIN_SIZE:
         _neg_bias(A, b)
@@ -158,7 +183,10 @@ def _bias_activation(A, b, activation, alpha):
             np.exp(A, out=A)
         _inv_1p(A)
     else:
-        (_PARALLEL_FWD if big else _SERIAL_FWD)[activation](A, b, A.dtype.type(alpha))
+        fwd[activation](A, b, A.dtype.type(alpha), A16)
+        return
+    if A16.size:                # the ufunc paths end outside Numba: convert after them
+        to_bfloat16(A16, A)
 
 
 @jit

@@ -31,8 +31,10 @@ import numpy as np
 from ... import config  # before numba: it sets OMP_WAIT_POLICY
 from numba import prange
 
+from ._bf16 import bf16
 from ._jit import jit, pjit
 from .activations import _dg, _g, activation_forward
+from .precision import to_bfloat16
 
 LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID = range(5)
 #: Features per task of the parallel variants (each task owns its features: no race).
@@ -73,9 +75,18 @@ def _statistics(mean, inv_std, rmean, rvar, X, momentum, eps, unbiased, c0, c1):
 
 
 @jit(inline="always")
-def _normalize(A, X, gamma, beta, mean, inv_std, act, alpha, c0, c1):
+def _narrow_seg(A16, i, a, c0, c1):
+    """A16[i, c0:c1] = bfloat16(a), the row segment just written (still in L1)."""
+    a16 = A16[i, c0:c1]
+    for j in range(c1 - c0):
+        a16[j] = bf16(a[j])
+
+
+@jit(inline="always")
+def _normalize(A, A16, X, gamma, beta, mean, inv_std, act, alpha, c0, c1):
     """A = g((x - mean) * inv_std * gamma + beta) on features [c0, c1), in the dtype (the
-    float64 statistics rounded per feature: float32 math vectorizes twice as wide)."""
+    float64 statistics rounded per feature: float32 math vectorizes twice as wide); A16 =
+    bf16(A) unless A16 is empty."""
     T = A.dtype.type
     zero = T(0)
     one = T(1)
@@ -84,16 +95,19 @@ def _normalize(A, X, gamma, beta, mean, inv_std, act, alpha, c0, c1):
     iv = inv_std[c0:c1]
     g = gamma[c0:c1]
     b = beta[c0:c1]
+    has16 = A16.shape[0] > 0
     for i in range(X.shape[0]):
         x = X[i, c0:c1]
         a = A[i, c0:c1]
         for j in range(k):
             z = (x[j] - T(mu[j])) * T(iv[j] * g[j]) + b[j]
             a[j] = _g(z, act, alpha, zero, one)
+        if has16:
+            _narrow_seg(A16, i, a, c0, c1)
 
 
 @jit(inline="always")
-def _eval_cols(A, X, gamma, beta, rmean, rvar, eps, act, alpha, c0, c1):
+def _eval_cols(A, A16, X, gamma, beta, rmean, rvar, eps, act, alpha, c0, c1):
     zero = A.dtype.type(0)
     one = A.dtype.type(1)
     k = c1 - c0
@@ -101,6 +115,7 @@ def _eval_cols(A, X, gamma, beta, rmean, rvar, eps, act, alpha, c0, c1):
     b = beta[c0:c1]
     rm = rmean[c0:c1]
     rv = rvar[c0:c1]
+    has16 = A16.shape[0] > 0
     for i in range(X.shape[0]):
         x = X[i, c0:c1]
         a = A[i, c0:c1]
@@ -108,6 +123,8 @@ def _eval_cols(A, X, gamma, beta, rmean, rvar, eps, act, alpha, c0, c1):
             inv = 1.0 / np.sqrt(np.float64(rv[j]) + eps)
             z = A.dtype.type((np.float64(x[j]) - rm[j]) * (inv * g[j]) + b[j])
             a[j] = _g(z, act, alpha, zero, one)
+        if has16:
+            _narrow_seg(A16, i, a, c0, c1)
 
 
 @jit(inline="always")
@@ -153,35 +170,35 @@ def _specialize(act):
     ``cb``, serially or one block per ``prange`` task, all passes of a block together."""
 
     @jit(inline="always")
-    def train_block(A, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased,
-                    alpha, cb, c):
+    def train_block(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
+                    unbiased, alpha, cb, c):
         c0, c1 = c * cb, min(X.shape[1], (c + 1) * cb)
         _statistics(mean, inv_std, rmean, rvar, X, momentum, eps, unbiased, c0, c1)
-        _normalize(A, X, gamma, beta, mean, inv_std, act, alpha, c0, c1)
+        _normalize(A, A16, X, gamma, beta, mean, inv_std, act, alpha, c0, c1)
 
     @jit
-    def train(A, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased, alpha,
-              cb):
+    def train(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased,
+              alpha, cb):
         for c in range((X.shape[1] + cb - 1) // cb):
-            train_block(A, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
+            train_block(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
                         unbiased, alpha, cb, c)
 
     @pjit
-    def train_parallel(A, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps, unbiased,
-                       alpha, cb):
+    def train_parallel(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
+                       unbiased, alpha, cb):
         for c in prange((X.shape[1] + cb - 1) // cb):
-            train_block(A, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
+            train_block(A, A16, mean, inv_std, rmean, rvar, X, gamma, beta, momentum, eps,
                         unbiased, alpha, cb, c)
 
     @jit
-    def evaluate(A, X, gamma, beta, rmean, rvar, eps, alpha, cb):
-        _eval_cols(A, X, gamma, beta, rmean, rvar, eps, act, alpha, 0, X.shape[1])
+    def evaluate(A, A16, X, gamma, beta, rmean, rvar, eps, alpha, cb):
+        _eval_cols(A, A16, X, gamma, beta, rmean, rvar, eps, act, alpha, 0, X.shape[1])
 
     @pjit
-    def evaluate_parallel(A, X, gamma, beta, rmean, rvar, eps, alpha, cb):
+    def evaluate_parallel(A, A16, X, gamma, beta, rmean, rvar, eps, alpha, cb):
         n = X.shape[1]
         for c in prange((n + cb - 1) // cb):
-            _eval_cols(A, X, gamma, beta, rmean, rvar, eps, act, alpha, c * cb,
+            _eval_cols(A, A16, X, gamma, beta, rmean, rvar, eps, act, alpha, c * cb,
                        min(n, (c + 1) * cb))
 
     @jit
@@ -225,33 +242,42 @@ def _normalizing_code(activation):
     return LINEAR if activation in (TANH, SIGMOID) else activation
 
 
-def batchnorm_forward_train(A, mean, inv_std, running_mean, running_var, X, gamma, beta,
+def _finish(A, A16, code, activation, alpha):
+    """tanh / sigmoid after the (linear) jitted pass, through NumPy's ufuncs; then the bfloat16
+    copy, which the jitted pass could not write for them (it had not seen the final values)."""
+    if code != activation:
+        activation_forward(A, A, activation, alpha)
+        if A16.size:
+            to_bfloat16(A16, A)
+
+
+def batchnorm_forward_train(A, A16, mean, inv_std, running_mean, running_var, X, gamma, beta,
                             momentum, eps, unbiased, activation, alpha):
-    """Training forward: one statistics pass and one normalize+activation pass, jitted."""
+    """Training forward: one statistics pass and one normalize+activation pass (which also
+    writes A16), jitted."""
     if X.size == 0:
         return
     _check_code(activation)
     code = _normalizing_code(activation)
     cb, parallel = _block(X)
     f = (_TRAIN_P if parallel else _TRAIN)[code]
-    f(A, mean, inv_std, running_mean, running_var, X, gamma, beta, float(momentum), float(eps),
-      bool(unbiased), A.dtype.type(alpha), cb)
-    if code != activation:
-        activation_forward(A, A, activation, alpha)
+    f(A, A16 if code == activation else A16[:0], mean, inv_std, running_mean, running_var, X,
+      gamma, beta, float(momentum), float(eps), bool(unbiased), A.dtype.type(alpha), cb)
+    _finish(A, A16, code, activation, alpha)
 
 
-def batchnorm_forward_eval(A, X, gamma, beta, running_mean, running_var, eps, activation,
+def batchnorm_forward_eval(A, A16, X, gamma, beta, running_mean, running_var, eps, activation,
                            alpha):
-    """Inference forward: one jitted normalize+activation pass."""
+    """Inference forward: one jitted normalize+activation pass (which also writes A16)."""
     if X.size == 0:
         return
     _check_code(activation)
     code = _normalizing_code(activation)
     cb, parallel = _block(X)
     f = (_EVAL_P if parallel else _EVAL)[code]
-    f(A, X, gamma, beta, running_mean, running_var, float(eps), A.dtype.type(alpha), cb)
-    if code != activation:
-        activation_forward(A, A, activation, alpha)
+    f(A, A16 if code == activation else A16[:0], X, gamma, beta, running_mean, running_var,
+      float(eps), A.dtype.type(alpha), cb)
+    _finish(A, A16, code, activation, alpha)
 
 
 def batchnorm_backward(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, activation, alpha):

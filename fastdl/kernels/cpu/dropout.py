@@ -16,6 +16,7 @@ import numpy as np
 from ... import config  # before numba: it sets OMP_WAIT_POLICY
 from numba import prange
 
+from ._bf16 import bf16
 from ._jit import jit, pjit
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -68,57 +69,82 @@ def _row_inplace(a, i, key, thr, scale):
 
 
 @jit(inline="always")
+def _narrow_row(a16, a):
+    """a16 = bfloat16(a) for one row, while it is still in L1 (``_bf16.py``)."""
+    for j in range(a.shape[0]):
+        a16[j] = bf16(a[j])
+
+
+@jit(inline="always")
 def _constants(out, keep_prob):
     """Threshold on the top 24 bits and the inverted-dropout scale (in the dtype)."""
     return np.uint64(math.ceil(keep_prob * 16777216.0)), out.dtype.type(1.0 / keep_prob)
 
 
 @jit
-def _apply_serial(out, inp, seed, step, layer, keep_prob):
+def _apply_serial(out, inp, seed, step, layer, keep_prob, out16):
     key = _key(seed, step, layer)
     thr, scale = _constants(out, keep_prob)
+    has16 = out16.shape[0] > 0
     for i in range(inp.shape[0]):
         _row(out, inp, i, key, thr, scale)
+        if has16:
+            _narrow_row(out16[i], out[i])
 
 
 @pjit
-def _apply_parallel(out, inp, seed, step, layer, keep_prob):
+def _apply_parallel(out, inp, seed, step, layer, keep_prob, out16):
     key = _key(seed, step, layer)
     thr, scale = _constants(out, keep_prob)
+    has16 = out16.shape[0] > 0
     for i in prange(inp.shape[0]):
         _row(out, inp, i, key, thr, scale)
+        if has16:
+            _narrow_row(out16[i], out[i])
 
 
 @jit
-def _inplace_serial(a, seed, step, layer, keep_prob):
+def _inplace_serial(a, seed, step, layer, keep_prob, a16):
     key = _key(seed, step, layer)
     thr, scale = _constants(a, keep_prob)
+    has16 = a16.shape[0] > 0
     for i in range(a.shape[0]):
         _row_inplace(a, i, key, thr, scale)
+        if has16:
+            _narrow_row(a16[i], a[i])
 
 
 @pjit
-def _inplace_parallel(a, seed, step, layer, keep_prob):
+def _inplace_parallel(a, seed, step, layer, keep_prob, a16):
     key = _key(seed, step, layer)
     thr, scale = _constants(a, keep_prob)
+    has16 = a16.shape[0] > 0
     for i in prange(a.shape[0]):
         _row_inplace(a, i, key, thr, scale)
+        if has16:
+            _narrow_row(a16[i], a[i])
 
 
-def _apply(out, inp, seed, step, layer, keep_prob):
+#: No bfloat16 copy (backward, and forward of float32/float64 compute).
+_NO16 = np.zeros((0, 0), np.uint16)
+
+
+def _apply(out, inp, seed, step, layer, keep_prob, out16=_NO16):
     if inp.size == 0:
         return
     big = inp.size >= config.PARALLEL_MIN_SIZE
     if out is inp:
-        (_inplace_parallel if big else _inplace_serial)(out, seed, step, layer, float(keep_prob))
+        (_inplace_parallel if big else _inplace_serial)(out, seed, step, layer, float(keep_prob),
+                                                        out16)
     else:
         (_apply_parallel if big else _apply_serial)(out, inp, seed, step, layer,
-                                                    float(keep_prob))
+                                                    float(keep_prob), out16)
 
 
-def dropout_forward(A, X, seed, step, layer, keep_prob):
-    """A = X * keep / keep_prob in one jitted pass, the mask hashed per element."""
-    _apply(A, X, seed, step, layer, keep_prob)
+def dropout_forward(A, A16, X, seed, step, layer, keep_prob):
+    """A = X * keep / keep_prob in one jitted pass, the mask hashed per element; the same pass
+    writes A16 = bf16(A) row by row unless A16 is empty."""
+    _apply(A, X, seed, step, layer, keep_prob, A16)
 
 
 def dropout_backward(dX, dA, seed, step, layer, keep_prob):

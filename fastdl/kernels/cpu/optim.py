@@ -26,15 +26,23 @@ differ from the reference:
   kept LLVM from vectorising these loops (scalar ``vdivss`` / ``vsqrtss`` instead of packed
   ones, checked with ``inspect_asm``; Adam at 22 instead of ~50 GB/s).
 
-``_fused_update`` is the serial dispatcher the fused-epoch kernel calls (no clipping); its
-``hyper`` packing is documented in ``reference/optim.py:_fused_update``.
+* the bfloat16 weight shadow (``shadow``, mixed precision) is written block by block: right
+  after a block of ``_BLOCK`` parameters is updated, its part of the shadow is narrowed from
+  the values just written, still in L2 (so the conversion costs the 2-byte stores, not a pass
+  over memory; the serial variants walk the same blocks for that reason). The update loops
+  themselves are unchanged.
+
+``_fused_update`` is the serial dispatcher the fused-epoch kernel calls (no clipping, no
+shadow); its ``hyper`` packing is documented in ``reference/optim.py:_fused_update``.
 """
 
 import math
 
+import numba
 from numba import prange
 
 from ... import config
+from ._bf16 import bf16
 from ._jit import jit, pjit
 
 #: Elements per parallel block (64 Ki float32 = 256 KiB per stream: long vector runs, and enough
@@ -56,6 +64,31 @@ def _split(lo, hi, n_l2):
 @jit(inline="always")
 def _n_blocks(n):
     return (n + _BLOCK - 1) // _BLOCK
+
+
+def _dynamic(kernel):
+    """``kernel`` run with dynamic scheduling of its ``prange`` blocks (chunks of one block go
+    to whichever thread is free, so a thread that starts late, e.g. a vCPU woken from idle,
+    does not hold the step back). Set around the call, not inside the jitted function: there
+    ``numba.set_parallel_chunksize`` makes the kernel uncacheable."""
+    def run(*args):
+        old = numba.set_parallel_chunksize(1)
+        try:
+            kernel(*args)
+        finally:
+            numba.set_parallel_chunksize(old)
+    return run
+
+
+@jit(inline="always")
+def _write_shadow(shadow, params, lo, hi):
+    """shadow[lo:k] = bf16(params[lo:k]), k = min(hi, len(shadow)): the block just updated."""
+    k = min(hi, shadow.shape[0])
+    if k > lo:
+        s = shadow[lo:k]
+        p = params[lo:k]
+        for i in range(s.shape[0]):
+            s[i] = bf16(p[i])
 
 
 # ------------------------------------------------------------------------------ clipping ----
@@ -112,26 +145,34 @@ def _sgd_block(params, grads, lo, hi, n_l2, lr, weight_decay, l2, clip, coef, cl
 
 
 @jit
-def _sgd_serial(params, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
+def _sgd_serial(params, shadow, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2,
+                n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
-    _sgd_block(params, grads, 0, params.shape[0], n_l2, lr, weight_decay, l2, clip, coef,
-               clip_value)
+    n = params.shape[0]
+    for b in range(_n_blocks(n)):
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _sgd_block(params, grads, lo, hi, n_l2, lr, weight_decay, l2, clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
 
 
 @pjit
-def _sgd_parallel(params, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
+def _sgd_parallel(params, shadow, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2,
+                  n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
     for b in prange(_n_blocks(n)):
-        _sgd_block(params, grads, b * _BLOCK, min((b + 1) * _BLOCK, n), n_l2, lr, weight_decay,
-                   l2, clip, coef, clip_value)
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _sgd_block(params, grads, lo, hi, n_l2, lr, weight_decay, l2, clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
 
 
-def sgd_update(params, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
-    """p <- p - lr * g (g: clipped gradient + coupled weight decay + L2 on the weight prefix)."""
-    f = _sgd_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _sgd_serial
-    f(params, grads, float(lr), float(weight_decay), sum_sq, float(max_norm), float(clip_value),
-      float(l2), int(n_l2))
+def sgd_update(params, shadow, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
+    """p <- p - lr * g (g: clipped gradient + coupled weight decay + L2 on the weight prefix);
+    shadow = bf16(p[:len(shadow)])."""
+    f = _dynamic(_sgd_parallel) if params.shape[0] >= config.PARALLEL_MIN_SIZE \
+        else _sgd_serial
+    f(params, shadow, grads, float(lr), float(weight_decay), sum_sq, float(max_norm),
+      float(clip_value), float(l2), int(n_l2))
 
 
 # ----------------------------------------------------------------------------- momentum ----
@@ -181,29 +222,38 @@ def _momentum_block(params, velocity, grads, lo, hi, n_l2, lr, beta, dampening, 
 
 
 @jit
-def _momentum_serial(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay,
-                     sum_sq, max_norm, clip_value, l2, n_l2):
+def _momentum_serial(params, shadow, velocity, grads, lr, beta, dampening, nesterov,
+                     weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
-    _momentum_block(params, velocity, grads, 0, params.shape[0], n_l2, lr, beta, dampening,
-                    nesterov, weight_decay, l2, clip, coef, clip_value)
+    n = params.shape[0]
+    for b in range(_n_blocks(n)):
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _momentum_block(params, velocity, grads, lo, hi, n_l2, lr, beta, dampening, nesterov,
+                        weight_decay, l2, clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
 
 
 @pjit
-def _momentum_parallel(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay,
-                       sum_sq, max_norm, clip_value, l2, n_l2):
+def _momentum_parallel(params, shadow, velocity, grads, lr, beta, dampening, nesterov,
+                       weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
     for b in prange(_n_blocks(n)):
-        _momentum_block(params, velocity, grads, b * _BLOCK, min((b + 1) * _BLOCK, n), n_l2, lr,
-                        beta, dampening, nesterov, weight_decay, l2, clip, coef, clip_value)
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _momentum_block(params, velocity, grads, lo, hi, n_l2, lr, beta, dampening, nesterov,
+                        weight_decay, l2, clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
 
 
-def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, sum_sq,
-                    max_norm, clip_value, l2, n_l2):
-    """v <- beta v + (1 - dampening) g;  p <- p - lr * (v, or (1 - dampening) g + beta v)."""
-    f = _momentum_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _momentum_serial
-    f(params, velocity, grads, float(lr), float(beta), float(dampening), bool(nesterov),
-      float(weight_decay), sum_sq, float(max_norm), float(clip_value), float(l2), int(n_l2))
+def momentum_update(params, shadow, velocity, grads, lr, beta, dampening, nesterov, weight_decay,
+                    sum_sq, max_norm, clip_value, l2, n_l2):
+    """v <- beta v + (1 - dampening) g;  p <- p - lr * (v, or (1 - dampening) g + beta v);
+    shadow = bf16(p[:len(shadow)])."""
+    f = _dynamic(_momentum_parallel) if params.shape[0] >= config.PARALLEL_MIN_SIZE \
+        else _momentum_serial
+    f(params, shadow, velocity, grads, float(lr), float(beta), float(dampening),
+      bool(nesterov), float(weight_decay), sum_sq, float(max_norm), float(clip_value),
+      float(l2), int(n_l2))
 
 
 # ------------------------------------------------------------------------------ rmsprop ----
@@ -246,29 +296,37 @@ def _rmsprop_block(params, square_avg, grads, lo, hi, n_l2, lr, beta, eps, weigh
 
 
 @jit
-def _rmsprop_serial(params, square_avg, grads, lr, beta, eps, weight_decay, sum_sq, max_norm,
-                    clip_value, l2, n_l2):
+def _rmsprop_serial(params, shadow, square_avg, grads, lr, beta, eps, weight_decay, sum_sq,
+                    max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
-    _rmsprop_block(params, square_avg, grads, 0, params.shape[0], n_l2, lr, beta, eps,
-                   weight_decay, l2, clip, coef, clip_value)
+    n = params.shape[0]
+    for b in range(_n_blocks(n)):
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _rmsprop_block(params, square_avg, grads, lo, hi, n_l2, lr, beta, eps, weight_decay, l2,
+                       clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
 
 
 @pjit
-def _rmsprop_parallel(params, square_avg, grads, lr, beta, eps, weight_decay, sum_sq, max_norm,
-                      clip_value, l2, n_l2):
+def _rmsprop_parallel(params, shadow, square_avg, grads, lr, beta, eps, weight_decay, sum_sq,
+                      max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
     for b in prange(_n_blocks(n)):
-        _rmsprop_block(params, square_avg, grads, b * _BLOCK, min((b + 1) * _BLOCK, n), n_l2,
-                       lr, beta, eps, weight_decay, l2, clip, coef, clip_value)
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _rmsprop_block(params, square_avg, grads, lo, hi, n_l2, lr, beta, eps, weight_decay, l2,
+                       clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
 
 
-def rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, sum_sq, max_norm,
-                   clip_value, l2, n_l2):
-    """s <- beta s + (1 - beta) g^2;  p <- p - lr g / (sqrt(s) + eps)."""
-    f = _rmsprop_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _rmsprop_serial
-    f(params, square_avg, grads, float(lr), float(beta), float(eps), float(weight_decay),
-      sum_sq, float(max_norm), float(clip_value), float(l2), int(n_l2))
+def rmsprop_update(params, shadow, square_avg, grads, lr, beta, eps, weight_decay, sum_sq,
+                   max_norm, clip_value, l2, n_l2):
+    """s <- beta s + (1 - beta) g^2;  p <- p - lr g / (sqrt(s) + eps);
+    shadow = bf16(p[:len(shadow)])."""
+    f = _dynamic(_rmsprop_parallel) if params.shape[0] >= config.PARALLEL_MIN_SIZE \
+        else _rmsprop_serial
+    f(params, shadow, square_avg, grads, float(lr), float(beta), float(eps),
+      float(weight_decay), sum_sq, float(max_norm), float(clip_value), float(l2), int(n_l2))
 
 
 # --------------------------------------------------------------------------------- adam ----
@@ -322,28 +380,36 @@ def _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step, 
 
 
 @jit
-def _adam_serial(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
+def _adam_serial(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
                  decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
-    _adam_block(params, m, v, grads, 0, params.shape[0], n_l2, lr, beta1, beta2, eps, step,
-                weight_decay, decoupled_decay, l2, clip, coef, clip_value)
+    n = params.shape[0]
+    for b in range(_n_blocks(n)):
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step,
+                    weight_decay, decoupled_decay, l2, clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
 
 
 @pjit
-def _adam_parallel(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
+def _adam_parallel(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
                    decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
     for b in prange(_n_blocks(n)):
-        _adam_block(params, m, v, grads, b * _BLOCK, min((b + 1) * _BLOCK, n), n_l2, lr, beta1,
-                    beta2, eps, step, weight_decay, decoupled_decay, l2, clip, coef, clip_value)
+        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step,
+                    weight_decay, decoupled_decay, l2, clip, coef, clip_value)
+        _write_shadow(shadow, params, lo, hi)
 
 
-def adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay, decoupled_decay,
-                sum_sq, max_norm, clip_value, l2, n_l2):
-    """Adam / AdamW with bias correction, eps outside the sqrt of the corrected v (1-based step)."""
-    f = _adam_parallel if params.shape[0] >= config.PARALLEL_MIN_SIZE else _adam_serial
-    f(params, m, v, grads, float(lr), float(beta1), float(beta2), float(eps), int(step),
+def adam_update(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
+                decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2):
+    """Adam / AdamW with bias correction, eps outside the sqrt of the corrected v (1-based
+    step); shadow = bf16(p[:len(shadow)])."""
+    f = _dynamic(_adam_parallel) if params.shape[0] >= config.PARALLEL_MIN_SIZE \
+        else _adam_serial
+    f(params, shadow, m, v, grads, float(lr), float(beta1), float(beta2), float(eps), int(step),
       float(weight_decay), float(decoupled_decay), sum_sq, float(max_norm), float(clip_value),
       float(l2), int(n_l2))
 

@@ -154,6 +154,15 @@ def scratch(name, n, dtype):
 
 
 _EMPTY_INDEX = {}
+_EMPTY_BF16 = {}
+
+
+def empty_bf16(ndim=2):
+    """An empty uint16 device array of ``ndim`` dimensions, made once: the "no bfloat16 copy"
+    argument of the dense kernels (2-D) and the optimizers' "no shadow" (1-D)."""
+    if ndim not in _EMPTY_BF16:
+        _EMPTY_BF16[ndim] = cuda.device_array((0,) * ndim, dtype=np.uint16)
+    return _EMPTY_BF16[ndim]
 
 
 def empty_index():

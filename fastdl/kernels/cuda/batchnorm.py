@@ -21,6 +21,7 @@ from numba import cuda
 
 from ._device import SHARED_SIZE, blocks, column_block, column_sum, per_dtype, tpb
 from .activations import _act_fns
+from .precision import to_bfloat16
 
 
 @per_dtype
@@ -130,10 +131,10 @@ def _column_grid(n):
     return min((n + tx - 1) // tx, 65535), (tx, ty)
 
 
-def batchnorm_forward_train(A, mean, inv_std, running_mean, running_var, X, gamma, beta,
+def batchnorm_forward_train(A, A16, mean, inv_std, running_mean, running_var, X, gamma, beta,
                             momentum, eps, unbiased, activation, alpha):
     """Normalize with this batch's statistics, cache them, update the running statistics,
-    apply the activation (one kernel)."""
+    apply the activation (one kernel); A16 = bf16(A) after it unless A16 is empty."""
     m, n = X.shape
     if n == 0:
         return
@@ -143,16 +144,21 @@ def batchnorm_forward_train(A, mean, inv_std, running_mean, running_var, X, gamm
     _batchnorm_forward_train_kernel(X.dtype)[grid, block](
         A, mean, inv_std, running_mean, running_var, X, gamma, beta, t(momentum),
         t(1.0 - float(momentum)), t(eps), t(factor), int(activation), t(alpha))
+    if A16.size:
+        to_bfloat16(A16, A)
 
 
-def batchnorm_forward_eval(A, X, gamma, beta, running_mean, running_var, eps, activation,
+def batchnorm_forward_eval(A, A16, X, gamma, beta, running_mean, running_var, eps, activation,
                            alpha):
-    """Normalize with the running statistics (inference), then the activation."""
+    """Normalize with the running statistics (inference), then the activation; A16 =
+    bf16(A) after it unless A16 is empty."""
     size = X.shape[0] * X.shape[1]
     if size:
         t = X.dtype.type
         _batchnorm_forward_eval_kernel(X.dtype)[blocks(size), tpb()](
             A, X, gamma, beta, running_mean, running_var, t(eps), int(activation), t(alpha))
+        if A16.size:
+            to_bfloat16(A16, A)
 
 
 def batchnorm_backward(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, activation, alpha):

@@ -16,7 +16,8 @@ from numba import cuda
 
 from ._device import SHARED_SIZE, _fill_kernel, blocks, column_block, column_sum, per_dtype, \
     scratch, tpb
-from ._gemm import gemm
+from .blas import gemm
+from .precision import to_bfloat16
 from .activations import _act_fns
 
 #: Rows each thread handles (at least) before the column sums are split over row ranges.
@@ -97,16 +98,20 @@ def _colsum_finish_kernel(T):
     return kernel
 
 
-def dense_forward(A, X, W, b, activation, alpha):
-    """A = g(X W^T + b): GEMM, then one fused bias + activation kernel."""
+def dense_forward(A, A16, X, W, b, activation, alpha):
+    """A = g(X W^T + b): GEMM, then one fused bias + activation kernel; A16 = bf16(A) by a
+    conversion kernel after it (unless A16 is empty)."""
     gemm(A, X, W, False, True)
     if A.size and (b.size or activation != 0):
         _bias_act_kernel(A.dtype)[blocks(A.size), tpb()](A, b, int(activation),
                                                          A.dtype.type(alpha))
+    if A16.size:
+        to_bfloat16(A16, A)
 
 
-def dense_backward(dX, dW, db, dA, A, X, W, activation, alpha):
-    """Gradients of the layer. ``dA`` is overwritten with dZ (it is a workspace)."""
+def dense_backward(dX, dW, db, dZ16, dA, A, X, W, activation, alpha):
+    """Gradients of the layer. ``dA`` is overwritten with dZ (it is a workspace); with a
+    non-empty ``dZ16`` the GEMMs read bf16(dZ), converted after the dZ kernel."""
     m, n = dA.shape
     if m and n and (db.size or activation != 0):
         tx, ty = column_block()
@@ -123,6 +128,10 @@ def dense_backward(dX, dW, db, dA, A, X, W, activation, alpha):
             _colsum_finish_kernel(dA.dtype)[blocks(n), tpb()](db, partial, n_split)
     elif db.size:  # an empty batch: the column sums are zero
         _fill_kernel[blocks(db.size), tpb()](db, db.dtype.type(0))
-    gemm(dW, dA, X, True, False)
+    dZ = dA
+    if dZ16.size:
+        to_bfloat16(dZ16, dA)
+        dZ = dZ16
+    gemm(dW, dZ, X, True, False)
     if dX.size:
-        gemm(dX, dA, W, False, False)
+        gemm(dX, dZ, W, False, False)

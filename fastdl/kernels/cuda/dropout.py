@@ -13,6 +13,7 @@ which would silently break the bits.
 from numba import cuda, uint64 as U
 
 from ._device import blocks, per_dtype, tpb
+from .precision import to_bfloat16
 
 _M1 = 0xBF58476D1CE4E5B9
 _M2 = 0x94D049BB133111EB
@@ -53,9 +54,11 @@ def _launch(out, inp, seed, step, layer, keep_prob):
             out, inp, key, _threshold(keep_prob), inp.dtype.type(1.0 / float(keep_prob)))
 
 
-def dropout_forward(A, X, seed, step, layer, keep_prob):
-    """A = X * keep / keep_prob. ``A`` may be ``X``."""
+def dropout_forward(A, A16, X, seed, step, layer, keep_prob):
+    """A = X * keep / keep_prob. ``A`` may be ``X``. A16 = bf16(A) after it unless empty."""
     _launch(A, X, seed, step, layer, keep_prob)
+    if A16.size:
+        to_bfloat16(A16, A)
 
 
 def dropout_backward(dX, dA, seed, step, layer, keep_prob):

@@ -33,7 +33,7 @@ import numpy as np
 from numba import cuda
 
 from ... import config
-from ._device import SHARED_SIZE, as_device, as_host, block_sum, blocks, \
+from ._device import SHARED_SIZE, as_device, as_host, block_sum, blocks, empty_bf16, \
     per_dtype, tpb
 from .activations import _act_fns
 from .batching import _gather_rows_kernel
@@ -262,6 +262,7 @@ def _train_epoch_launches(costs, params, grads, state, ws, X, Y, order, batch_si
     last_mb = m - (n_batches - 1) * batch_size
     last = full if last_mb == batch_size else views(last_mb)
     no_dx = ws[:0]
+    no16 = empty_bf16()          # no bfloat16 copies: the epoch computes in the params' dtype
     for bi in range(n_batches):
         start = bi * batch_size
         mb = min(batch_size, m - start)
@@ -269,7 +270,7 @@ def _train_epoch_launches(costs, params, grads, state, ws, X, Y, order, batch_si
         _gather_rows_kernel[blocks(mb * n_in), tpb()](Xb, X, order, start, mb)
         inp = Xb
         for li, (W, b, _, _, act) in enumerate(layers):
-            dense_forward(acts[li], inp, W, b, act, alpha)
+            dense_forward(acts[li], no16, inp, W, b, act, alpha)
             inp = acts[li]
         extra = None
         if l2 != 0.0 and n_l2 > 0:
@@ -278,8 +279,8 @@ def _train_epoch_launches(costs, params, grads, state, ws, X, Y, order, batch_si
         _loss_into(kind, costs, bi, douts[-1], acts[-1], Y, order, start, extra)
         for li in range(n_layers - 1, -1, -1):
             W, _, dW, db, act = layers[li]
-            dense_backward(douts[li - 1] if li > 0 else no_dx, dW, db, douts[li], acts[li],
-                           acts[li - 1] if li > 0 else Xb, W, act, alpha)
+            dense_backward(douts[li - 1] if li > 0 else no_dx, dW, db, no16, douts[li],
+                           acts[li], acts[li - 1] if li > 0 else Xb, W, act, alpha)
         _fused_update(params, grads, state_rows, opt_kind, hyper_h, step + bi + 1, l2 / mb, n_l2)
 
 

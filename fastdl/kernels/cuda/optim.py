@@ -27,7 +27,8 @@ import math
 import numpy as np
 from numba import cuda
 
-from ._device import blocks, per_dtype, tpb
+from ._device import blocks, empty_bf16, per_dtype, tpb
+from .precision import to_bfloat16
 
 SGD, MOMENTUM, RMSPROP, ADAM = range(4)
 
@@ -265,8 +266,15 @@ def _clipping(max_norm, clip_value):
     return not (math.isinf(max_norm) and math.isinf(clip_value))
 
 
-def sgd_update(params, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
-    """p <- p - lr * g (one pass; g: clipped gradient + coupled terms)."""
+def _write_shadow(shadow, params):
+    """shadow = bf16(params[:len(shadow)]), a conversion kernel after the update (the cpu
+    backend writes it inside the update loop; on the GPU mixed precision is not enabled yet)."""
+    if shadow.size:
+        to_bfloat16(shadow, params[:shadow.shape[0]])
+
+
+def sgd_update(params, shadow, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
+    """p <- p - lr * g (one pass; g: clipped gradient + coupled terms); shadow after it."""
     t = params.dtype.type
     max_norm, clip_value = float(max_norm), float(clip_value)
     args = (params, grads, t(lr), t(weight_decay))
@@ -275,10 +283,11 @@ def sgd_update(params, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2
             *args, sum_sq, np.float64(max_norm), t(clip_value), t(l2), np.int64(n_l2))
     else:
         _sgd_update_kernel(params.dtype)[_grid(params)](*args, t(l2), np.int64(n_l2))
+    _write_shadow(shadow, params)
 
 
-def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, sum_sq,
-                    max_norm, clip_value, l2, n_l2):
+def momentum_update(params, shadow, velocity, grads, lr, beta, dampening, nesterov, weight_decay,
+                    sum_sq, max_norm, clip_value, l2, n_l2):
     """v <- beta v + (1 - dampening) g; p <- p - lr * (Nesterov ? (1-d) g + beta v : v)."""
     t = params.dtype.type
     max_norm, clip_value = float(max_norm), float(clip_value)
@@ -289,10 +298,11 @@ def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weig
             *args, sum_sq, np.float64(max_norm), t(clip_value), t(l2), np.int64(n_l2))
     else:
         _momentum_update_kernel(params.dtype)[_grid(params)](*args, t(l2), np.int64(n_l2))
+    _write_shadow(shadow, params)
 
 
-def rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, sum_sq, max_norm,
-                   clip_value, l2, n_l2):
+def rmsprop_update(params, shadow, square_avg, grads, lr, beta, eps, weight_decay, sum_sq,
+                   max_norm, clip_value, l2, n_l2):
     """s <- beta s + (1 - beta) g^2; p <- p - lr g / (sqrt(s) + eps)."""
     t = params.dtype.type
     max_norm, clip_value = float(max_norm), float(clip_value)
@@ -303,9 +313,10 @@ def rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, sum_s
             *args, sum_sq, np.float64(max_norm), t(clip_value), t(l2), np.int64(n_l2))
     else:
         _rmsprop_update_kernel(params.dtype)[_grid(params)](*args, t(l2), np.int64(n_l2))
+    _write_shadow(shadow, params)
 
 
-def adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
+def adam_update(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
                 decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     """Adam / AdamW with bias correction (step is 1-based), one pass."""
     t = params.dtype.type
@@ -319,6 +330,7 @@ def adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
             *args, sum_sq, np.float64(max_norm), t(clip_value), t(l2), np.int64(n_l2))
     else:
         _adam_update_kernel(params.dtype)[_grid(params)](*args, t(l2), np.int64(n_l2))
+    _write_shadow(shadow, params)
 
 
 def _fused_update(params, grads, state_rows, opt_kind, hyper, step, l2, n_l2):
@@ -327,15 +339,16 @@ def _fused_update(params, grads, state_rows, opt_kind, hyper, step, l2, n_l2):
     ``state_rows`` is a sequence of 1-D device arrays (the rows of ``state``)."""
     h = np.asarray(hyper, dtype=np.float64).ravel()
     off = (None, math.inf, math.inf)
+    no = empty_bf16(1)          # no bfloat16 shadow: the epoch computes in the params' dtype
     if opt_kind == SGD:
-        sgd_update(params, grads, h[0], h[1], *off, l2, n_l2)
+        sgd_update(params, no, grads, h[0], h[1], *off, l2, n_l2)
     elif opt_kind == MOMENTUM:
-        momentum_update(params, state_rows[0], grads, h[0], h[1], h[2], h[3] != 0.0, h[4], *off,
-                        l2, n_l2)
+        momentum_update(params, no, state_rows[0], grads, h[0], h[1], h[2], h[3] != 0.0, h[4],
+                        *off, l2, n_l2)
     elif opt_kind == RMSPROP:
-        rmsprop_update(params, state_rows[0], grads, h[0], h[1], h[2], h[3], *off, l2, n_l2)
+        rmsprop_update(params, no, state_rows[0], grads, h[0], h[1], h[2], h[3], *off, l2, n_l2)
     elif opt_kind == ADAM:
-        adam_update(params, state_rows[0], state_rows[1], grads, h[0], h[1], h[2], h[3], step,
-                    h[4], h[5], *off, l2, n_l2)
+        adam_update(params, no, state_rows[0], state_rows[1], grads, h[0], h[1], h[2], h[3],
+                    step, h[4], h[5], *off, l2, n_l2)
     else:
         raise ValueError(f"opt_kind={opt_kind!r} is not a known optimizer code; expected 0-3")

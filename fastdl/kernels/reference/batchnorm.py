@@ -27,9 +27,10 @@ recomputed from X, mean, inv_std rather than stored):
 import numpy as np
 
 from .activations import activation_backward, activation_forward
+from .precision import to_bfloat16
 
 
-def batchnorm_forward_train(A, mean, inv_std, running_mean, running_var, X, gamma, beta,
+def batchnorm_forward_train(A, A16, mean, inv_std, running_mean, running_var, X, gamma, beta,
                             momentum, eps, unbiased, activation, alpha):
     """Normalize with this batch's statistics, cache them, update the running statistics,
     apply the activation."""
@@ -41,18 +42,22 @@ def batchnorm_forward_train(A, mean, inv_std, running_mean, running_var, X, gamm
     inv_std[...] = 1.0 / np.sqrt(var + eps)
     A[...] = (X64 - mu) * inv_std * gamma + beta
     activation_forward(A, A, activation, alpha)
+    if A16.size:
+        to_bfloat16(A16, A)
     if unbiased:
         var = var * (m / (m - 1.0))
     running_mean[...] = momentum * running_mean + (1.0 - momentum) * mu
     running_var[...] = momentum * running_var + (1.0 - momentum) * var
 
 
-def batchnorm_forward_eval(A, X, gamma, beta, running_mean, running_var, eps, activation,
+def batchnorm_forward_eval(A, A16, X, gamma, beta, running_mean, running_var, eps, activation,
                            alpha):
     """Normalize with the running statistics (inference), then the activation."""
     inv = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
     A[...] = (X.astype(np.float64) - running_mean) * inv * gamma + beta
     activation_forward(A, A, activation, alpha)
+    if A16.size:
+        to_bfloat16(A16, A)
 
 
 def batchnorm_backward(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, activation, alpha):

@@ -19,11 +19,15 @@ i.e. element e keeps with probability ceil(keep_prob 2^24) / 2^24 (within 6e-8 o
 ``key`` (Steele, Lea, Flood 2014, "Fast splittable pseudorandom number generators").
 ``seed``, ``step``, ``layer`` are integers in [0, 2^63). ``dX`` may be ``dA`` (in place); ``A``
 may be ``X``. A dropped NaN becomes 0, as the mask multiplies through ``where``.
+``A16`` (size 0: skip) receives bf16(A), the next layer's GEMM operand under mixed precision
+(``reference/dense.py``).
 """
 
 import math
 
 import numpy as np
+
+from .precision import to_bfloat16
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -56,11 +60,13 @@ def _keep_mask(shape, seed, step, layer, keep_prob):
     return (h >> np.uint64(40)) < _threshold(keep_prob)
 
 
-def dropout_forward(A, X, seed, step, layer, keep_prob):
-    """A = X * keep / keep_prob (scale applied in X's dtype)."""
+def dropout_forward(A, A16, X, seed, step, layer, keep_prob):
+    """A = X * keep / keep_prob (scale applied in X's dtype); A16 = bf16(A) unless empty."""
     keep = _keep_mask(X.shape, seed, step, layer, keep_prob)
     scale = X.dtype.type(1.0 / keep_prob)
     A[...] = np.where(keep, X * scale, X.dtype.type(0))
+    if A16.size:
+        to_bfloat16(A16, A)
 
 
 def dropout_backward(dX, dA, seed, step, layer, keep_prob):

@@ -42,6 +42,10 @@ _LOSS_KERNELS = (sigmoid_binary_cross_entropy, softmax_cross_entropy, mean_squar
                  exp_half_poisson_deviance)
 
 
+#: The fused epoch computes in the parameters' dtype (no bfloat16 copies: size-0 outputs).
+_NO16 = np.zeros((0, 0), np.uint16)
+
+
 def _optimizer_update(params, grads, state, opt_kind, hyper, step, l2, n_l2):
     """Apply optimizer ``opt_kind`` as its own kernel would (``step`` is 1-based here). The
     ``hyper``/``state`` layout of each optimizer is documented in ``optim._fused_update``."""
@@ -71,7 +75,7 @@ def train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layout
             W = params[w_off:w_off + units * inputs].reshape(units, inputs)
             b = params[b_off:b_off + units] if b_off >= 0 else params[:0]
             A = ws[a_off:a_off + mb * units].reshape(mb, units)
-            dense_forward(A, inp, W, b, act, alpha)
+            dense_forward(A, _NO16, inp, W, b, act, alpha)
             acts.append(A)
             douts.append(ws[d_off:d_off + mb * units].reshape(mb, units))
             a_off += batch_size * units
@@ -89,5 +93,5 @@ def train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layout
             db = grads[b_off:b_off + units] if b_off >= 0 else grads[:0]
             X_in = acts[li - 1] if li > 0 else Xb
             dX = douts[li - 1] if li > 0 else ws[:0]
-            dense_backward(dX, dW, db, douts[li], acts[li], X_in, W, act, alpha)
+            dense_backward(dX, dW, db, _NO16, douts[li], acts[li], X_in, W, act, alpha)
         _optimizer_update(params, grads, state, opt_kind, hyper, step + bi + 1, l2 / mb, n_l2)

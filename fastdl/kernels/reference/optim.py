@@ -4,6 +4,11 @@ Legend
 ------
 params   (n,)  flat parameters, updated in place. Weights come first: the course's L2 term, which
                applies to weights only, is the prefix ``[0, n_l2)``.
+shadow   (k,)  uint16, k <= n: the bfloat16 copy of ``params[:k]`` (the weights), written by the
+               update from the parameters it has just computed, ``shadow = bf16(params[:k])``
+               (``reference/precision.py``): the GEMM operands of a mixed-precision model, so
+               no conversion pass of its own exists. Size 0: skip (float32/float64 compute).
+               Only float32 params have a shadow.
 <state>  (n,)  one 1-D array per state row (velocity, moments), updated in place.
 grads    (n,)  gradients of the loss without its L2 term; never modified.
 scalars        Python numbers; the arithmetic runs in the dtype of ``params``.
@@ -30,27 +35,28 @@ it), and NaN gradients stay NaN. With a finite ``max_norm`` above the norm, coef
 only inside the update, so clipping costs no extra pass over memory (only the ``sum_squares``
 reduction before, for the norm).
 
-Argument order is the same in every backend: params, state rows, grads, hyperparameters, then
-the effective-gradient arguments ``sum_sq, max_norm, clip_value, l2, n_l2`` last.
+Argument order is the same in every backend: params, shadow, state rows, grads,
+hyperparameters, then the effective-gradient arguments ``sum_sq, max_norm, clip_value, l2, n_l2``
+last.
 
-sgd_update(params, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2)
+sgd_update(params, shadow, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2)
     p <- p - lr * g
 
-momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, sum_sq,
-                max_norm, clip_value, l2, n_l2)
+momentum_update(params, shadow, velocity, grads, lr, beta, dampening, nesterov, weight_decay,
+                sum_sq, max_norm, clip_value, l2, n_l2)
     v <- beta * v + (1 - dampening) * g
     d <- (1 - dampening) * g + beta * v    if nesterov    else    v
     p <- p - lr * d
     dampening = beta is the course's EWA form; dampening = 0 is PyTorch's/the classic form.
     With dampening = 0 the Nesterov direction is PyTorch's ``g + beta * v``.
 
-rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, sum_sq, max_norm,
-               clip_value, l2, n_l2)
+rmsprop_update(params, shadow, square_avg, grads, lr, beta, eps, weight_decay, sum_sq,
+               max_norm, clip_value, l2, n_l2)
     s <- beta * s + (1 - beta) * g^2
     p <- p - lr * g / (sqrt(s) + eps)
 
-adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay, decoupled_decay,
-            sum_sq, max_norm, clip_value, l2, n_l2)
+adam_update(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
+            decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2)
     m <- beta1 * m + (1 - beta1) * g
     v <- beta2 * v + (1 - beta2) * g^2
     m_hat = m / (1 - beta1^step),   v_hat = v / (1 - beta2^step)       (step is 1-based)
@@ -63,11 +69,20 @@ import math
 
 import numpy as np
 
+from .precision import to_bfloat16
+
 #: PyTorch's guard against a zero norm in ``clip_grad_norm_``.
 NORM_EPS = 1e-6
 
 #: a (1,) float64 ``sum_sq`` for unclipped calls (never read when ``max_norm`` is inf).
 NO_SUM_SQ = np.zeros(1)
+#: an empty ``shadow`` (no bfloat16 copy of the weights).
+NO_SHADOW = np.zeros(0, np.uint16)
+
+
+def _write_shadow(shadow, params):
+    if shadow.size:
+        to_bfloat16(shadow, params[:shadow.shape[0]])
 
 
 def _clip_coefficient(sum_sq, max_norm):
@@ -97,14 +112,15 @@ def _effective_grad(params, grads, sum_sq, max_norm, clip_value, weight_decay, l
     return g
 
 
-def sgd_update(params, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
+def sgd_update(params, shadow, grads, lr, weight_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     lr, weight_decay, l2 = float(lr), float(weight_decay), float(l2)
     g = _effective_grad(params, grads, sum_sq, max_norm, clip_value, weight_decay, l2, int(n_l2))
     params -= lr * g
+    _write_shadow(shadow, params)
 
 
-def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weight_decay, sum_sq,
-                    max_norm, clip_value, l2, n_l2):
+def momentum_update(params, shadow, velocity, grads, lr, beta, dampening, nesterov, weight_decay,
+                    sum_sq, max_norm, clip_value, l2, n_l2):
     lr, beta, dampening = float(lr), float(beta), float(dampening)
     g = _effective_grad(params, grads, sum_sq, max_norm, clip_value, float(weight_decay),
                         float(l2), int(n_l2))
@@ -115,19 +131,21 @@ def momentum_update(params, velocity, grads, lr, beta, dampening, nesterov, weig
     else:
         d = velocity
     params -= lr * d
+    _write_shadow(shadow, params)
 
 
-def rmsprop_update(params, square_avg, grads, lr, beta, eps, weight_decay, sum_sq, max_norm,
-                   clip_value, l2, n_l2):
+def rmsprop_update(params, shadow, square_avg, grads, lr, beta, eps, weight_decay, sum_sq,
+                   max_norm, clip_value, l2, n_l2):
     lr, beta, eps = float(lr), float(beta), float(eps)
     g = _effective_grad(params, grads, sum_sq, max_norm, clip_value, float(weight_decay),
                         float(l2), int(n_l2))
     square_avg *= beta
     square_avg += (1.0 - beta) * g * g
     params -= lr * g / (np.sqrt(square_avg) + eps)
+    _write_shadow(shadow, params)
 
 
-def adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
+def adam_update(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
                 decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     lr, beta1, beta2, eps = float(lr), float(beta1), float(beta2), float(eps)
     decoupled_decay = float(decoupled_decay)
@@ -142,6 +160,7 @@ def adam_update(params, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
     if decoupled_decay != 0.0:
         params -= (lr * decoupled_decay) * params
     params -= lr * m_hat / (np.sqrt(v_hat) + eps)
+    _write_shadow(shadow, params)
 
 
 def _fused_update(params, grads, state, opt_kind, hyper, step, l2, n_l2):
@@ -157,15 +176,15 @@ def _fused_update(params, grads, state, opt_kind, hyper, step, l2, n_l2):
     """
     off = (NO_SUM_SQ, math.inf, math.inf)
     if opt_kind == 0:
-        sgd_update(params, grads, hyper[0], hyper[1], *off, l2, n_l2)
+        sgd_update(params, NO_SHADOW, grads, hyper[0], hyper[1], *off, l2, n_l2)
     elif opt_kind == 1:
-        momentum_update(params, state[0], grads, hyper[0], hyper[1], hyper[2], hyper[3] != 0.0,
-                        hyper[4], *off, l2, n_l2)
+        momentum_update(params, NO_SHADOW, state[0], grads, hyper[0], hyper[1], hyper[2],
+                        hyper[3] != 0.0, hyper[4], *off, l2, n_l2)
     elif opt_kind == 2:
-        rmsprop_update(params, state[0], grads, hyper[0], hyper[1], hyper[2], hyper[3], *off, l2,
-                       n_l2)
+        rmsprop_update(params, NO_SHADOW, state[0], grads, hyper[0], hyper[1], hyper[2], hyper[3],
+                       *off, l2, n_l2)
     elif opt_kind == 3:
-        adam_update(params, state[0], state[1], grads, hyper[0], hyper[1], hyper[2], hyper[3],
-                    step, hyper[4], hyper[5], *off, l2, n_l2)
+        adam_update(params, NO_SHADOW, state[0], state[1], grads, hyper[0], hyper[1], hyper[2],
+                    hyper[3], step, hyper[4], hyper[5], *off, l2, n_l2)
     else:
         raise ValueError(f"unknown optimizer code {opt_kind}")

@@ -579,13 +579,19 @@ def case_batchnorm_backward(rng, dtype):
         dg, db, dA = poisoned(n, dtype), poisoned(n, dtype), dev(dA0)
         K.batchnorm_backward(dX, dg, db, dA, dev(A), dev(X), dev(mean), dev(inv_std),
                              dev(gamma), code, ALPHA)
-        for got, want in ((dg, rdg), (db, rdb), (dX, rdX), (dA, rdA)):
+        for got, want in ((dg, rdg), (db, rdb), (dA, rdA)):
             assert_close(got, want, dtype, rtol=5 * RTOL[dtype])
+        # dX = gamma inv_std / m (m dz - sum dz - x_hat sum dz x_hat) is a difference of terms
+        # of size |gamma inv_std dz|; at m = 2 it cancels to rounding noise of those terms, so
+        # its absolute tolerance is relative to them, not to dX
+        terms = float(np.max(np.abs(gamma * inv_std)) * np.max(np.abs(rdA))) if m else 0.0
+        tol = 5 * RTOL[dtype]
+        np.testing.assert_allclose(dX.copy_to_host(), rdX, rtol=tol, atol=tol * terms)
         if want_dx:  # in place: dX is dA
             d = dev(dA0)
             K.batchnorm_backward(d, dg, db, d, dev(A), dev(X), dev(mean), dev(inv_std),
                                  dev(gamma), code, ALPHA)
-            assert_close(d, rdX, dtype, rtol=5 * RTOL[dtype])
+            np.testing.assert_allclose(d.copy_to_host(), rdX, rtol=tol, atol=tol * terms)
 
 
 # --- epoch ------------------------------------------------------------------------------------

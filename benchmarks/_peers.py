@@ -1,6 +1,6 @@
 """Shared helpers of the benchmark suite: sizes, thread control, timing, data, PyTorch peers.
 
-Rules every benchmark here follows (DESIGN.md, "Performance principles"):
+Rules every benchmark here follows (docs/design.md, "Performance principles"):
 
 * correctness first: fastdl is checked against the NumPy reference backend (and the PyTorch peer
   against fastdl) on the same weights and batch *before* anything is timed;

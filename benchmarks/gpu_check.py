@@ -403,6 +403,15 @@ def _validate_dtype(chk, dtype, rng):
     s = nan_dev(1, np.float64)
     K.sum_squares(s, dev(x))
     chk.check("sum_squares", dtype, rel_err(s, rs), tol)
+    Zc = randn(S(5000), 10)
+    for code, Yc in ((1, np.eye(10, dtype=dtype)[rng.integers(0, 10, Zc.shape[0])]),
+                     (0, rng.integers(0, 2, Zc.shape).astype(dtype))):
+        wc = rng.random(Zc.shape[0]).astype(dtype)
+        rc = np.zeros(1)
+        R.correct_predictions(rc, Zc, Yc, wc, code)
+        c = nan_dev(1, np.float64)
+        K.correct_predictions(c, dev(Zc), dev(Yc), dev(wc), code)
+        chk.check(f"correct_predictions loss={code}", dtype, rel_err(c, rc), tol)
 
     # dropout: bit-identical masks
     if hasattr(K, "dropout_forward"):
@@ -487,23 +496,26 @@ def _validate_dtype(chk, dtype, rng):
         nb = (m + bs - 1) // bs
         n_state = {0: 0, 1: 1, 2: 1, 3: 2}[opt]
         ws_n = bs * (n_in + 2 * sum(units))
-        ref = dict(costs=np.zeros(nb), params=params0.copy(), grads=np.zeros(off, dtype),
-                   state=np.zeros((n_state, off), dtype))
-        R.train_epoch(ref["costs"], ref["params"], ref["grads"], ref["state"],
+        n_correct = 0 if loss == 2 else nb             # mse has no classes to count
+        ref = dict(costs=np.zeros(nb), correct=np.zeros(n_correct), params=params0.copy(),
+                   grads=np.zeros(off, dtype), state=np.zeros((n_state, off), dtype))
+        R.train_epoch(ref["costs"], ref["correct"], ref["params"], ref["grads"], ref["state"],
                       np.zeros(ws_n, dtype), Xe, Ye, order, bs, layout, loss, l2, n_l2, alpha,
                       opt, np.array(hyper), 3)
         saved = config.FUSED_EPOCH_MAX_WEIGHTS
         config.FUSED_EPOCH_MAX_WEIGHTS = 10 ** 9 if fused else 0
         try:
             costs, params = nan_dev(nb, np.float64), dev(params0)
+            correct = nan_dev(n_correct, np.float64)
             grads, state = nan_dev(off, dtype), dev(np.zeros((n_state, off), dtype))
-            K.train_epoch(costs, params, grads, state, nan_dev(ws_n, dtype), dev(Xe), dev(Ye),
-                          dev(order), bs, layout, loss, l2, n_l2, alpha, opt, np.array(hyper),
-                          3)
+            K.train_epoch(costs, correct, params, grads, state, nan_dev(ws_n, dtype), dev(Xe),
+                          dev(Ye), dev(order), bs, layout, loss, l2, n_l2, alpha, opt,
+                          np.array(hyper), 3)
         finally:
             config.FUSED_EPOCH_MAX_WEIGHTS = saved
         err = max(rel_err(costs, ref["costs"]), rel_err(params, ref["params"]),
-                  rel_err(grads, ref["grads"]), rel_err(state, ref["state"]))
+                  rel_err(grads, ref["grads"]), rel_err(state, ref["state"]),
+                  rel_err(correct, ref["correct"]) if n_correct else 0.0)
         chk.check(f"train_epoch {label}", dtype, err, 1e-3 if dtype == np.float32 else 1e-9)
 
 
@@ -1088,12 +1100,13 @@ def _fd_epoch_kernel(widths, acts, X, Y, bs, epochs, loss_code):
     Xd, Yd = dev(X), dev(Y)
     nb = (m + bs - 1) // bs
     costs = K._zeros((nb,), np.float64)
+    correct = K._zeros((nb if loss_code != 2 else 0,), np.float64)   # what fit asks for
     orders = [dev(rng.permutation(m).astype(np.int64)) for _ in range(2)]
     hyper = np.array([0.01, 0.0])
 
     def epoch(e):
-        K.train_epoch(costs, d_params, d_grads, state, ws, Xd, Yd, orders[e % 2], bs, layout,
-                      loss_code, 0.0, n_l2, 0.01, 0, hyper, e * nb)
+        K.train_epoch(costs, correct, d_params, d_grads, state, ws, Xd, Yd, orders[e % 2], bs,
+                      layout, loss_code, 0.0, n_l2, 0.01, 0, hyper, e * nb)
     epoch(0)
     sync()
     t = time.perf_counter()

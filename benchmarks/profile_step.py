@@ -11,7 +11,7 @@ over ``--reps`` steps (median per call), then compared with
 * PyTorch's forward / backward / ``SGD.step`` / batch indexing on the same shapes.
 
 Also prints the same step with BLAS on 1 thread and the jitted passes serial, to show thread
-contention between OpenBLAS and Numba's OpenMP pool (../shared/NOTES.md).
+contention between OpenBLAS and Numba's OpenMP pool (docs/design.md, "Measured facts").
 """
 
 from __future__ import annotations

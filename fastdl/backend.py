@@ -93,13 +93,18 @@ def get_backend(name: str | None = None) -> Backend:
 
 
 def set_backend(name: str) -> None:
-    """Set the default backend for models and optimizers created afterwards."""
-    config.DEFAULT_BACKEND = check_name(name)
+    """Set the default backend for models and optimizers created afterwards. The backend is
+    loaded first, so ``set_backend("cuda")`` without numba-cuda or a GPU raises here (naming
+    what is missing) and the default stays what it was."""
+    get_backend(check_name(name))
+    config.DEFAULT_BACKEND = name
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by parallel Numba kernels, by BLAS (threadpoolctl, when installed) and by
-    oneDNN's bfloat16 GEMMs (its OpenMP runtime, which Numba's OpenMP layer shares)."""
+    """Threads used by parallel Numba kernels, by BLAS (NumPy's OpenBLAS/MKL, through
+    threadpoolctl, a required dependency) and by oneDNN's GEMMs (its OpenMP runtime): all pools
+    are set, since they take turns within a training step and contend when they disagree
+    (docs/design.md, "Measured facts")."""
     import numba
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -107,11 +112,13 @@ def set_num_threads(n: int) -> None:
     if n > numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"n={n} exceeds the {numba.config.NUMBA_NUM_THREADS} threads Numba "
                          "was started with (NUMBA_NUM_THREADS)")
-    numba.set_num_threads(int(n))
-    from .kernels.cpu import _onednn
-    _onednn.set_num_threads(int(n))
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
+    except ImportError as e:
+        raise ImportError("fd.set_num_threads(n) sets the BLAS threads through threadpoolctl, "
+                          f"which is not installed ({e}); it is a dependency of fastdl: pip "
+                          "install threadpoolctl. Nothing was changed.") from e
+    numba.set_num_threads(int(n))
     threadpool_limits(int(n), user_api="blas")
+    from .kernels.cpu import _onednn
+    _onednn.set_num_threads(int(n))

@@ -121,11 +121,12 @@ def _parser():
                         "unless given, so --resume --lr X changes it)")
     t.add_argument("--schedule", default="none", choices=SCHEDULES,
                    help="learning-rate decay over epochs (course week 2)")
-    t.add_argument("--decay-rate", type=float, default=1.0,
-                   help="decay rate of the schedule (exponential: the factor per epoch, e.g. "
-                        "0.95; sqrt: k)")
-    t.add_argument("--decay-interval", type=_positive_int, default=10,
-                   help="epochs per step of the staircase schedule")
+    t.add_argument("--decay-rate", type=float, default=None,
+                   help="decay rate of --schedule (inverse_time, staircase: default 1; "
+                        "exponential: the factor per epoch, in (0, 1], default 0.95; sqrt: k, "
+                        "default 1)")
+    t.add_argument("--decay-interval", type=_positive_int, default=None,
+                   help="epochs per step of --schedule staircase (default 10)")
     t.add_argument("--epochs", type=int, default=60)
     t.add_argument("--batch-size", type=_positive_int, default=64)
     t.add_argument("--l2", type=float, default=0.0, help="the course's lambda")
@@ -386,48 +387,42 @@ def _make_optimizer(name, lr):
     return cls(lr=lr) if lr is not None else cls()
 
 
+#: --decay-rate when not given, per --schedule
+DECAY_RATE_DEFAULTS = {"inverse_time": 1.0, "staircase": 1.0, "exponential": 0.95, "sqrt": 1.0}
+
+
 def _schedule(a, lr0):
+    """The learning-rate schedule of --schedule, --decay-rate, --decay-interval; values go to
+    the schedule as given, and its own checks speak, naming the flag."""
     from . import optim
     if a.schedule == "none":
+        for flag, value in (("--decay-rate", a.decay_rate), ("--decay-interval",
+                                                             a.decay_interval)):
+            if value is not None:
+                raise CLIError(f"{flag}={value} needs --schedule ({', '.join(SCHEDULES[1:])}); "
+                               "without one the learning rate stays constant")
         return None
-    if a.schedule == "inverse_time":
-        return optim.InverseTimeDecay(lr0, decay_rate=a.decay_rate)
-    if a.schedule == "staircase":
-        return optim.StaircaseDecay(lr0, decay_rate=a.decay_rate, interval=a.decay_interval)
-    if a.schedule == "exponential":
-        rate = a.decay_rate if a.decay_rate < 1 else 0.95
-        return optim.ExponentialDecay(lr0, rate=rate)
-    return optim.SqrtDecay(lr0, k=a.decay_rate)
-
-
-def evaluate_rows(model, X, y, chunk=65536):
-    """{"loss", "accuracy"?, "n"} of ``model`` on X, y in chunks (memory-mapped X stays
-    bounded: chunks are read through the out-of-core reader, not the map)."""
-    from .data.batches import _rows_of
-    m = X.shape[0]
-    total, correct, acc = 0.0, 0.0, None
-    reader = _rows_of("X", X) if isinstance(X, np.memmap) else None
-    fd_ = reader.open() if reader is not None else None
-    buf = np.empty((min(chunk, m), X.shape[1]), X.dtype) if reader is not None else None
+    if a.decay_interval is not None and a.schedule != "staircase":
+        raise CLIError(f"--decay-interval={a.decay_interval} applies to --schedule staircase, "
+                       f"not {a.schedule}")
+    rate = DECAY_RATE_DEFAULTS[a.schedule] if a.decay_rate is None else a.decay_rate
     try:
-        for s in range(0, m, chunk):
-            n = min(chunk, m - s)
-            if reader is not None:
-                reader.read(fd_, s, n, buf[:n])
-                xb = buf[:n]
-            else:
-                xb = X[s:s + n]
-            r = model.evaluate(xb, np.asarray(y[s:s + n]))
-            total += r["loss"] * n
-            if "accuracy" in r:
-                correct += r["accuracy"] * n
-                acc = True
-    finally:
-        if fd_ is not None:
-            os.close(fd_)
-    out = {"loss": total / m, "n": m}
-    if acc:
-        out["accuracy"] = correct / m
+        if a.schedule == "inverse_time":
+            return optim.InverseTimeDecay(lr0, decay_rate=rate)
+        if a.schedule == "staircase":
+            return optim.StaircaseDecay(lr0, decay_rate=rate, interval=a.decay_interval or 10)
+        if a.schedule == "exponential":
+            return optim.ExponentialDecay(lr0, rate=rate)
+        return optim.SqrtDecay(lr0, k=rate)
+    except ValueError as e:
+        raise CLIError(f"--decay-rate={rate:g} (--schedule {a.schedule}): {e}") from None
+
+
+def evaluate_rows(model, X, y):
+    """{"loss", "accuracy"?, "n"} of ``model`` on X, y: ``model.evaluate``, which reads a
+    memory-mapped X in chunks through the out-of-core reader (memory stays bounded)."""
+    out = model.evaluate(X, y)
+    out["n"] = int(X.shape[0])
     return out
 
 
@@ -467,6 +462,8 @@ def cmd_train(a):
         require_matplotlib("--plot")
     if a.resume and not a.checkpoint:
         raise CLIError("--resume needs --checkpoint PATH")
+    opt = _make_optimizer(a.optimizer, a.lr)         # argument errors before the data loads
+    schedule = _schedule(a, opt.lr)
     X, y, name = load_data(a, n_default=None if a.dataset == "digits" else 3000)
     task, n_out = _task(y)
     mapped = isinstance(X, np.memmap)
@@ -486,8 +483,6 @@ def cmd_train(a):
     if not a.no_standardize and not stream:
         model.standardizer = fd.Standardizer()   # fitted by fit on the training rows only
     model.summary()
-    opt = _make_optimizer(a.optimizer, a.lr)
-    schedule = _schedule(a, opt.lr)
     resume = a.checkpoint if a.resume and os.path.exists(a.checkpoint) else None
     if resume:
         opt = _resume_optimizer(resume, opt, a.lr, schedule)

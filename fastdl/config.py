@@ -4,7 +4,7 @@ Values are read from the environment once at import (``FASTDL_*`` variables) and
 at run time through the public setters (``fd.set_backend``, ``fd.set_num_threads``) or by
 assigning the module attributes before a kernel is first compiled.
 
-Why some of these exist (measured on the 2-core dev machine, see ../shared/NOTES.md):
+Why some of these exist (measured on the 2-core dev machine, see docs/design.md, "Measured facts"):
 
 * ``FASTMATH`` is the *safe* subset of LLVM fast-math flags. Numba's plain fast-math switch adds
   ``nnan``/``ninf``, which lets LLVM delete NaN/inf checks and the ``-inf`` guard of
@@ -57,7 +57,7 @@ FUSED_EPOCH_MAX_WEIGHTS: int = int(os.environ.get("FASTDL_FUSED_EPOCH_MAX_WEIGHT
 
 #: Out-of-core training (X given as a .npy path or np.memmap, see ``data/batches.py``): rows
 #: are read in contiguous blocks of about this many bytes, in a shuffled block order. Random
-#: row reads from a memory map read 15-64x more bytes than they use (NOTES.md); blocks do not.
+#: row reads from a memory map read 15-64x more bytes than they use (docs/design.md); blocks do not.
 STREAM_BLOCK_BYTES: int = int(os.environ.get("FASTDL_STREAM_BLOCK_BYTES", 16 << 20))
 
 #: Blocks per in-memory shuffle buffer; rows are permuted inside a buffer. Two buffers exist

@@ -44,16 +44,30 @@ class Diagnosis:
     advice: list = field(default_factory=list)
 
     def __str__(self):
+        gaps = [_gap("avoidable bias", self.avoidable_bias, "train error",
+                     "the Bayes-error estimate"),
+                _gap("variance", self.variance,
+                     "dev error" if self.train_dev_error is None else "train-dev error",
+                     "train error")]
+        if self.data_mismatch is not None:
+            gaps.append(_gap("data mismatch", self.data_mismatch, "dev error",
+                             "train-dev error"))
         lines = [f"train error {self.train_error:.2%}, dev error {self.dev_error:.2%}, "
                  f"Bayes error {self.bayes_error:.2%}"
                  + (f", train-dev error {self.train_dev_error:.2%}"
                     if self.train_dev_error is not None else ""),
-                 f"avoidable bias {self.avoidable_bias:.2%}, variance {self.variance:.2%}"
-                 + (f", data mismatch {self.data_mismatch:.2%}"
-                    if self.data_mismatch is not None else ""),
+                 ", ".join(gaps),
                  f"verdict: {self.verdict}"]
         lines += [f"  - {a}" for a in self.advice]
         return "\n".join(lines)
+
+
+def _gap(name, value, upper, lower):
+    """The gap as printed: "variance 3.00%"; a negative gap (a small or easy dev set, noise)
+    says what it means instead of showing a negative percentage. The field keeps the value."""
+    if value >= 0:
+        return f"{name} {value:.2%}"
+    return f"{name} 0 ({upper} is {-value:.2%} below {lower})"
 
 
 def _error(name, value):
@@ -88,6 +102,7 @@ def diagnose(train_error, dev_error, bayes_error=0.0, train_dev_error=None, tole
         verdict = "data mismatch" if verdict == "fine" else verdict + ", and data mismatch"
     advice = (ADVICE["bias"] if high_bias else []) + (ADVICE["variance"] if high_var else []) \
         + (ADVICE["mismatch"] if high_mis else [])
+    advice = list(dict.fromkeys(advice))    # "try another architecture" is in both lists
     if not advice:
         advice = ["the model is close to Bayes error on train and dev: done, or lower the "
                   "Bayes-error estimate if humans do better"]

@@ -79,7 +79,7 @@ def gradcheck(model, X, y, eps=1e-7, l2=0.0, threshold=THRESHOLD, *, sample_weig
         work.set_weights([w.astype(np.float64) for w in model.get_weights()])
     Xc, Yc = work._XY(X, y)
     w = None if sample_weight is None else work._sample_weight(sample_weight, Xc.shape[0])[0]
-    with _deterministic(work):
+    with _deterministic(work), work._state_kept():   # BatchNorm running statistics unchanged
         _, grad = work._flat_loss_and_grad(Xc, Yc, l2, w)
         theta = work.params.snapshot()
         num = np.empty_like(theta)

@@ -18,7 +18,8 @@ What the file holds (every entry a plain array; ``np.load(path, allow_pickle=Fal
                                       fit started from, and other step counters of the model
     history                           the History of the current fit, as JSON
 
-Atomic write: the arrays go to a temporary file in the target's directory, which is flushed,
+Atomic write: the arrays go to a temporary file in the target's directory (created with the
+permissions the umask gives any new file, as ``np.save`` would), which is flushed,
 fsync'ed and then renamed over the target with ``os.replace`` (atomic on POSIX and Windows), and
 the directory is fsync'ed; a write killed midway leaves the previous file intact and at worst
 a stray ``.<name>.*.tmp`` beside it.
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
@@ -115,14 +116,28 @@ def _write_npz(f, arrays):
     np.savez(f, **arrays)
 
 
+def _create_temp(directory, name):
+    """A new file beside the target, opened for writing, created with mode 0o666 so the
+    process umask (and a default ACL) decides its permissions as for any other saved file
+    (``tempfile.mkstemp`` would make it 0o600, and the rename would keep that)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {name!r} in {directory!r}")
+
+
 def atomic_savez(path, arrays):
-    """Write ``arrays`` to ``path`` (exactly that name) through a temp file + fsync + rename."""
+    """Write ``arrays`` to ``path`` (exactly that name) through a temp file + fsync + rename;
+    the file gets the permissions the umask gives a new file."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"path={path!r}: the directory {directory!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
+    fd, tmp = _create_temp(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)

@@ -1,76 +1,21 @@
-"""The ``augment_images`` kernel: the reference's draws and math, and the cpu kernel's bits.
+"""The ``augment_images`` kernel: the reference's draws and math against their specification,
+and ``fd.Augment`` running the backend's kernel.
 
-The cuda kernel is checked against the same reference, bit for bit, under the simulator
-(``tests/cuda_sim/kernels_sim.py``), and its PTX for FMA contractions in
-``tests/test_kernels_cuda.py``.
+That the cpu and cuda kernels equal the reference bit for bit (hostile shapes, every mode,
+in place) is declared in ``tests/kernel_cases/augment.py`` and run by
+``tests/test_kernels_vs_reference.py`` and, under the simulator, ``tests/cuda_sim/kernels_sim.py``;
+the cuda kernel's PTX is checked for FMA contractions in ``tests/test_kernels_cuda.py``.
 """
 
 import numpy as np
 import pytest
 
 import fastdl as fd
-from fastdl.kernels import cpu as K
 from fastdl.kernels import reference as R
 from fastdl.kernels.reference import augment as RA
 
-SHAPES = ((4, 5, 3), (7, 7, 1), (1, 9, 2), (3, 1, 1), (6, 4, 2))   # (H, W, C), odd and thin
-DRAWS = ((0, 0, 0), (7, 3, 2**40 + 5), (2**63 - 1, 2**62, 2**63 - 1))
-MODES = ((True, 0, 0.0), (False, 2, 0.0), (True, 1, 0.0), (True, 2, 0.3), (False, 0, 0.5),
-         (False, 0, 0.0))
-
-
 def _bits(a):
     return np.ascontiguousarray(a).view(np.uint8)
-
-
-def _hostile(rng, m, n, dtype):
-    x = 3 * rng.standard_normal((m, n))
-    if x.size:
-        x.reshape(-1)[:: 5] = 0.0
-        x.reshape(-1)[1:: 7] = -0.0
-        x.reshape(-1)[2:: 11] *= 1e30 if dtype == np.float64 else 1e20
-    return x.astype(dtype)
-
-
-@pytest.mark.parametrize("dtype", (np.float32, np.float64), ids=("f32", "f64"))
-@pytest.mark.parametrize("shape", SHAPES)
-def test_cpu_matches_reference_bit_for_bit(dtype, shape):
-    H, W, C = shape
-    rng = np.random.default_rng(H * 100 + W * 10 + C)
-    for m in (1, 5):
-        X = _hostile(rng, m, H * W * C, dtype)
-        for seed, epoch, batch in DRAWS:
-            for flip, shift, noise in MODES:
-                shift = min(shift, min(H, W) - 1)
-                ref, got = np.full_like(X, np.nan), np.full_like(X, np.nan)
-                R.augment_images(ref, X, H, W, C, seed, epoch, batch, flip, shift, noise)
-                K.augment_images(got, X, H, W, C, seed, epoch, batch, flip, shift, noise)
-                assert np.array_equal(_bits(got), _bits(ref)), (m, seed, flip, shift, noise)
-
-
-def test_cpu_parallel_variant_matches_reference(monkeypatch):
-    from fastdl import config
-    monkeypatch.setattr(config, "PARALLEL_MIN_SIZE", 1)
-    rng = np.random.default_rng(3)
-    X = rng.standard_normal((9, 6 * 5 * 2)).astype(np.float32)
-    ref, got = np.empty_like(X), np.empty_like(X)
-    R.augment_images(ref, X, 6, 5, 2, 11, 2, 9, True, 2, 0.2)
-    K.augment_images(got, X, 6, 5, 2, 11, 2, 9, True, 2, 0.2)
-    assert np.array_equal(_bits(got), _bits(ref))
-
-
-def test_empty_batch_and_in_place_noise():
-    X = np.zeros((0, 12), np.float32)
-    for k in (R, K):
-        k.augment_images(X, X, 2, 2, 3, 1, 2, 3, True, 1, 0.1)        # nothing to do
-    rng = np.random.default_rng(5)
-    X = rng.standard_normal((4, 12))
-    ref = np.empty_like(X)
-    R.augment_images(ref, X, 3, 4, 1, 1, 2, 3, False, 0, 0.25)
-    for k in (R, K):                      # element-wise (no flip, no shift): out may be X
-        Y = X.copy()
-        k.augment_images(Y, Y, 3, 4, 1, 1, 2, 3, False, 0, 0.25)
-        assert np.array_equal(_bits(Y), _bits(ref))
 
 
 def test_flip_and_shift_move_whole_images_as_documented():
@@ -143,3 +88,22 @@ def test_augment_object_runs_the_backend_kernel():
         a.apply(X.copy(), 1, -1, 0)
     with pytest.raises(ValueError, match=r"seed=2\.0 is invalid"):
         a.apply(X.copy(), 2.0, 0, 0)
+
+
+def test_noise_alone_runs_on_any_rows_through_the_same_kernel():
+    """Noise alone is element-wise, so ``fd.Augment(noise=...)`` runs on tabular rows (3
+    features: no image) as 1 x n images, and on image rows it draws what the image-shaped call
+    draws (the noise of element e does not depend on how n factors). An ``image_shape`` that was
+    given must still fit the rows."""
+    rng = np.random.default_rng(9)
+    for n, shape in ((3, (1, 3, 1)), (36, (6, 3, 2))):
+        X = rng.standard_normal((5, n))
+        ref = np.empty_like(X)
+        R.augment_images(ref, X, *shape, 1, 2, 3, False, 0, 0.25)
+        for backend in ("numpy", "cpu"):
+            Y = X.copy()
+            fd.Augment(noise=0.25).apply(Y, 1, 2, 3, backend=backend)
+            assert np.array_equal(_bits(Y), _bits(ref))
+    with pytest.raises(ValueError, match=r"image_shape=\(2, 2\) holds 4 values per example, "
+                                         r"but X has 3 features"):
+        fd.Augment(image_shape=(2, 2), noise=0.1).check_features(3)

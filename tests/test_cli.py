@@ -230,3 +230,54 @@ def test_bad_arguments_exit_2(capsys, argv):
         cli.main(argv)
     assert e.value.code == 2
     assert "usage: fastdl" in capsys.readouterr().err
+
+
+# ====================================================================== schedule flags
+_REAL_SCHEDULE = cli._schedule
+
+
+def _schedule_of(capsys, monkeypatch, *flags):
+    """The lr schedule cmd_train builds from the flags (training itself is skipped)."""
+    seen = {}
+
+    def stop(a, n_default=None):
+        raise cli.CLIError("stop")
+    monkeypatch.setattr(cli, "load_data", stop)
+    monkeypatch.setattr(cli, "_schedule",
+                        lambda a, lr0: seen.setdefault("s", _REAL_SCHEDULE(a, lr0)))
+    rc, out, err = run(capsys, "train", *flags)
+    return rc, err, seen.get("s")
+
+
+def test_decay_rate_goes_to_the_schedule_and_its_check_names_the_flag(capsys, monkeypatch):
+    rc, err, s = _schedule_of(capsys, monkeypatch, "--schedule", "exponential", "--decay-rate",
+                              "0.9")
+    assert s.rate == 0.9
+    rc, err, s = _schedule_of(capsys, monkeypatch, "--schedule", "exponential")
+    assert s.rate == 0.95                                   # the exponential default
+    rc, err, s = _schedule_of(capsys, monkeypatch, "--schedule", "exponential", "--decay-rate",
+                              "1.5")
+    assert rc == 2 and "--decay-rate=1.5 (--schedule exponential): rate=1.5 is invalid" in err
+    rc, err, s = _schedule_of(capsys, monkeypatch, "--schedule", "inverse_time", "--decay-rate",
+                              "-1")
+    assert rc == 2 and "--decay-rate=-1" in err
+
+
+def test_decay_flags_without_their_schedule_are_errors(capsys, monkeypatch):
+    rc, err, _ = _schedule_of(capsys, monkeypatch, "--decay-rate", "0.9")
+    assert rc == 2 and "--decay-rate=0.9 needs --schedule" in err
+    rc, err, _ = _schedule_of(capsys, monkeypatch, "--schedule", "exponential",
+                              "--decay-interval", "5")
+    assert rc == 2 and "--decay-interval=5 applies to --schedule staircase" in err
+    rc, err, s = _schedule_of(capsys, monkeypatch, "--schedule", "staircase",
+                              "--decay-interval", "5")
+    assert s.interval == 5
+
+
+def test_diagnosis_prints_advice_once(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "evaluate_rows", lambda model, X, y: {
+        "loss": 1.0, "accuracy": 0.85 if X.shape[0] > 100 else 0.70, "n": X.shape[0]})
+    rc, out, err = run(capsys, "train", "--dataset", "moons", "--n", "400", "--epochs", "1",
+                       "--verbose", "0")
+    assert rc == 0 and "high bias and high variance" in out
+    assert out.count("try another architecture") == 1

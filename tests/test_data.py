@@ -434,26 +434,26 @@ def test_progress_choice_follows_verbose_and_tty():
     assert type(make_progress(2, _TTY())) is EpochLine
 
 
-def test_progress_bar_shows_rate_smoothed_cost_dev_metrics_and_eta():
+def test_progress_bar_shows_rate_running_loss_dev_metrics_and_eta():
     out = _TTY()
-    bar = ProgressBar(out, interval=0.0, beta=0.5)
+    bar = ProgressBar(out, interval=0.0)
     bar.on_train_begin(0, 2)
     bar.on_epoch_begin(0, np.array([4, 4, 2]))
     for b, (n, c) in enumerate([(4, 1.0), (4, 2.0), (2, 3.0)]):
         bar.update(b, n, c)
-    # course EWA, beta 0.5, bias-corrected: 1, 1.6667, 2.4286 -- the numbers of fd.optim.EWA
-    ref = fd.optim.EWA(beta=0.5)
-    assert [ref.update(c) for c in (1.0, 2.0, 3.0)][-1] == bar.ewa.value == 2.4285714285714284
-    bar.on_epoch_end(0, {"loss": 1.9, "val_loss": 0.5, "val_accuracy": 0.75},
+    # while running: the batches' mean cost weighted by size, (4 + 8 + 6) / 10 = 1.8
+    assert "loss: 1.8 " in out.getvalue().split("\r")[-1]
+    bar.on_epoch_end(0, {"loss": 1.8, "accuracy": 0.6, "val_loss": 0.5, "val_accuracy": 0.75},
                      np.array([1.0, 2.0, 3.0]), np.array([4, 4, 2]), 0.5)
     text = out.getvalue()
     lines = text.split("\n")
     assert len(lines) == 2 and lines[1] == ""               # one finished line per epoch
     final = lines[0].split("\r")[-1]
     assert final.startswith("Epoch 1/2 [========================] 10/10 - 0.5s 20 samples/s")
-    assert "cost 2.429" in final and "val_loss: 0.5" in final and "val_accuracy: 0.75" in final
+    assert final.count("loss: 1.8 ") == 1 and "cost" not in final        # one cost
+    assert "accuracy: 0.6" in final and "val_loss: 0.5" in final and "val_accuracy: 0.75" in final
     assert "ETA 0.5s" in final                               # one more epoch of 0.5 s
-    assert "ETA" in text.split("\r")[2]                      # while running: the epoch's ETA
+    assert "ETA" in text.split("\r")[2]                     # while running: the epoch's ETA
 
 
 def test_fit_verbose_outputs(capsys):
@@ -533,10 +533,3 @@ def test_stream_reads_without_preadv(tmp_path, small_blocks, monkeypatch):
     np.testing.assert_array_equal(_rows_seen(StreamSource(model, px, py), model, 3, 0, 16), want)
     monkeypatch.delattr(os, "pread")
     np.testing.assert_array_equal(_rows_seen(StreamSource(model, px, py), model, 3, 0, 16), want)
-
-
-def test_progress_smoothing_equals_fd_ewa_on_a_long_series():
-    from fastdl.train.progress import _ewa
-    xs = np.random.default_rng(0).exponential(size=500)
-    mine, ref = _ewa(0.98), fd.optim.EWA(beta=0.98)
-    assert [mine.update(x) for x in xs] == [ref.update(x) for x in xs]

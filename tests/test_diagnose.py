@@ -59,3 +59,19 @@ def test_model_diagnose_uses_error_rates():
     assert d.dev_error == pytest.approx(1 - model.evaluate(X[100:], y[100:])["accuracy"])
     with pytest.raises(ValueError, match="train must be a tuple"):
         model.diagnose(train=X, dev=(X, y))
+
+
+def test_advice_is_not_repeated():
+    """High bias and high variance share "try another architecture": it is said once."""
+    d = fd.diagnose(0.15, 0.30)
+    assert len(d.advice) == len(set(d.advice)) == 5
+    assert str(d).count("try another architecture") == 1
+
+
+def test_dev_error_below_train_error_is_not_printed_as_a_negative_variance():
+    d = fd.diagnose(0.10, 0.08)
+    assert d.variance == pytest.approx(-0.02) and d.verdict == "high bias"
+    text = str(d)
+    assert "-2.00%" not in text and "variance 0 (dev error is 2.00% below train error)" in text
+    assert "data mismatch 0 (dev error is 1.00% below train-dev error)" in \
+        str(fd.diagnose(0.01, 0.02, train_dev_error=0.03))

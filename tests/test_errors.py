@@ -39,7 +39,7 @@ SGD = fd.optim.SGD(lr=0.1)
      "validation_data"),
     (lambda m: m.fit(X, y, callbacks=[1], verbose=0), TypeError, "callbacks"),
     (lambda m: m.fit(X, y, lr_schedule=3, verbose=0), TypeError, "lr_schedule"),
-    (lambda m: m.fit(X[:, 0], y, verbose=0), ValueError, "reshape"),
+    (lambda m: m.fit(X[:, 0], y, verbose=0), ValueError, r"shape \(3,\).*rows of 2 features"),
     (lambda m: m.fit([["a", "b"]] * 3, y, verbose=0), TypeError, "numeric"),
     (lambda m: m.predict(np.ones((2, 3))), ValueError, "3 features"),
     (lambda m: m.train_on_batch(X, y, SGD, l2=float("nan")), ValueError, "l2=nan"),
@@ -146,3 +146,11 @@ def test_sample_weight_with_streamed_input_is_not_implemented(tmp_path):
     with pytest.raises(NotImplementedError,
                        match=r"sample_weight with out-of-core X .* \(np.load\)"):
         net().fit(str(tmp_path / "X.npy"), str(tmp_path / "y.npy"), sample_weight=W3, verbose=0)
+
+
+def test_set_weights_with_nan_says_weights():
+    with pytest.raises(ValueError) as e:
+        net().set_weights([np.full((3, 2), np.nan), np.ones(3), np.ones((1, 3)), np.ones(1)])
+    msg = str(e.value)
+    assert "weights[0] (W of layer 0) contains 6 NaN or infinite value(s); expected finite " \
+           "weights" in msg and "label" not in msg

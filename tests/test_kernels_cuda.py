@@ -4,10 +4,17 @@
   NumPy reference, float32 and float64) in a subprocess with ``NUMBA_ENABLE_CUDASIM=1``: the
   variable only takes effect before numba is first imported, and the cpu tests import numba in
   this process. The child's output is shown when it fails.
-* ``test_float32_kernel_has_no_f64`` compiles every float32 kernel to PTX (needs the CUDA
-  toolchain of ``numba-cuda[cu12|cu13]``, no GPU; skipped without it) and checks that no float64
-  instruction leaked in: a Python float literal is float64 to numba, and the simulator does no
-  type checking, so this is the only test that sees such a leak.
+* ``test_float32_kernels_compute_in_float32`` types every float32 kernel with numba-cuda's CUDA
+  compiler front end (typing and lowering to LLVM IR need neither a GPU nor the NVVM/NVRTC
+  toolchain, so it runs in CI wherever the test extra's numba-cuda is installed) and checks
+  Numba's typed IR for float64 arithmetic: a Python float literal is float64 to numba
+  (``x * 0.5`` on a float32 ``x`` computes in double precision, 1/64 rate on consumer GPUs),
+  and the simulator does no type checking, so this is the only test that sees such a leak.
+  ``test_float64_check_finds_planted_leaks`` proves the check on planted leaks. The
+  augmentation kernel computes in float64 by design (``F64_BY_DESIGN``).
+* ``test_augment_kernel_is_never_contracted_into_fma`` compiles the augmentation kernel to PTX
+  (needs NVVM: numba-cuda with its toolkit wheels) and checks that no multiply is fused with an
+  add, which would break its bit equality with the host.
 * ``test_import_without_numba_cuda`` / ``test_cuda_backend_error_without_gpu``: ``import fastdl``
   works without numba-cuda or a GPU, and ``backend="cuda"`` then raises an error naming what is
   missing.
@@ -55,8 +62,8 @@ def test_simulator_suite():
         warnings.warn("simulator suite skipped: " + " | ".join(skips))
 
 
-# --- PTX: no float64 in float32 kernels -------------------------------------------------------
-def _ptx_cases():
+# --- no float64 arithmetic in float32 kernels ---------------------------------------------------
+def _typing_cases():
     """(name, python function, float32 signature) of every kernel of the cuda backend."""
     from numba import types
     from fastdl.kernels.cuda import (_device, _gemm, activations, augment, batching, batchnorm,
@@ -92,6 +99,8 @@ def _ptx_cases():
          losses._weighted_sigmoid_binary_cross_entropy_kernel(dt), wloss_sig),
         ("losses._weighted_mean_squared_error_kernel",
          losses._weighted_mean_squared_error_kernel(dt), wloss_sig),
+        ("losses._correct_predictions_kernel", losses._correct_predictions_kernel(dt),
+         (D1, i, A1, b, A2, A2, A1, I1, i, i)),
         ("losses._exp_half_poisson_deviance_kernel",
          losses._exp_half_poisson_deviance_kernel(dt), loss_sig),
         ("losses._weighted_exp_half_poisson_deviance_kernel",
@@ -117,7 +126,7 @@ def _ptx_cases():
         ("optim._adam_clip_update_kernel", optim._adam_clip_update_kernel(dt),
          (A1, A1, A1, A1) + (f,) * 10 + (D1, d, f, f, i)),
         ("epoch._train_epoch_kernel", epoch._train_epoch_kernel(dt),
-         (A1, A1, A1, A2, A1, A2, A2, I1, i, I2, i, f, i, A1, A2, i)),
+         (D1, D1, A1, A1, A2, A1, A2, A2, I1, i, I2, i, f, i, A1, A2, i)),
         ("dropout._dropout_kernel", dropout._dropout_kernel(dt), (A2, A2, u, u, f)),
         ("augment._augment_kernel", augment._augment_kernel(dt),
          (A2, A2, i, i, i, u, u, b, i, d)),
@@ -134,12 +143,217 @@ def _ptx_cases():
     return table, modules
 
 
+def _cuda_compiler_or_skip():
+    """numba-cuda's ``compile_cuda`` (typing and lowering to LLVM IR: no GPU, no NVVM)."""
+    import importlib.util
+    if importlib.util.find_spec("numba_cuda") is None:
+        pytest.skip("numba-cuda is not installed (it is in the test extra)")
+    from numba import config as nb_config
+    if nb_config.ENABLE_CUDASIM:
+        pytest.skip("NUMBA_ENABLE_CUDASIM=1 replaces numba.cuda by the simulator, which has no "
+                    "compiler")
+    from numba.cuda.compiler import compile_cuda
+    return compile_cuda
+
+
+def _allowed_lines():
+    """Source lines where float64 arithmetic is intended: the clipping kernels form the norm
+    coefficient min(1, max_norm / (sqrt(sum_sq) + 1e-6)) once per thread in float64 from the
+    float64 squared norm (it can exceed float32's range), as the reference does; nothing per
+    element. {(file name, line)} of the body of ``optim._update_fns(T).clip_coef``."""
+    import inspect
+    from numba import float32
+    from fastdl.kernels.cuda import optim
+    clip_coef = optim._update_fns.for_type(float32)[-1]
+    lines, first = inspect.getsourcelines(clip_coef.py_func)
+    path = inspect.getsourcefile(clip_coef.py_func)
+    return {(path, first + k) for k in range(len(lines))}
+
+
+def float64_arithmetic(cres, seen=None):
+    """Statements of a compiled kernel (and of the device functions it calls without inlining)
+    that compute in float64: a binary/unary operation or a call (other than a cast to a
+    number type, e.g. ``T(1.0)``) with a float64 operand or result, comparisons included.
+    Loads and stores of float64 arrays and casts are not arithmetic. Returns
+    [(file, line, statement)] from Numba's typed IR of the CUDA target."""
+    from numba import types
+    seen = set() if seen is None else seen
+    ann = cres.type_annotation
+    typemap = ann.typemap
+    found = []
+    for block in ann.blocks.values():
+        for stmt in block.body:
+            # numba-cuda has its own IR classes (numba.cuda.core.ir): match by name
+            if type(stmt).__name__ != "Assign" or type(stmt.value).__name__ != "Expr":
+                continue
+            expr = stmt.value
+            if expr.op in ("binop", "inplace_binop"):
+                operands = [expr.lhs, expr.rhs]
+            elif expr.op == "unary":
+                operands = [expr.value]
+            elif expr.op == "call":
+                fnty = typemap.get(expr.func.name)
+                if type(fnty).__name__ == "NumberClass":      # a cast
+                    continue
+                if isinstance(fnty, types.Dispatcher):         # a device function, not inlined
+                    for sub in fnty.dispatcher.overloads.values():
+                        if id(sub) not in seen:
+                            seen.add(id(sub))
+                            found += float64_arithmetic(sub, seen)
+                operands = list(expr.args)
+            else:
+                continue
+            if typemap.get(stmt.target.name) == types.float64 or any(
+                    typemap.get(v.name) == types.float64 for v in operands):
+                found.append((stmt.loc.filename, stmt.loc.line, str(stmt)))
+    return found
+
+
+def test_every_kernel_is_in_the_float64_table():
+    """Every ``_..._kernel`` the cuda files define is typed by the float64 check below."""
+    _cuda_compiler_or_skip()
+    table, modules = _typing_cases()
+    listed = {name for name, _, _ in table}
+    found = {f"{m.__name__.rsplit('.', 1)[1]}.{attr}" for m in modules
+             for attr, obj in vars(m).items()
+             if attr.startswith("_") and attr.endswith("_kernel")
+             and getattr(getattr(obj, "py_func", obj), "__module__", None) == m.__name__}
+    assert found <= listed, f"kernels missing from the float64 table: {sorted(found - listed)}"
+
+
+#: Kernels that compute in float64 by design, whatever the data's dtype: the augmentation
+#: noise's quantile function (bit-identical with the host, ``kernels/reference/augment.py``).
+F64_BY_DESIGN = {"augment._augment_kernel"}
+
+
+def _type(compile_cuda, pyfunc, sig):
+    """Compile ``pyfunc`` for the CUDA target as far as LLVM IR (no GPU, no NVVM needed)."""
+    from numba import types
+    from numba.cuda.cudadrv.error import CudaSupportError
+    try:
+        return compile_cuda(pyfunc, types.void, sig, cc=(9, 0))
+    except CudaSupportError as e:
+        # a device function without inline="always" is compiled on its own, for the current
+        # device: that needs a driver (every fastdl device function is inlined, _device.py)
+        raise AssertionError(
+            f"{pyfunc.__qualname__} calls a device function that is not @cuda.jit(device=True, "
+            f"inline='always'); compiling it needs a CUDA driver ({str(e).strip()[:80]}...). "
+            "Inline it, as every device function of fastdl/kernels/cuda is, so that Numba "
+            "types it inside the kernel where this check reads it.") from None
+
+
+def test_float32_kernels_compute_in_float32():
+    compile_cuda = _cuda_compiler_or_skip()
+    allowed = _allowed_lines()
+    leaks, used = {}, set()
+    for name, kernel, sig in _typing_cases()[0]:
+        found = float64_arithmetic(_type(compile_cuda, kernel.py_func, sig))
+        if name in F64_BY_DESIGN:
+            assert found, f"{name} is declared to compute in float64 but does not (update " \
+                          "F64_BY_DESIGN)"
+            continue
+        for path, line, stmt in found:
+            if (path, line) in allowed:
+                used.add(name)
+            else:
+                leaks.setdefault(name, []).append(f"{os.path.basename(path)}:{line}: {stmt}")
+    assert not leaks, "float64 arithmetic in float32 kernels (write literals as T(0.5), " \
+                      f"cast ints with T(n)): {leaks}"
+    clip = {f"optim._{o}_clip_update_kernel" for o in ("sgd", "momentum", "rmsprop", "adam")}
+    assert used == clip, f"the allowed float64 coefficient is used by {sorted(used)}; " \
+                         f"expected {sorted(clip)} (update _allowed_lines if it moved)"
+
+
+def test_float64_check_finds_planted_leaks():
+    """The check on planted leaks: a float64 literal in arithmetic, in a comparison, an integer
+    division (float32 / int64 is float64 to numba), one inside an inlined device function; the
+    same kernels written with T(...) casts pass. A device function that is not inlined is
+    either checked too (with a driver) or reported, never silently skipped."""
+    from numba import cuda, float32, types
+    compile_cuda = _cuda_compiler_or_skip()
+    T = float32
+
+    @cuda.jit(device=True, inline="always")
+    def half_leak(v):
+        return v * 0.5
+
+    @cuda.jit(device=True, inline="always")
+    def half_clean(v):
+        return v * T(0.5)
+
+    @cuda.jit(device=True)
+    def half_leak_not_inlined(v):
+        return v * 0.5
+
+    def literal(x, n):
+        i = cuda.grid(1)
+        if i < x.shape[0]:
+            x[i] = x[i] * 0.5
+
+    def compare(x, n):
+        i = cuda.grid(1)
+        if i < x.shape[0] and x[i] > 0.5:
+            x[i] = T(0)
+
+    def int_division(x, n):
+        i = cuda.grid(1)
+        if i < x.shape[0]:
+            x[i] = x[i] / n
+
+    def in_device_function(x, n):
+        i = cuda.grid(1)
+        if i < x.shape[0]:
+            x[i] = half_leak(x[i])
+
+    def in_device_function_not_inlined(x, n):
+        i = cuda.grid(1)
+        if i < x.shape[0]:
+            x[i] = half_leak_not_inlined(x[i])
+
+    def clean(x, n):
+        i = cuda.grid(1)
+        if i < x.shape[0] and x[i] > T(0.5):
+            x[i] = half_clean(x[i]) / T(n) + T(1.0)
+
+    sig = (types.Array(types.float32, 1, "A"), types.int64)
+    for leaky in (literal, compare, int_division, in_device_function):
+        assert float64_arithmetic(_type(compile_cuda, leaky, sig)), \
+            f"the planted float64 leak in {leaky.__name__} was not found"
+    assert float64_arithmetic(_type(compile_cuda, clean, sig)) == []
+    try:
+        found = float64_arithmetic(_type(compile_cuda, in_device_function_not_inlined, sig))
+    except AssertionError as e:                 # no driver here: reported, not skipped
+        assert "not @cuda.jit(device=True, inline='always')" in str(e), str(e)
+    else:                                       # a driver: the device function is checked
+        assert found, "the leak in a device function that is not inlined was not found"
+
+
+
+def _ptx_compiler_or_skip():
+    """numba.cuda with NVVM (``compile_ptx``): numba-cuda installed with its CUDA toolkit
+    wheels ([cu12]/[cu13]); the typing check above needs neither."""
+    cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from numba import config as nb_config
+    if nb_config.ENABLE_CUDASIM:
+        pytest.skip("PTX cannot be compiled under the simulator")
+    from numba import types
+
+    def probe(x):
+        x[0] = x[0]
+    try:
+        cuda.compile_ptx(probe, (types.float32[:],), cc=(9, 0))
+    except Exception as e:  # no NVVM / NVRTC: numba-cuda installed without [cu12]/[cu13]
+        pytest.skip(f"no CUDA toolchain to compile PTX ({type(e).__name__}: "
+                    f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})")
+    return cuda
+
+
 def test_augment_kernel_is_never_contracted_into_fma():
     """The noise must equal the host's bit for bit: NVVM contracts ``a * b + c`` into an FMA by
     default (one rounding instead of two), so the augmentation kernel may contain no ``fma``
     (``kernels/cuda/augment.py`` uses round-to-nearest intrinsics); its float64 arithmetic is
     really there (``mul.rn.f64``)."""
-    cuda = _toolchain_or_skip()
+    cuda = _ptx_compiler_or_skip()
     from numba import types
     from fastdl.kernels.cuda import augment
     for dt, T in ((np.float32, types.float32), (np.float64, types.float64)):
@@ -150,78 +364,6 @@ def test_augment_kernel_is_never_contracted_into_fma():
         body = [ln.strip() for ln in ptx.splitlines() if not ln.lstrip().startswith("//")]
         assert not [ln for ln in body if re.match(r"(fma|mad)\.", ln)], dt
         assert [ln for ln in body if ln.startswith("mul.rn.f64")], dt
-
-
-def _toolchain_or_skip():
-    try:
-        from numba import config as nb_config
-        from numba import cuda
-    except ImportError:
-        pytest.skip("numba-cuda is not installed")
-    if nb_config.ENABLE_CUDASIM:
-        pytest.skip("PTX cannot be compiled under the simulator")
-
-    def probe(x):
-        x[0] = x[0]
-    from numba import types
-    try:
-        cuda.compile_ptx(probe, (types.float32[:],), cc=(9, 0))
-    except Exception as e:  # no NVVM / NVRTC: numba-cuda installed without [cu12]/[cu13]
-        pytest.skip(f"no CUDA toolchain to compile PTX ({type(e).__name__}: "
-                    f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})")
-    return cuda
-
-
-def test_every_kernel_is_in_the_ptx_table():
-    """Every ``_..._kernel`` the cuda files define is compiled by the PTX check below."""
-    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
-    table, modules = _ptx_cases()
-    listed = {name for name, _, _ in table}
-    found = {f"{m.__name__.rsplit('.', 1)[1]}.{attr}" for m in modules
-             for attr, obj in vars(m).items()
-             if attr.startswith("_") and attr.endswith("_kernel")
-             and getattr(getattr(obj, "py_func", obj), "__module__", None) == m.__name__}
-    assert found <= listed, f"kernels missing from the PTX table: {sorted(found - listed)}"
-
-
-#: Kernels whose spec has float64 buffers (batch norm's mean / inv_std): they may load, store
-#: and convert float64, but do no float64 arithmetic.
-F64_IO = {"batchnorm._batchnorm_forward_train_kernel", "batchnorm._batchnorm_backward_kernel"}
-#: The update kernels with inline clipping form the norm coefficient min(1, max_norm /
-#: (sqrt(sum_sq) + 1e-6)) once per thread in float64, from the float64 squared norm (it can
-#: exceed float32's range), as the reference does: a few float64 instructions before the loop,
-#: none per element. At most this many lines of float64 arithmetic are allowed there.
-F64_COEF = {f"optim._{o}_clip_update_kernel" for o in ("sgd", "momentum", "rmsprop", "adam")}
-F64_COEF_MAX_LINES = 16
-#: Kernels that compute in float64 by design, whatever the data's dtype: the augmentation noise's
-#: quantile function (bit-identical with the host, ``kernels/reference/augment.py``).
-F64_BY_DESIGN = {"augment._augment_kernel"}
-_F64_ANY = re.compile(r"\.f64\b")
-_F64_ARITH = re.compile(r"^\s*(add|sub|mul|mad|fma|div|sqrt|rsqrt|rcp|neg|abs|min|max|setp|"
-                        r"selp|ex2|lg2|sin|cos|testp|copysign)\.[\w.]*f64\b")
-
-
-def test_float32_kernel_has_no_f64():
-    cuda = _toolchain_or_skip()
-    table, _ = _ptx_cases()
-    leaks = {}
-    for name, kernel, sig in table:
-        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
-        body = [ln for ln in ptx.splitlines() if not ln.lstrip().startswith("//")]
-        if name in F64_COEF:
-            arith = [ln.strip() for ln in body if _F64_ARITH.search(ln)]
-            if not arith or len(arith) > F64_COEF_MAX_LINES:  # none: the coefficient moved
-                leaks[name] = [f"{len(arith)} float64 arithmetic lines; expected 1 to "
-                               f"{F64_COEF_MAX_LINES} (the clipping coefficient)"] + arith[:5]
-            continue
-        if name in F64_BY_DESIGN:
-            continue
-        pattern = _F64_ARITH if name in F64_IO else _F64_ANY
-        bad = [ln.strip() for ln in body if pattern.search(ln)]
-        if bad:
-            leaks[name] = bad[:5]
-    assert not leaks, f"float64 instructions in float32 kernels: {leaks}"
-
 
 # --- import and error without numba-cuda / without a GPU ---------------------------------------
 _BLOCK_NUMBA_CUDA = textwrap.dedent("""

@@ -4,8 +4,10 @@
   recorded from torch (tests/golden/make_optim_golden.py), always; and torch itself, live, when
   it is installed.
 * An independent NumPy implementation of the course's formulas.
-* cpu kernels vs the reference for every registered optimizer kernel (float32/float64, serial and
-  parallel paths, L2 prefix, hostile values); the fused-epoch dispatchers vs the kernels.
+* cpu kernels vs the reference: every registered optimizer kernel runs its declared cases in
+  ``tests/test_kernels_vs_reference.py`` (float32/float64, serial and parallel paths, L2 prefix,
+  clipping, NaN gradients); here only hypothesis fuzzing on top, and the fused-epoch dispatchers
+  vs the kernels.
 * Schedules and EWAs against values computed by hand; every error path.
 """
 
@@ -293,51 +295,6 @@ def _compare_kernel(name, n, dtype, n_l2, flavour="normal", seed=0, clip=NO_CLIP
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
 
 
-def test_every_registered_kernel_has_a_case():
-    rng = np.random.default_rng(0)
-    for name in KERNEL_NAMES:
-        _kernel_args(name, rng, 3, np.float64, 1, "normal")   # KeyError: add a case above
-        assert callable(getattr(ref_optim, name)) and callable(getattr(cpu_optim, name))
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("n", [1, 7, 1000])
-@pytest.mark.parametrize("name", KERNEL_NAMES)
-def test_cpu_kernel_matches_reference_serial(name, n, dtype):
-    for n_l2 in sorted({0, n // 2, n}):
-        _compare_kernel(name, n, dtype, n_l2)
-    _compare_kernel(name, n, dtype, n // 3, "zeros")
-    _compare_kernel(name, n, dtype, n // 3, "nan")
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("name", KERNEL_NAMES)
-def test_cpu_kernel_matches_reference_parallel(name, dtype, monkeypatch):
-    block = cpu_optim._BLOCK
-    # the real threshold: one call at PARALLEL_MIN_SIZE elements (+ a partial block)
-    n = config.PARALLEL_MIN_SIZE + 3
-    _compare_kernel(name, n, dtype, block + 5)
-    # many blocks, L2 prefix ending inside a block and exactly on a block edge
-    monkeypatch.setattr(config, "PARALLEL_MIN_SIZE", 1)
-    for n_l2 in (0, block, 2 * block + 17, 3 * block + 7):
-        _compare_kernel(name, 3 * block + 7, dtype, n_l2)
-    _compare_kernel(name, 3 * block + 7, dtype, block - 1, "nan")
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("clip", CLIPS, ids=["norm", "norm_inactive", "value", "both"])
-@pytest.mark.parametrize("name", KERNEL_NAMES)
-def test_cpu_kernel_clips_inline_as_the_reference(name, clip, dtype, monkeypatch):
-    """Inline clipping (serial and parallel paths, L2 prefix, NaN) equals the reference's."""
-    for n in (1, 7, 1000):
-        for n_l2 in (0, n // 2):
-            _compare_kernel(name, n, dtype, n_l2, clip=clip)
-        _compare_kernel(name, n, dtype, n // 3, "nan", clip=clip)
-    monkeypatch.setattr(config, "PARALLEL_MIN_SIZE", 1)
-    block = cpu_optim._BLOCK
-    _compare_kernel(name, 2 * block + 7, dtype, block + 3, clip=clip)
-
-
 def test_kernels_clip_as_pytorch_before_l2():
     """sgd_update with lr = 1 on zero parameters returns -clipped gradient: PyTorch's
     clip_grad_norm_ coefficient max_norm / (norm + 1e-6), then clip_grad_value_; inactive
@@ -377,13 +334,17 @@ def test_cpu_kernels_keep_float32_in_the_loop():
     float32 scalars only."""
     import numba
     p, m, v, g = (np.ones(16, np.float32) for _ in range(4))
-    # a fresh (uncached) caller makes Numba type the loops' calls and record their signatures
-    block = numba.njit(error_model="numpy")(cpu_optim._adam_block.py_func)
-    block(p, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0, False, 1.0, np.inf)
-    block(p, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0, True, 0.5, 2.0)
+    for shadow in (np.empty(0, np.uint16), np.zeros(16, np.uint16)):
+        # a fresh (uncached) caller makes Numba type the loops' calls and record signatures
+        block = numba.njit(error_model="numpy")(cpu_optim._adam_block.py_func)
+        block(p, shadow, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0, False,
+              1.0, np.inf)
+        block(p, shadow, m, v, g, 0, 16, 8, 0.1, 0.9, 0.999, 1e-8, 1, 0.0, 0.0, 0.0, True,
+              0.5, 2.0)
     for loop in (cpu_optim._adam_loop, cpu_optim._adam_clip_loop):
         sigs = [s for s in loop.signatures if s[0].dtype.name == "float32"]
-        assert sigs and all(str(t) == "float32" for t in sigs[0][4:]), (loop, sigs)
+        # (params, shadow, m, v, grads) then the scalars
+        assert sigs and all(str(t) == "float32" for t in sigs[0][5:]), (loop, sigs)
 
 
 # ------------------------------------------------------------------- fused dispatch ----
@@ -497,10 +458,14 @@ def test_lr_change_between_steps_is_used():
     assert a.fused_spec()[1][0] == 0.5
 
 
-def test_standalone_default_backend_is_cpu_for_numpy_arrays():
+@pytest.mark.parametrize("default,expect", [("cpu", "cpu"), ("numpy", "numpy"), ("cuda", "cpu")])
+def test_standalone_backend_for_numpy_arrays(default, expect, monkeypatch):
+    """An optimizer without a backend steps host arrays on the default backend, or on cpu when
+    the default is cuda (host arrays are not device arrays)."""
+    monkeypatch.setattr(config, "DEFAULT_BACKEND", default)
     opt = Adam()
     opt.step(np.zeros(3, np.float32), np.ones(3, np.float32))
-    assert opt._bk.name in ("cpu", "numpy") and opt.state["m"].dtype == np.float32
+    assert opt._bk.name == expect and opt.state["m"].dtype == np.float32
 
 
 # ------------------------------------------------------------------------- schedules ----

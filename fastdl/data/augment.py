@@ -1,9 +1,11 @@
-"""Data augmentation for image-shaped inputs, applied to each training mini-batch by ``fit``:
+"""Data augmentation, applied to each training mini-batch by ``fit``:
 
     model.fit(X, y, augment=fd.Augment(image_shape=(28, 28), flip=True, shift=2, noise=0.05))
+    model.fit(X, y, augment=fd.Augment(noise=0.05))        # any rows: tabular inputs too
 
-Each row of X is an image flattened in C order from ``image_shape`` = (H, W) or (H, W, C)
-(channels last). Per example, independently:
+For flips and shifts each row of X is an image flattened in C order from ``image_shape`` =
+(H, W) or (H, W, C) (channels last); noise alone needs no image shape. Per example,
+independently:
 
 * ``flip``: mirror left-right with probability 1/2;
 * ``shift``: translate by (dy, dx), each uniform in [-shift, shift] pixels, filling with 0
@@ -39,20 +41,20 @@ def _int(name, value, minimum):
 
 
 class Augment:
-    """Random flips, shifts and Gaussian noise for image-shaped training inputs.
+    """Random flips and shifts (image-shaped inputs) and Gaussian noise (any inputs).
 
     Parameters
     ----------
     image_shape : (H, W) or (H, W, C), optional
         Shape of one example; rows of X are these images flattened in C order. Default: a
         square grayscale image, H = W = sqrt(n_features) (an error when that is not an
-        integer).
+        integer). Needed by flips and shifts only.
     flip : bool
         Horizontal flips with probability 1/2.
     shift : int >= 0
         Largest shift in pixels, vertical and horizontal (smaller than H and W).
     noise : float >= 0
-        Standard deviation of additive Gaussian noise.
+        Standard deviation of additive Gaussian noise (works on any rows, tabular included).
     """
 
     def __init__(self, image_shape=None, flip=False, shift=0, noise=0.0):
@@ -99,13 +101,17 @@ class Augment:
         self._check_shift(shape)
         return shape
 
-    def check_features(self, n_features):
-        self.shape_for(n_features)
-
     @property
     def moves_pixels(self):
-        """Flips or shifts: the kernel then reads an unaugmented copy of the batch."""
+        """Flips or shifts: they need the image shape, and the kernel then reads an unaugmented
+        copy of the batch. Noise alone needs neither."""
         return self.flip or self.shift > 0
+
+    def check_features(self, n_features):
+        """A clear error when rows of ``n_features`` values cannot be augmented (image shape
+        needed for flips and shifts, or an ``image_shape`` given that does not fit)."""
+        if self.moves_pixels or self.image_shape is not None:
+            self.shape_for(n_features)
 
     def apply(self, Xb, seed, epoch, batch, backend=None, scratch=None):
         """Augment the batch ``Xb`` (m, n_features, C-contiguous) in place, from (seed, epoch,
@@ -118,11 +124,16 @@ class Augment:
         for name, v in (("seed", seed), ("epoch", epoch), ("batch", batch)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 <= v < 2**63:
                 raise ValueError(f"{name}={v!r} is invalid; expected an integer in [0, 2**63)")
-        H, W, C = self.shape_for(Xb.shape[1])
         src = Xb
         if self.moves_pixels:
+            H, W, C = self.shape_for(Xb.shape[1])
             src = bk.empty(Xb.shape, Xb.dtype) if scratch is None else scratch
             bk.copy_into(src, Xb)
+        else:
+            self.check_features(Xb.shape[1])
+            # noise alone is element-wise: element e = i n + j draws the same value whatever
+            # the image factorization of n, so any rows (tabular too) run as 1 x n images
+            H, W, C = 1, Xb.shape[1], 1
         bk.k.augment_images(Xb, src, H, W, C, int(seed), int(epoch), int(batch), self.flip,
                             self.shift, self.noise)
 

@@ -28,9 +28,9 @@ already in ``workspace.Xb`` / ``workspace.Yb`` (the model's reused buffers). Two
     ``ArraySource``; it trains through the step path (the whole-epoch kernel needs X on the
     device). Streamed sources use the same staging on a device backend in that mode.
 
-Why blocks (NOTES.md, measured): random row gathers from a memory-mapped ``.npy`` read 15-64x
-more bytes than they use, and every page read through a memory map stays in the process's RSS.
-The shuffle is coarser than a full permutation (a batch comes from one buffer of
+Why blocks (docs/design.md, measured): random row gathers from a memory-mapped ``.npy``
+read 15-64x more bytes than they use, and every page read through a memory map stays in the
+process's RSS. The shuffle is coarser than a full permutation (a batch comes from one buffer of
 ``STREAM_BUFFER_BLOCKS`` random blocks); shuffle the file once when it was written in a sorted
 order (``make_teacher_npy`` writes i.i.d. rows).
 """
@@ -354,6 +354,30 @@ def _rows_of(name, a):
         raise ValueError(f"{name}={path!r} is not a .npy file; out-of-core training reads .npy "
                          "files (np.save, fastdl make-data) or np.memmap arrays")
     return _read_npy_header(path, name)
+
+
+def count_rows(name, a):
+    """Rows of a .npy path or np.memmap (from its header; nothing is read)."""
+    return int(_rows_of(name, a).shape[0])
+
+
+def row_chunks(name, a, rows):
+    """``(start, chunk)`` over a .npy path or np.memmap in order, ``rows`` rows at a time, read
+    with ``preadv`` into one reused buffer (so memory stays at one chunk, whatever the file
+    size; pages of a memory map are not touched). ``predict``/``evaluate`` use it."""
+    reader = _rows_of(name, a)
+    m = reader.shape[0]
+    if m == 0:
+        return
+    buf = np.empty((min(rows, m),) + reader.shape[1:], reader.dtype)
+    fd = reader.open()
+    try:
+        for start in range(0, m, rows):
+            n = min(rows, m - start)
+            reader.read(fd, start, n, buf[:n])
+            yield start, buf[:n]
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------------------------- streaming

@@ -5,8 +5,9 @@ exports exactly these public functions with the same signatures. ``tests/test_ke
 enforces it, and kernel tests iterate over this table, so registering a kernel here puts it
 under test.
 
-Contract (see DESIGN.md): outputs first, the caller allocates every buffer, kernels never
-validate or draw random numbers. A buffer of size 0 passed for an optional output (``dX``, a
+Contract (docs/design.md): outputs first, the caller allocates every buffer, kernels never
+validate data or draw random numbers (an unknown integer code raises ValueError). A buffer
+of size 0 passed for an optional output (``dX``, a
 bias) means "skip it".
 
 Mixed precision (``compute_dtype="bfloat16"``): ``gemm`` is the one GEMM of every dense kernel,
@@ -26,7 +27,7 @@ KERNELS = {
     "losses": ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error",
                "weighted_softmax_cross_entropy", "weighted_sigmoid_binary_cross_entropy",
                "weighted_mean_squared_error", "exp_half_poisson_deviance",
-               "weighted_exp_half_poisson_deviance"),
+               "weighted_exp_half_poisson_deviance", "correct_predictions"),
     "optim": ("sgd_update", "momentum_update", "rmsprop_update", "adam_update"),
     "batching": ("gather_rows",),
     "epoch": ("train_epoch",),

@@ -24,13 +24,18 @@ def check_init(init):
     return init
 
 
-def initialize(init, rng, shape, scale=0.01):
-    """A float64 array of ``shape`` (units, fan_in) drawn by ``init``."""
+def initialize(init, rng, shape, scale=0.01, what="W"):
+    """A float64 array of ``shape`` (units, fan_in) drawn by ``init``; ``what`` names the
+    tensor in errors (``layers[0].W``)."""
     fan_out, fan_in = shape
     if callable(init):
         w = np.asarray(init(rng, shape), dtype=np.float64)
         if w.shape != tuple(shape):
-            raise ValueError(f"init callable returned shape {w.shape}; expected {tuple(shape)}")
+            raise ValueError(f"init={init!r} returned shape {w.shape} for {what}; expected "
+                             f"{tuple(shape)} (units, inputs)")
+        if not np.isfinite(w).all():
+            raise ValueError(f"init={init!r} returned NaN or infinite values for {what}; "
+                             "expected finite initial weights")
         return w
     if init == "zeros":
         return np.zeros(shape)

@@ -43,11 +43,31 @@ OUTPUT_ONLY = ("softmax", "exp")
 ACTIVATION_NAMES = tuple(ACTIVATIONS) + OUTPUT_ONLY
 
 
+#: Slope of leaky_relu for z < 0 when not given (PyTorch's default).
+DEFAULT_ALPHA = 0.01
+
+
 def check_activation(activation):
+    """An activation name; ``None`` means "linear" (Keras's ``activation=None``)."""
+    if activation is None:
+        return "linear"
     if not isinstance(activation, str) or activation not in ACTIVATION_NAMES:
         raise ValueError(f"activation={activation!r} is not a known activation; expected one "
-                         f"of {ACTIVATION_NAMES}")
+                         f"of {ACTIVATION_NAMES} or None (linear)")
     return activation
+
+
+def check_alpha(alpha, activation):
+    """leaky_relu's negative slope: given only with ``activation="leaky_relu"`` (elsewhere it
+    would be silently ignored); default ``DEFAULT_ALPHA``."""
+    if alpha is None:
+        return DEFAULT_ALPHA
+    alpha = check_float("alpha", alpha, minimum=0.0)
+    if activation != "leaky_relu":
+        raise ValueError(f"alpha={alpha!r} is the negative slope of leaky_relu only; "
+                         f"activation={activation!r} has none (use activation='leaky_relu', or "
+                         "drop alpha)")
+    return alpha
 
 
 class Layer:
@@ -111,10 +131,10 @@ class Dense(Layer):
     ----------
     units : int
         Number of units n[l].
-    activation : str
-        "linear" (default), "relu", "leaky_relu", "tanh", "sigmoid", or, for the output layer
-        only, "softmax" (fused with categorical cross-entropy) or "exp" (fused with the
-        Poisson deviance, ``loss="poisson"``).
+    activation : str or None
+        "linear" (default; ``None`` means the same, as in Keras), "relu", "leaky_relu",
+        "tanh", "sigmoid", or, for the output layer only, "softmax" (fused with categorical
+        cross-entropy) or "exp" (fused with the Poisson deviance, ``loss="poisson"``).
     init : str or callable, optional
         "he", "lecun", "xavier"/"glorot", "zeros", "normal" (see ``initializers``). Default:
         "he" for relu/leaky_relu, "xavier" otherwise.
@@ -122,17 +142,18 @@ class Dense(Layer):
         Add the bias b (dropped automatically when a BatchNorm follows).
     init_scale : float
         Standard deviation of ``init="normal"`` (the course's 0.01).
-    alpha : float
-        Negative slope of leaky_relu (PyTorch's default 0.01).
+    alpha : float, optional
+        Negative slope of leaky_relu (default 0.01, PyTorch's); an error with any other
+        activation, where it would mean nothing.
 
     ``W`` has shape (units, inputs), as PyTorch ``nn.Linear.weight`` and the course's W[l];
     ``b`` has shape (units,).
     """
 
     def __init__(self, units, activation="linear", init=None, use_bias=True, init_scale=0.01,
-                 alpha=0.01):
+                 alpha=None):
         self.units = check_int("units", units, minimum=1)
-        self.activation = check_activation(activation)
+        self.activation = activation = check_activation(activation)
         if init is None:
             init = "he" if activation in ("relu", "leaky_relu") else "xavier"
         self.init = check_init(init)
@@ -140,7 +161,7 @@ class Dense(Layer):
             raise TypeError(f"use_bias={use_bias!r} must be True or False")
         self.use_bias = bool(use_bias)
         self.init_scale = check_float("init_scale", init_scale, minimum=0.0, strict=True)
-        self.alpha = check_float("alpha", alpha, minimum=0.0)
+        self.alpha = check_alpha(alpha, activation)
         # Activation code the kernels run (the model may fuse a following Activation here, or
         # switch the output activation to linear when the loss takes logits).
         self.runtime_activation = ACTIVATIONS.get(self.activation, LINEAR)
@@ -159,7 +180,7 @@ class Dense(Layer):
 
     def init_params(self, params, index, rng):
         params.assign(index, "W", initialize(self.init, rng, (self.units, self.input_dim),
-                                             self.init_scale))
+                                             self.init_scale, f"layers[{index}].W"))
         if self.use_bias:
             params.assign(index, "b", np.zeros(self.units))
 
@@ -207,9 +228,9 @@ class Activation(Layer):
     """An element-wise activation as a layer of its own (``Dense(n) + Activation("relu")`` is
     what ``Dense(n, activation="relu")`` means; the model fuses the pair into one kernel)."""
 
-    def __init__(self, activation, alpha=0.01):
+    def __init__(self, activation, alpha=None):
         self.activation = check_activation(activation)
-        self.alpha = check_float("alpha", alpha, minimum=0.0)
+        self.alpha = check_alpha(alpha, self.activation)
         self.runtime_activation = ACTIVATIONS.get(self.activation, LINEAR)
         self.fused = False      # set by the model when folded into the preceding Dense
 
@@ -245,4 +266,6 @@ def layer_from_config(cfg):
         raise ValueError(f"layer type {kind!r} is unknown; expected one of {tuple(LAYER_TYPES)}")
     if cfg.get("init") == "custom":
         cfg["init"] = "zeros"  # weights are loaded right after
+    if "alpha" in cfg and cfg.get("activation") != "leaky_relu":
+        cfg.pop("alpha")       # files record the (unused) default slope for every layer
     return LAYER_TYPES[kind](**cfg)

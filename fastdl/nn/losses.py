@@ -45,11 +45,13 @@ class LossSpec:
         """Targets as a C-contiguous (m, n_out) array of ``dtype``, range-checked."""
         if self.name == "categorical_crossentropy":
             return _encode_categorical(y, n_out, dtype, yname)
+        given = y.shape
         if y.ndim == 1:
             y = y.reshape(-1, 1)
         if y.shape[1] != n_out:
-            raise ValueError(f"{yname} has {y.shape[1]} column(s) (shape {y.shape}); the model "
-                             f"has {n_out} output unit(s)")
+            expect = f"(m,) or (m, {n_out})" if n_out == 1 else f"(m, {n_out})"
+            raise ValueError(f"{yname} has shape {given}; the model has {n_out} output unit(s), "
+                             f"so expected {expect}")
         if self.name == "poisson":
             yf = y.astype(np.float64)
             if not np.isfinite(yf).all() or yf.min() < 0:
@@ -63,22 +65,42 @@ class LossSpec:
                                  "binary_crossentropy expects labels in [0, 1] (0/1 classes)")
         return np.ascontiguousarray(y, dtype=dtype)
 
-    def decode(self, outputs: np.ndarray):
-        """Model outputs (probabilities, or values for mse) -> predictions as scikit-learn."""
+    def labels(self, outputs: np.ndarray):
+        """Predictions from the network's outputs, as scikit-learn returns them: for the fused
+        losses the outputs are logits, and a sigmoid unit is class 1 when its logit is >= 0
+        (sigmoid >= 1/2 in exact arithmetic; shape (m,) for one unit), a softmax row is the
+        argmax of its logits (the first of equal ones); for mse the values themselves, for
+        poisson their exp (the means).
+
+        This is the ONE decision rule of ``predict``, ``evaluate``'s accuracy and the training
+        accuracy (the kernels' ``correct_predictions`` implement the same). It reads logits, not
+        rounded probabilities: a float32 sigmoid of -1e-8 prints as 0.5 but is class 0."""
         if self.name == "categorical_crossentropy":
             return outputs.argmax(axis=1)
         if self.name == "binary_crossentropy":
-            labels = (outputs >= 0.5).astype(np.int64)
+            labels = (outputs >= 0).astype(np.int64)
             return labels[:, 0] if labels.shape[1] == 1 else labels
+        if self.output_activation == "exp":        # poisson: log-means in, means out
+            outputs = np.exp(outputs)
         return outputs[:, 0] if outputs.shape[1] == 1 else outputs
 
-    def accuracy(self, outputs: np.ndarray, Y: np.ndarray) -> float | None:
-        """Fraction of correct predictions given encoded targets Y (None for regression)."""
+    def correct(self, outputs: np.ndarray, Y: np.ndarray):
+        """Per example, the fraction of its outputs predicted right (0 or 1 except for several
+        sigmoid units) under :meth:`labels`'s rule, given encoded targets Y (class: argmax of a
+        target row; binary: y >= 0.5); float64 (m,). None for regression."""
         if self.name == "categorical_crossentropy":
-            return float(np.mean(outputs.argmax(axis=1) == Y.argmax(axis=1)))
+            return (outputs.argmax(axis=1) == Y.argmax(axis=1)).astype(np.float64)
         if self.name == "binary_crossentropy":
-            return float(np.mean((outputs >= 0.5) == (Y >= 0.5)))
+            return ((outputs >= 0) == (Y >= 0.5)).mean(axis=1, dtype=np.float64)
         return None
+
+    def accuracy(self, outputs: np.ndarray, Y: np.ndarray, w=None) -> float | None:
+        """Fraction of correct predictions (:meth:`correct`), weighted by ``w`` when given (as
+        scikit-learn's ``accuracy_score(sample_weight=...)``); None for regression."""
+        c = self.correct(outputs, Y)
+        if c is None:
+            return None
+        return float(np.mean(c)) if w is None else float(np.average(c, weights=w))
 
 
 def _encode_categorical(y, n_out, dtype, yname):

@@ -41,20 +41,35 @@ def _mask_seed(model):
 
 
 class Dropout(Layer):
-    """Inverted dropout on the previous layer's output: ``fd.Dropout(keep_prob=0.8)``.
+    """Inverted dropout on the previous layer's output: ``fd.Dropout(keep_prob=0.8)``, or
+    ``fd.Dropout(rate=0.2)`` with PyTorch's / Keras' drop probability.
 
     Parameters
     ----------
     keep_prob : float in (0, 1]
-        Probability of keeping each unit (the course's ``keep_prob``). PyTorch's and Keras'
-        ``p``/``rate`` is ``1 - keep_prob``. ``keep_prob=1`` makes the layer the identity,
+        Probability of keeping each unit (the course's ``keep_prob``; the first positional
+        argument: ``Dropout(0.8)`` keeps 80%). ``keep_prob=1`` makes the layer the identity,
         skipped entirely by the model (no kernel call, no buffer).
+    rate : float in [0, 1)
+        Probability of dropping each unit, PyTorch's ``p`` and Keras' ``rate``:
+        ``keep_prob = 1 - rate``. Give one of the two.
 
     Off whenever ``training`` is False (predict, evaluate, validation) and while
-    ``deterministic`` is True (``fd.gradcheck`` sets it). Place it after the activation.
+    ``deterministic`` is True (``fd.gradcheck`` sets it). Place it after a hidden layer's
+    activation (not after the output layer, whose activation is fused with the loss).
     """
 
-    def __init__(self, keep_prob):
+    def __init__(self, keep_prob=None, *, rate=None):
+        if (keep_prob is None) == (rate is None):
+            raise ValueError(f"Dropout(keep_prob={keep_prob!r}, rate={rate!r}): give exactly "
+                             "one of keep_prob (the probability of keeping a unit, the "
+                             "course's) or rate (of dropping it, PyTorch's p / Keras' rate)")
+        if rate is not None:
+            if isinstance(rate, bool) or not isinstance(rate, numbers.Real) \
+                    or not np.isfinite(rate) or not 0.0 <= rate < 1.0:
+                raise ValueError(f"rate={rate!r} is invalid; expected a number in [0, 1) (the "
+                                 "probability of dropping a unit; keep_prob = 1 - rate)")
+            keep_prob = 1.0 - float(rate)
         self.keep_prob = check_keep_prob(keep_prob)
         self.deterministic = False
         # The identity is folded away by the model like a fused activation (no op at all).

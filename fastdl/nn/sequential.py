@@ -1,6 +1,6 @@
 """Sequential: a stack of layers with a loss, trained on one flat parameter buffer.
 
-Conventions (DESIGN.md): rows are examples, X is (m, n_features); Dense W is (units, inputs);
+Conventions (docs/design.md): rows are examples, X is (m, n_features); Dense W is (units, inputs);
 the cost is the mean over the batch and includes the course's L2 term
 ``lambda/(2m) * sum_l ||W[l]||_F^2`` (weights only) whenever ``l2`` is given; its gradient adds
 ``(lambda/m) W``. With per-example weights ``sample_weight`` (scikit-learn's MLP semantics,
@@ -12,15 +12,18 @@ and the loss kernel does the rest (stable log-sum-exp).
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
 
 from .. import config
 from .._validation import (as_features, as_sample_weight, as_targets, check_dtype,
-                           check_float, check_int, check_rows)
+                           check_float, check_int, check_rows, numeric_array)
 from ..backend import check_name, get_backend, is_device_array
+from ..data.batches import count_rows, is_streamable, row_chunks
 from ..kernels import ACTIVATIONS, BF16, LINEAR
 from ..params import FlatParams
 from ..precision import resolve as resolve_precision
@@ -129,6 +132,9 @@ class Sequential:
         rng = np.random.default_rng(self.seed)
         for i, layer in enumerate(self.layers):
             layer.init_params(self.params, i, rng)
+        if not np.isfinite(self.params.snapshot()).all():   # e.g. a custom init's 1e39 in float32
+            raise ValueError(f"the initial weights overflow {self.dtype.name}; expected values "
+                             f"below {float(np.finfo(self.dtype).max):.3g} from init")
 
     # ---------------------------------------------------------------- construction
     def _build(self, loss):
@@ -149,6 +155,7 @@ class Sequential:
                 prev.runtime_alpha = layer.alpha
                 layer.fused = True
         ops = [l for l in self.layers if not getattr(l, "fused", False)]
+        self._check_no_dropout_after_the_output()
         # The declared output activation: the last op's, or what a fused Activation brought.
         last = ops[-1]
         out_act = last.activation if isinstance(last, (Dense, Activation)) else "linear"
@@ -183,6 +190,17 @@ class Sequential:
             raise ValueError("the model has no layer with parameters before its output activation")
         self._ops = ops
 
+    def _check_no_dropout_after_the_output(self):
+        """A Dropout after the output layer would act on the logits the loss is fused with:
+        say so, rather than fail later on the output activation."""
+        from .regularization import Dropout
+        dense = [i for i, layer in enumerate(self.layers) if isinstance(layer, Dense)]
+        for i in range(dense[-1] + 1 if dense else 0, len(self.layers)):
+            if isinstance(self.layers[i], Dropout):
+                raise ValueError(f"layers[{i}] is a Dropout after the output layer "
+                                 f"(layers[{dense[-1] if dense else 0}]); put it after a hidden "
+                                 "layer's activation: the output layer's activation is fused "
+                                 "with the loss, and dropping outputs has no meaning")
     @property
     def compute_dtype(self):
         """None (GEMMs in ``dtype``) or "bfloat16" (see the class docstring)."""
@@ -208,6 +226,7 @@ class Sequential:
             layer.attach(self)              # Dropout reads seed and steps_trained
         self._workspaces = OrderedDict()
         self._dense_only = all(isinstance(op, Dense) for op in self._ops)
+        self._no_weights = self._bk.empty((0,), self.dtype)   # "unweighted" for the kernels
 
     def _workspace(self, m):
         """Buffers for a batch of m rows, allocated once and reused (LRU of a few sizes)."""
@@ -256,9 +275,10 @@ class Sequential:
                                                                  wsum)
 
     def _sample_weight(self, sample_weight, m, name="sample_weight"):
-        """Validated weights in the model's dtype and their sum (float64, of the cast values,
-        so the kernels and the L2 term see the same sum)."""
-        w = as_sample_weight(name, sample_weight, m).astype(self.dtype)
+        """Weights validated in the model's dtype (after the cast: no overflow to inf, no
+        non-zero weight rounded to 0) and their sum (float64, of the cast values, so the
+        kernels and the L2 term see the same sum)."""
+        w = as_sample_weight(name, sample_weight, m, self.dtype)
         return w, float(w.sum(dtype=np.float64))
 
     def _batch_weights(self, ws):
@@ -272,14 +292,19 @@ class Sequential:
         self._bk.k.sum_squares(sq_buf, self.params.data[:self.params.n_decay])
 
     def _step_costs(self, Xb, Yb, ws, l2, loss_buf=None, sq_buf=None, w=None, wsum=0.0,
-                    x16_ready=False):
+                    correct_buf=None, x16_ready=False):
         """Forward, loss and backward for one batch; fills the gradient buffer (data loss only;
         the L2 gradient is folded into the optimizer update). Returns nothing: the loss and
-        the weights' squared norm land in ``loss_buf`` / ``sq_buf`` (device-friendly).
-        ``w``/``wsum``: the batch's per-example weights (see ``_loss_into``); ``x16_ready``:
-        ``ws.X16`` already holds the batch in bfloat16 (see ``_forward``)."""
+        the weights' squared norm land in ``loss_buf`` / ``sq_buf`` (device-friendly), and with
+        ``correct_buf`` the (weighted) count of examples classified right before the update
+        (the training accuracy). ``w``/``wsum``: the batch's per-example weights (see
+        ``_loss_into``); ``x16_ready``: ``ws.X16`` already holds the batch in bfloat16 (see
+        ``_forward``)."""
         out = self._forward(Xb, ws, training=True, x16_ready=x16_ready)
         self._loss_into(ws.loss if loss_buf is None else loss_buf, out, Yb, ws, w, wsum)
+        if correct_buf is not None:
+            self._bk.k.correct_predictions(correct_buf, out, Yb,
+                                           self._no_weights if w is None else w, self.loss.code)
         if l2:
             self._sq_weights_into(ws.sq if sq_buf is None else sq_buf)
         self._backward(ws)
@@ -299,11 +324,13 @@ class Sequential:
                             "or None")
         self._standardizer = value
 
-    def _X(self, X, name="X"):
+    def _X(self, X, name="X", allow_empty=False):
         if is_device_array(X):
             return self._device_features(X, name)
-        Xc = as_features(name, X, self.dtype, self.input_dim)
-        return Xc if self.standardizer is None else self.standardizer._for_model(self, Xc, name)
+        Xc = as_features(name, X, self.dtype, self.input_dim, allow_empty)
+        if self.standardizer is None or Xc.shape[0] == 0:
+            return Xc
+        return self.standardizer._for_model(self, Xc, name)
 
     def _device_features(self, X, name):
         """Device-resident X (cuda backend): checked where it lives, never copied to the host.
@@ -388,14 +415,35 @@ class Sequential:
         """(cost, grads): the cost on (X, y) (L2 term included) and its gradient with respect
         to every parameter, as a list laid out like ``get_weights()`` (NumPy arrays; the
         entries of non-trainable state, BatchNorm running statistics, are zeros). A training
-        mode pass: dropout masks of step ``steps_trained``, BatchNorm batch statistics (and
-        its running statistics updated). ``sample_weight`` (m,): the weighted cost
+        mode pass: dropout masks of step ``steps_trained``, BatchNorm batch statistics. An
+        inspection: the model is left as it was (BatchNorm's running statistics included).
+        ``sample_weight`` (m,): the weighted cost
         ``sum_i w_i l_i / sum(w) + l2/(2 sum(w)) * sum ||W||^2`` (see :meth:`fit`)."""
         l2 = check_float("l2", l2, minimum=0.0)
         Xc, Yc = self._XY(X, y)
         w = None if sample_weight is None else self._sample_weight(sample_weight, Xc.shape[0])[0]
-        cost, flat = self._flat_loss_and_grad(Xc, Yc, l2, w)
+        with self._state_kept():
+            cost, flat = self._flat_loss_and_grad(Xc, Yc, l2, w)
         return cost, self._unflatten(flat)
+
+    def _layer_states(self):
+        """Host copies of every layer's non-trainable state (BatchNorm running statistics)."""
+        return [(layer, n, layer.get_state(n)) for layer in self.layers for n in layer.state_names]
+
+    @staticmethod
+    def _restore_layer_states(saved):
+        for layer, name, value in saved:
+            layer.set_state(name, value)
+
+    @contextmanager
+    def _state_kept(self):
+        """Training-mode passes inside leave the layers' non-trainable state as it was (a
+        training forward of BatchNorm updates its running statistics)."""
+        saved = self._layer_states()
+        try:
+            yield
+        finally:
+            self._restore_layer_states(saved)
 
     def _flat_loss_and_grad(self, Xc, Yc, l2, w=None):
         """Cost and flat gradient on validated (Xc, Yc); ``w``: validated weights or None."""
@@ -428,32 +476,50 @@ class Sequential:
 
     def fit(self, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
             callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
-            resume_from=None, augment=None, distributed=False, sample_weight=None):
+            resume_from=None, augment=None, distributed=False, sample_weight=None,
+            initial_epoch=0):
         """Mini-batch training; returns a :class:`~fastdl.train.History`.
 
         Batches are reshuffled every epoch from ``seed`` (a pure function of seed and epoch),
-        the last partial batch is kept. ``optimizer`` defaults to ``fd.optim.SGD(lr=0.01)``.
+        the last partial batch is kept. ``optimizer``: an instance (``fd.optim.Adam()``, not
+        the class); ``None`` continues with ``model.optimizer`` (the one the last ``fit``
+        used, or that ``fd.load`` restored, with its state: Keras's compiled optimizer), and a
+        model that never had one gets ``fd.optim.SGD(lr=0.01)``.
         ``lr_schedule(epoch) -> lr`` sets the learning rate at the start of each epoch.
-        History records per epoch: ``loss`` (mean training cost, L2 included), ``lr``, and with
-        ``validation_data`` ``val_loss`` (data loss, no L2 term) and ``val_accuracy``.
-        A non-finite cost stops training with ``FloatingPointError``; the parameters are those
-        of the last step whose cost was finite.
+        History records per epoch: ``loss`` (mean training cost, L2 included), ``accuracy``
+        for classifiers (the fraction of the epoch's training examples classified right by
+        the parameters they were trained with, before each update, as Keras's running
+        accuracy), ``lr``, and with ``validation_data`` ``val_loss`` (data loss, no L2 term)
+        and ``val_accuracy``. ``callbacks``: a list, or one callback.
+
+        Epochs are counted per call, as in Keras: a second ``fit(epochs=2)`` runs epochs 0 and
+        1 of its own (schedules, callbacks, History and the progress line see those numbers);
+        ``initial_epoch=k`` starts the count at k and trains ``epochs - k`` epochs. The batches
+        still come from the model's running epoch counter ``model.epochs_trained``, so a second
+        call does not repeat the first one's shuffles.
+
+        A non-finite cost stops training with ``fd.DivergenceError`` (a FloatingPointError);
+        the model keeps the parameters (and optimizer state, counters, batch-norm statistics)
+        that produced the last finite cost, so its predictions are finite.
 
         ``X``/``y`` may be ``.npy`` paths or ``np.memmap`` arrays: training then streams them
-        from disk in shuffled blocks with bounded memory (``fastdl/data/batches.py``).
-        ``drop_last``: skip the last partial batch. ``verbose``: 0 silent, 1 a progress bar on
-        a terminal (one line per epoch otherwise), 2 one line per epoch.
+        from disk in shuffled blocks with bounded memory (``fastdl/data/batches.py``);
+        ``validation_data`` may be given the same way (read in chunks every epoch).
+        ``drop_last``: skip the last partial batch (an error when ``batch_size`` exceeds the
+        rows: no batch would be left). ``verbose``: 0 silent, 1 a progress bar on a terminal
+        (one line per epoch otherwise), 2 one line per epoch.
         ``resume_from``: a checkpoint (``model.save``/``ModelCheckpoint``) of this run; training
         continues from it (weights, optimizer state, counters, seed) up to the run's
         ``epochs`` and ends with the parameters an uninterrupted run would have.
         ``resume_from=model.history`` continues in memory and appends to that same History
         (the panda workflow, docs/tuning.md). On any resume ``epochs`` counts the whole run
-        (Keras's ``epochs`` with ``initial_epoch``); an optimizer passed keeps its own settings
-        (lr, betas, clipping) and takes only its moments and step counter from the run, so a
-        changed learning rate wins; ``optimizer=None`` continues with the run's optimizer.
+        (Keras's ``epochs`` with ``initial_epoch``: a checkpoint already past ``epochs`` warns
+        that nothing will train); an optimizer passed keeps its own settings (lr, betas,
+        clipping) and takes only its moments and step counter from the run, so a changed
+        learning rate wins; ``optimizer=None`` continues with the run's optimizer.
         Ctrl-C (KeyboardInterrupt) rewinds the model to the end of the last completed epoch
-        (parameters, optimizer state, counters; not batch-norm running statistics) and
-        re-raises, so the model, ``model.history`` and the last checkpoint agree.
+        (parameters, optimizer state, counters, batch-norm running statistics) and re-raises,
+        so the model, ``model.history`` and the last checkpoint agree.
         ``augment``: an ``fd.Augment`` applied to every training mini-batch (never to
         validation data), drawn from (seed, epoch, batch).
         With ``model.standardizer`` set, an unfitted standardizer is fitted on this ``X``.
@@ -486,36 +552,113 @@ class Sequential:
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                    shuffle=shuffle, lr_schedule=lr_schedule, drop_last=drop_last,
                    resume_from=resume_from, augment=augment, distributed=distributed,
-                   sample_weight=sample_weight)
+                   sample_weight=sample_weight, initial_epoch=initial_epoch)
 
     # ---------------------------------------------------------------- inference API
-    def _outputs(self, Xc):
-        """Output probabilities (or values) for validated X, in chunks; a NumPy array."""
-        out = np.empty((Xc.shape[0], self.output_dim), dtype=self.dtype)
+    def _input_chunks(self, X, name="X", allow_empty=False):
+        """``(m, chunks)``: the rows of X and an iterator of ``(start, chunk)``, X as validated
+        (model dtype, finite, standardized) chunks of at most ``EVAL_CHUNK`` rows, so workspace
+        memory stays bounded. In-memory X is validated once; a ``.npy`` path or ``np.memmap``
+        is read chunk by chunk through the out-of-core reader (``data/batches.py``), as ``fit``
+        streams it, and each chunk validated."""
+        if is_streamable(X):
+            chunks = ((start, self._X(raw, f"{name}[{start}:{start + raw.shape[0]}]"))
+                      for start, raw in row_chunks(name, X, EVAL_CHUNK))
+            return count_rows(name, X), chunks
+        Xc = self._X(X, name, allow_empty)
+        return Xc.shape[0], ((s, Xc[s:s + EVAL_CHUNK]) for s in range(0, Xc.shape[0], EVAL_CHUNK))
+
+    def _logits(self, xb, ws, what, start):
+        """The network's outputs for one validated chunk, on the backend (logits for the
+        fused losses), and a host copy; non-finite outputs raise (:meth:`_non_finite`)."""
+        z = self._forward(self._bk.asarray(xb), ws, training=False)
+        zh = self._bk.to_numpy(z)
+        if not np.isfinite(zh).all():
+            self._non_finite(xb, zh, what, start)
+        return z, zh
+
+    def _non_finite(self, xb, zh, what, start):
+        """Raise FloatingPointError naming the first layer whose output is not finite for this
+        chunk of finite inputs (found by running the layers one at a time: the error path
+        only, so normal calls pay one finiteness check of the outputs)."""
+        rows = ~np.isfinite(zh.reshape(zh.shape[0], -1)).all(axis=1)
+        ws = self._workspace(xb.shape[0])
+        A, where = self._bk.asarray(xb), len(self.layers) - 1
+        for op, w in zip(self._ops, ws.layers):
+            A = op.forward(A, w, training=False)
+            if not np.isfinite(self._bk.to_numpy(A)).all():
+                where = next(i for i, layer in enumerate(self.layers) if layer is op)
+                break
+        end = start + xb.shape[0]
+        raise FloatingPointError(
+            f"{what}: layers[{where}] ({self.layers[where].describe()}) produced non-finite "
+            f"values (inf or NaN) for {int(rows.sum())} of {xb.shape[0]} rows of X[{start}:{end}] "
+            f"(first: row {start + int(np.argmax(rows))}) from finite inputs: the values "
+            f"overflow {self.dtype.name} (largest {float(np.finfo(self.dtype).max):.3g}). "
+            "Standardize the inputs (fd.Standardizer) or check the weights.")
+
+    def _proba_into(self, z, ws):
+        """Probabilities (softmax/sigmoid of the logits) on the backend; mse: the outputs."""
         k = self._bk.k
-        for s in range(0, Xc.shape[0], EVAL_CHUNK):
-            chunk = Xc[s:s + EVAL_CHUNK]
-            ws = self._workspace(chunk.shape[0])
-            z = self._forward(self._bk.asarray(chunk), ws, training=False)
-            if self.output_activation == "softmax":
-                k.softmax_forward(ws.prob, z)
-                z = ws.prob
-            elif self.loss.output_activation == "sigmoid":
-                k.activation_forward(ws.prob, z, ACTIVATIONS["sigmoid"], 0.0)
-                z = ws.prob
-            out[s:s + chunk.shape[0]] = self._bk.to_numpy(z)
+        if self.output_activation == "softmax":
+            k.softmax_forward(ws.prob, z)
+            return ws.prob
+        if self.loss.output_activation == "sigmoid":
+            k.activation_forward(ws.prob, z, ACTIVATIONS["sigmoid"], 0.0)
+            return ws.prob
+        return z
+
+    def predict_proba(self, X):
+        """Probabilities: (m, C) for softmax, (m, k) for sigmoid outputs; raw outputs for mse.
+        ``X`` may be a ``.npy`` path or an ``np.memmap`` (read in chunks) and may have 0 rows.
+        Outputs that are not finite raise FloatingPointError naming the layer that overflowed."""
+        return self._proba_of_chunks(*self._input_chunks(X, allow_empty=True))
+
+    def _outputs(self, Xc):
+        """:meth:`predict_proba` of an in-memory X already validated by the caller (model
+        dtype, finite, right width): ``fastdl.sklearn`` validates once itself, and its one-row
+        latency is why this path skips the second validation."""
+        return self._proba_of_chunks(Xc.shape[0], ((s, Xc[s:s + EVAL_CHUNK])
+                                                   for s in range(0, Xc.shape[0], EVAL_CHUNK)))
+
+    def _proba_of_chunks(self, m, chunks):
+        out = np.empty((m, self.output_dim), dtype=self.dtype)
+        for start, xb in chunks:
+            ws = self._workspace(xb.shape[0])
+            z, _ = self._logits(xb, ws, "predict_proba", start)
+            out[start:start + xb.shape[0]] = self._bk.to_numpy(self._proba_into(z, ws))
         if self.loss.output_activation == "exp":    # the log link's inverse (loss="poisson")
             np.exp(out, out=out)
         return out
 
-    def predict_proba(self, X):
-        """Probabilities: (m, C) for softmax, (m, k) for sigmoid outputs; raw outputs for mse."""
-        return self._outputs(self._X(X))
-
     def predict(self, X):
-        """Labels as scikit-learn: 0/1 for a sigmoid output (threshold 0.5; shape (m,) for one
-        output), the class index for softmax, values for regression."""
-        return self.loss.decode(self._outputs(self._X(X)))
+        """Labels as scikit-learn: 0/1 for sigmoid outputs (class 1 when the logit is >= 0, i.e.
+        sigmoid >= 1/2; shape (m,) for one output), the class index for softmax (argmax of the
+        logits), values for regression; the rule of ``LossSpec.labels``, which ``evaluate``
+        and the training accuracy share. ``X`` as in :meth:`predict_proba`."""
+        m, chunks = self._input_chunks(X, allow_empty=True)
+        parts = [self.loss.labels(np.empty((0, self.output_dim), self.dtype))]
+        for start, xb in chunks:
+            z, zh = self._logits(xb, self._workspace(xb.shape[0]), "predict", start)
+            parts.append(self.loss.labels(np.array(zh, copy=True)))
+        return np.concatenate(parts)
+
+    def _target_chunks(self, y, m, name="y"):
+        """Encoded targets for rows [start, start + rows) of ``y`` (a .npy path or memmap is
+        read by rows)."""
+        if isinstance(y, (str, os.PathLike)):
+            y = np.load(os.fspath(y), mmap_mode="r", allow_pickle=False)
+        if isinstance(y, np.memmap):
+            if y.shape[0] != m:
+                raise ValueError(f"X has {m} rows but {name} has {y.shape[0]}; expected one "
+                                 "label per example")
+            return lambda s, n: self._Y(np.asarray(y[s:s + n]), f"{name}[{s}:{s + n}]")
+        yc = as_targets(name, y)
+        if yc.shape[0] != m:
+            raise ValueError(f"X has {m} rows but {name} has {yc.shape[0]}; expected one label "
+                             "per example")
+        Yc = self.loss.encode(yc, self.output_dim, self.dtype, name)
+        return lambda s, n: Yc[s:s + n]
 
     def evaluate(self, X, y, sample_weight=None):
         """{"loss": data loss (mean, no L2 term), "accuracy": ... for classification}.
@@ -523,38 +666,36 @@ class Sequential:
         ``sample_weight`` (m,): weighted means instead, ``loss = sum_i w_i l_i / sum(w)`` and
         ``accuracy = sum_i w_i correct_i / sum(w)`` (scikit-learn's ``accuracy_score`` with
         ``sample_weight``; for several sigmoid outputs ``correct_i`` is the row's fraction of
-        correct outputs)."""
-        Xc, Yc = self._XY(X, y)
-        total, m = 0.0, Xc.shape[0]
+        correct outputs). The accuracy counts ``predict``'s labels (``LossSpec.labels``).
+        ``X``/``y`` may be ``.npy`` paths or ``np.memmap`` arrays (read in chunks, memory stays
+        bounded). A network output that is not finite raises FloatingPointError."""
+        m, chunks = self._input_chunks(X)
+        if m == 0:
+            raise ValueError("X is empty (0 rows); expected at least one example to evaluate")
+        targets = self._target_chunks(y, m)
         w = None if sample_weight is None else self._sample_weight(sample_weight, m)[0]
-        outs = []
-        for s in range(0, m, EVAL_CHUNK):
-            xb, yb = Xc[s:s + EVAL_CHUNK], Yc[s:s + EVAL_CHUNK]
-            ws = self._workspace(xb.shape[0])
-            z = self._forward(self._bk.asarray(xb), ws, training=False)
+        total, wtotal, correct = 0.0, 0.0, 0.0
+        for start, xb in chunks:
+            n = xb.shape[0]
+            yb = targets(start, n)
+            ws = self._workspace(n)
+            z, zh = self._logits(xb, ws, "evaluate", start)
             if w is None:
-                self._loss_into(ws.loss, z, self._bk.asarray(yb), ws)
-                total += float(self._bk.to_numpy(ws.loss)[0]) * xb.shape[0]
-            else:           # the chunk's weighted mean times its weight sum: a weighted total
-                wb = w[s:s + EVAL_CHUNK]
+                wb, wsum, wd = None, float(n), None
+            else:
+                wb = w[start:start + n]
                 wsum = float(wb.sum(dtype=np.float64))
-                self._loss_into(ws.loss, z, self._bk.asarray(yb), ws, self._bk.asarray(wb), wsum)
-                total += float(self._bk.to_numpy(ws.loss)[0]) * wsum
+                wd = self._bk.asarray(wb)
+            self._loss_into(ws.loss, z, self._bk.asarray(yb), ws, wd, wsum if wd is not None
+                            else 0.0)
+            total += float(self._bk.to_numpy(ws.loss)[0]) * wsum   # the chunk's weighted total
+            wtotal += wsum
             if self.loss.is_classification:
-                outs.append(self._bk.to_numpy(z).copy())
-        result = {"loss": total / (m if w is None else float(w.sum(dtype=np.float64)))}
+                c = self.loss.correct(zh, yb)
+                correct += float(c.sum()) if wb is None else float(c @ wb.astype(np.float64))
+        result = {"loss": total / wtotal}
         if self.loss.is_classification:
-            # logits suffice: argmax and the 0.5 threshold (logit 0) are the same on logits
-            logits = np.concatenate(outs)
-            if self.loss.name == "binary_crossentropy":
-                correct = (logits >= 0) == (Yc >= 0.5)
-            else:
-                correct = logits.argmax(1) == Yc.argmax(1)
-            if w is None:
-                result["accuracy"] = float(np.mean(correct))
-            else:
-                per_row = correct.reshape(m, -1).mean(axis=1)
-                result["accuracy"] = float(np.average(per_row, weights=w.astype(np.float64)))
+            result["accuracy"] = correct / wtotal
         return result
 
     def diagnose(self, train, dev, bayes_error=0.0, train_dev=None, tolerance=0.02):
@@ -609,12 +750,14 @@ class Sequential:
         for j, ((i, name, is_state), w) in enumerate(zip(keys, weights)):
             shape = (self.layers[i].state_shape(name) if is_state
                      else self.params.offsets[(i, name)][1])
-            a = as_targets(f"weights[{j}]", w) if np.ndim(w) in (1, 2) else np.asarray(w)
+            a = numeric_array(f"weights[{j}]", w)
             if a.shape != tuple(shape):
                 raise ValueError(f"weights[{j}] ({name} of layer {i}) has shape {a.shape}; "
                                  f"expected {tuple(shape)}")
             if not np.isfinite(a).all():
-                raise ValueError(f"weights[{j}] ({name} of layer {i}) contains NaN or inf")
+                bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+                raise ValueError(f"weights[{j}] ({name} of layer {i}) contains {bad} NaN or "
+                                 "infinite value(s); expected finite weights")
             if is_state and name == "running_var" and (a < 0).any():
                 raise ValueError(f"weights[{j}] ({name} of layer {i}) has negative entries; "
                                  "expected variances >= 0")

@@ -1,7 +1,7 @@
 """The fastdl network behind an estimator: construction, scikit-learn's initialization,
 export of ``coefs_``/``intercepts_`` and a pickle-safe snapshot.
 
-Layout per hidden layer (DESIGN.md order): ``Dense(h, activation)``, or with ``batchnorm=True``
+Layout per hidden layer (docs/design.md order): ``Dense(h, activation)``, or with ``batchnorm=True``
 ``Dense(h)`` (no bias: beta takes its role) -> ``BatchNorm()`` -> ``Activation``; then
 ``Dropout(keep_prob)`` when keep_prob < 1. The output layer is ``Dense(n_outputs_)`` with the
 activation scikit-learn calls ``out_activation_``: softmax (multiclass), logistic (binary and

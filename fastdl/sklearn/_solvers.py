@@ -8,7 +8,8 @@ Loss scaling (why ``GradScale`` exists). scikit-learn minimizes, per batch of m 
 
 (and for ``loss="poisson"`` the half Poisson deviance, summed over outputs like the
 cross-entropies: c = 1) with ``sklearn/neural_network/_base.py`` losses and
-``_multilayer_perceptron._backprop``. fastdl's cost is ``loss + l2/(2m) ||W||^2`` (DESIGN.md). For the cross-entropies the data terms are
+``_multilayer_perceptron._backprop``. fastdl's cost is ``loss + l2/(2m) ||W||^2``
+(docs/design.md). For the cross-entropies the data terms are
 identical, so ``l2 = alpha`` and everything matches as is (scale c = 1). fastdl's ``mse`` is
 ``(1/(m k)) sum (y_hat - y)^2`` with gradient ``2 (y_hat - y)/(m k)``, while scikit-learn
 back-propagates ``(y_hat - y)/m`` (its gradient does not divide by k, its reported loss does).

@@ -14,6 +14,7 @@ host synchronisation per step; host backends check each cost as it comes.
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
@@ -29,13 +30,46 @@ class DivergenceError(FloatingPointError):
 
 
 def check_optimizer(optimizer):
+    if isinstance(optimizer, type):
+        raise TypeError(f"optimizer={optimizer.__module__}.{optimizer.__qualname__} is a class; "
+                        f"pass an instance such as fd.optim.{optimizer.__name__}() (it holds the "
+                        "step counter and moments from one step to the next)")
     if not callable(getattr(optimizer, "step", None)):
         raise TypeError(f"optimizer={optimizer!r} is not an optimizer; expected an object with "
                         "step(params, grads, l2=..., n_l2=...) such as fd.optim.SGD(lr=0.01)")
 
 
+def _validation_set(model, validation_data):
+    """``validation_data`` checked once: in memory, validated and encoded (``model.evaluate``
+    applies the standardizer every epoch); a ``.npy`` path or ``np.memmap`` X (and y) stays on
+    disk, its width checked here, and is read in chunks by ``evaluate`` every epoch."""
+    from .._validation import as_features, as_targets
+    from ..data.batches import count_rows, is_streamable, row_chunks
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        n = len(validation_data) if hasattr(validation_data, "__len__") else "?"
+        raise ValueError("validation_data must be a tuple (X_dev, y_dev) or (X_dev, y_dev, "
+                         f"sample_weight_dev); got {type(validation_data).__name__} of "
+                         f"length {n}")
+    Xv, yv = validation_data[0], validation_data[1]
+    if is_streamable(Xv):
+        m = count_rows("validation_data[0]", Xv)
+        for _, first in row_chunks("validation_data[0]", Xv, 1):
+            as_features("validation_data[0]", first, model.dtype, model.input_dim)
+            break
+        val = (Xv, yv)
+    else:
+        Xc = as_features("validation_data[0]", Xv, model.dtype, model.input_dim)
+        yc = as_targets("validation_data[1]", yv)
+        check_rows(Xc, yc, "validation_data[0]", "validation_data[1]")
+        m = Xc.shape[0]
+        val = (Xc, model.loss.encode(yc, model.output_dim, model.dtype, "validation_data[1]"))
+    if len(validation_data) == 3 and validation_data[2] is not None:
+        val += (model._sample_weight(validation_data[2], m, "validation_data[2]")[0],)
+    return val
+
+
 def _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2, validation_data, callbacks,
-                    verbose, lr_schedule, sample_weight=None):
+                    verbose, lr_schedule, sample_weight=None, drop_last=False):
     check_int("epochs", epochs, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
     check_int("verbose", verbose, minimum=0)
@@ -44,6 +78,8 @@ def _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2, validation_d
         check_optimizer(optimizer)
     if lr_schedule is not None and not callable(lr_schedule):
         raise TypeError(f"lr_schedule={lr_schedule!r} must be callable (epoch -> lr)")
+    if isinstance(callbacks, Callback):         # Keras/PyTorch Lightning users pass one
+        callbacks = [callbacks]
     callbacks = list(callbacks or [])
     for i, cb in enumerate(callbacks):
         if not isinstance(cb, Callback):
@@ -57,22 +93,12 @@ def _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2, validation_d
                 "the streamed batches carry no weights; load X into memory (np.load) to train "
                 "with sample_weight")
         source.set_weights(model._sample_weight(sample_weight, source.m)[0])
-    val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            n = len(validation_data) if hasattr(validation_data, "__len__") else "?"
-            raise ValueError("validation_data must be a tuple (X_dev, y_dev) or (X_dev, y_dev, "
-                             f"sample_weight_dev); got {type(validation_data).__name__} of "
-                             f"length {n}")
-        from .._validation import as_features, as_targets
-        # validated only: model.evaluate applies model.standardizer (once) every epoch
-        Xv = as_features("validation_data[0]", validation_data[0], model.dtype, model.input_dim)
-        yv = as_targets("validation_data[1]", validation_data[1])
-        check_rows(Xv, yv, "validation_data[0]", "validation_data[1]")
-        val = (Xv, model.loss.encode(yv, model.output_dim, model.dtype, "validation_data[1]"))
-        if len(validation_data) == 3 and validation_data[2] is not None:
-            val += (model._sample_weight(validation_data[2], Xv.shape[0],
-                                         "validation_data[2]")[0],)
+    if drop_last and batch_size > source.m:
+        source.close()
+        raise ValueError(f"drop_last=True with batch_size={batch_size} and {source.m} training "
+                         "rows leaves no complete batch to train on; lower batch_size or pass "
+                         "drop_last=False")
+    val = None if validation_data is None else _validation_set(model, validation_data)
     return source, val, callbacks
 
 
@@ -107,36 +133,57 @@ def _fused_layout(model, optimizer, wants_batches, weighted=False):
     return layout, (alphas.pop() if alphas else 0.01), spec
 
 
-def _run_fused(model, optimizer, plan, Xd, Yd, order, bs, l2):
+class _Tally:
+    """An epoch's training accuracy: examples classified right (before each update, weighted
+    with sample_weight) over the examples (weight) seen; on this rank when distributed."""
+
+    def __init__(self):
+        self.correct = self.total = 0.0
+
+    def accuracy(self, dist=None):
+        both = np.array([self.correct, self.total])
+        if dist is not None:            # every rank's rows of the global batches
+            dist.comm.allreduce_(both, "training accuracy allreduce")
+        return float(both[0] / both[1]) if both[1] > 0 else float("nan")
+
+
+def _run_fused(model, optimizer, plan, Xd, Yd, order, bs, l2, tally=None):
     layout, alpha, (opt_kind, hyper, state) = plan
     m = order.shape[0]
     nb = (m + bs - 1) // bs
     bk = model._bk
     costs = bk.zeros((nb,), np.float64)          # on the device for cuda: no sync per batch
+    correct = bk.zeros((nb if tally is not None else 0,), np.float64)
     units = int(layout[:, 2].sum())
     ws_key = ("fused", bs)
     ws = model._workspaces.get(ws_key)
     if ws is None:
         ws = model._workspaces[ws_key] = bk.empty((bs * (model.input_dim + 2 * units),),
                                                   model.dtype)
-    bk.k.train_epoch(costs, model.params.data, model.params.grad, state, ws, Xd, Yd,
+    bk.k.train_epoch(costs, correct, model.params.data, model.params.grad, state, ws, Xd, Yd,
                      bk.asarray(order), bs, layout, model.loss.code, l2, model.params.n_decay,
                      alpha, opt_kind, hyper, optimizer.iterations)
     costs = bk.to_numpy(costs)
+    if tally is not None:
+        tally.correct, tally.total = float(bk.to_numpy(correct).sum()), float(m)
     optimizer.advance(nb)
     model.steps_trained += nb
     return costs
 
 
 class _EpochStart:
-    """Parameters and optimizer state as they were when the epoch began, kept on the backend:
-    on a GPU a device-to-device copy per epoch instead of a host round trip (which cost the
-    784-4096-4096-10 net more than half its throughput). Restored when an epoch diverges."""
+    """Parameters, optimizer state and learning rate, the step counter and the layers' running
+    statistics as they were when the epoch began. Parameters and optimizer state stay on the
+    backend: on a GPU a device-to-device copy per epoch instead of a host round trip (which
+    cost the 784-4096-4096-10 net more than half its throughput). Restored when an epoch
+    diverges or is interrupted."""
 
     def __init__(self, model, optimizer):
         bk = self.bk = model._bk
         self.params = bk.copy(model.params.data)
         self.steps = model.steps_trained
+        self.layer_states = model._layer_states()       # BatchNorm running statistics
+        self.lr = getattr(optimizer, "lr", None)
         state = getattr(optimizer, "_state", None)
         if hasattr(optimizer, "_state") and hasattr(optimizer, "iterations"):
             self.opt = (optimizer.iterations, None if state is None else bk.copy(state))
@@ -146,6 +193,9 @@ class _EpochStart:
     def restore(self, model, optimizer):
         model.params.restore(self.params)
         model.steps_trained = self.steps
+        model._restore_layer_states(self.layer_states)
+        if self.lr is not None:
+            optimizer.lr = self.lr
         if isinstance(self.opt, tuple):
             optimizer.iterations, state = self.opt
             if state is not None:
@@ -167,22 +217,58 @@ class _StepSchedule(Callback):
         self.optimizer.lr = self.schedule(self.optimizer.iterations)
 
 
-def _diverged(model, snapshot, epoch, batch, cost):
-    if not np.isfinite(model.params.snapshot()).all():
-        model.params.restore(snapshot)
-        kept = f"restored to the start of epoch {epoch}"
+class _NonFiniteCost(Exception):
+    """Internal: the cost of (epoch, batch) is not finite; ``_fit`` turns it into a
+    DivergenceError after putting back the parameters of the last finite cost."""
+
+    def __init__(self, epoch, batch, cost):
+        super().__init__(epoch, batch, cost)
+        self.epoch, self.batch, self.cost = epoch, batch, cost
+
+
+def _diverged(model, epoch, batch, cost):
+    raise _NonFiniteCost(epoch, batch, cost)
+
+
+def _keep_last_finite(model, optimizer, err, start, previous, replay):
+    """Put back the parameters that produced the last finite cost, then raise DivergenceError.
+
+    The cost of batch b is computed before b's update, from the parameters of b - 1 updates:
+    the ones to keep are those *before* the update that followed the last finite cost. No copy
+    is taken per step (it would cost a pass over the parameters every update); instead the
+    epoch's start (``start``) is restored and b - 1 updates replayed (batches, dropout masks
+    and augmentation are pure functions of seed, epoch and step, so the replay repeats them).
+    At batch 0 the last finite cost was the previous epoch's last batch: ``previous`` =
+    (epoch, its start, its batch count) is replayed minus its last update; in the first epoch
+    of the fit there is nothing before, and the parameters are those fit started with."""
+    e, b = err.epoch, err.batch
+    if b > 0:
+        start.restore(model, optimizer)
+        replay(e, b - 1)
+        kept = f"the parameters after epoch {e}, batch {b - 1}, which produced its finite cost"
+    elif previous is not None:
+        pe, pstart, pn = previous
+        pstart.restore(model, optimizer)
+        model.epochs_trained = pe               # the kept parameters are inside epoch pe
+        replay(pe, pn - 1)
+        kept = (f"the parameters after epoch {pe}, batch {pn - 1} (its last), which produced "
+                "its finite cost")
     else:
-        kept = "kept from the last step with a finite cost"
-    raise DivergenceError(f"training diverged: the cost became {cost} at epoch {epoch}, batch "
-                          f"{batch}; stopped before applying that update, parameters {kept}. "
-                          "Try a lower learning rate, input standardization or gradient checking.")
+        start.restore(model, optimizer)
+        kept = "the parameters this fit started with (already their cost was not finite)"
+    raise DivergenceError(f"training diverged: the cost became {err.cost} at epoch {e}, batch "
+                          f"{b}; stopped before applying that update. The model keeps {kept}. "
+                          "Try a lower learning rate, input standardization or gradient "
+                          "checking.") from None
 
 
 def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, epoch,
-               snapshot, check_each, progress=None, prepare=None):
+               check_each, progress=None, prepare=None, limit=None, tally=None):
     """One epoch, batch by batch, from ``source`` (``data/batches.py``: in memory or streamed).
     ``prepare(Xb, epoch, batch)``, when given, edits each gathered training batch in place
-    (data augmentation: ``_batch_hook``)."""
+    (data augmentation: ``_batch_hook``). ``limit``: stop after that many batches (the replay
+    of ``_keep_last_finite``). ``tally``: a ``_Tally`` that receives the epoch's training
+    accuracy counts."""
     bk = model._bk
     sizes = batch_sizes(source.m, bs, drop_last)
     nb = sizes.shape[0]
@@ -192,6 +278,8 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     denoms = np.zeros(nb) if weighted else sizes
     losses = bk.zeros((nb,), np.float64)
     sqs = bk.zeros((nb,), np.float64)
+    corrects = bk.zeros((nb if tally is not None else 0,), np.float64)
+    seen = 0.0                          # rows (or weight) of this rank's batches
     cost = None
     # fastdl.distributed: ws holds this rank's rows of the global batch b of mb rows (maybe
     # none: ws.m == 0); dist.reduce makes p.grad and losses[b] the global batch's
@@ -202,18 +290,23 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     batches = source.batches(model, model.seed, epoch, bs, shuffle, drop_last)
     try:
         for b, ws, mb in batches:
+            if limit is not None and b >= limit:
+                break
             for cb in batch_cbs:         # before the forward pass (the parameters are unchanged)
                 cb.on_batch_begin(b, {"size": mb})
             if prepare is not None and ws.m:
                 prepare(ws.Xb, epoch, b)
             denom = mb
+            count = corrects[b:b + 1] if tally is not None else None
             if weighted:
                 denom = denoms[b] = ws.wsum
                 model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1],
-                                  ws.wb, ws.wsum, x16_ready=x16_ready)
+                                  ws.wb, ws.wsum, count, x16_ready=x16_ready)
+                seen += ws.wsum
             elif ws.m:
                 model._step_costs(ws.Xb, ws.Yb, ws, l2, losses[b:b + 1], sqs[b:b + 1],
-                                  x16_ready=x16_ready)
+                                  correct_buf=count, x16_ready=x16_ready)
+                seen += ws.m
             if dist is not None:
                 dist.reduce(model, ws, mb, losses[b:b + 1], sqs[b:b + 1], l2)
             # a batch of zero total weight has no data: no L2 term either (not l2/0)
@@ -222,7 +315,7 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
                 cost = float(losses[b]) + (l2 / (2.0 * denom) * float(sqs[b])
                                            if l2 and denom else 0.0)
                 if not np.isfinite(cost):
-                    _diverged(model, snapshot, epoch, b, cost)
+                    _diverged(model, epoch, b, cost)
             model._apply_update(optimizer, l2_m)
             model.steps_trained += 1
             for cb in batch_cbs:
@@ -232,6 +325,8 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     finally:
         batches.close()          # stops a streaming source's prefetch thread
     losses, sqs = bk.to_numpy(losses), bk.to_numpy(sqs)
+    if tally is not None:
+        tally.correct, tally.total = float(bk.to_numpy(corrects).sum()), seen
     if l2 and weighted:
         return losses + np.divide(l2, 2.0 * denoms, out=np.zeros(nb), where=denoms > 0) * sqs
     return losses + (l2 / (2.0 * sizes)) * sqs if l2 else losses
@@ -268,7 +363,8 @@ def _batch_hook(model, augment):
 
 def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation_data=None,
         callbacks=None, verbose=1, shuffle=True, lr_schedule=None, drop_last=False,
-        resume_from=None, augment=None, distributed=False, sample_weight=None, _dp=None):
+        resume_from=None, augment=None, distributed=False, sample_weight=None,
+        initial_epoch=0, _dp=None):
     if distributed and sample_weight is not None:
         raise NotImplementedError(
             "sample_weight with distributed training is not supported: the ranks' shards carry "
@@ -280,8 +376,12 @@ def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation
                                epochs=epochs, batch_size=batch_size, l2=l2,
                                validation_data=validation_data, callbacks=callbacks,
                                verbose=verbose, shuffle=shuffle, lr_schedule=lr_schedule,
-                               drop_last=drop_last, resume_from=resume_from, augment=augment)
-    from ..optim import SGD
+                               drop_last=drop_last, resume_from=resume_from, augment=augment,
+                               initial_epoch=initial_epoch)
+    initial_epoch = check_int("initial_epoch", initial_epoch, minimum=0)
+    if initial_epoch and resume_from is not None:
+        raise ValueError(f"initial_epoch={initial_epoch} cannot be combined with resume_from: "
+                         "a resumed run continues at the epoch it stopped after")
     if augment is not None:
         _check_augment(model, augment)
     resumed = None
@@ -290,19 +390,21 @@ def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation
     elif resume_from is not None:    # weights, counters, seed, optimizer state, standardizer,
         from ..io import resume_into  # history: first, so the inputs see the saved standardizer
         optimizer, resumed = resume_into(model, resume_from, optimizer)
+    if optimizer is None:                   # Keras: the compiled optimizer; else SGD(lr=0.01)
+        optimizer = _default_optimizer(model)
     if _dp is not None:                     # rank 0 fits it, every rank gets rank 0's
         _dp.fit_standardizer(model, X)
     elif model.standardizer is not None:    # fitted on the training inputs only, once
         model.standardizer._fit_for(model, X)
     source, val, callbacks = _check_fit_args(model, X, y, optimizer, epochs, batch_size, l2,
                                              validation_data, callbacks, verbose, lr_schedule,
-                                             sample_weight)
+                                             sample_weight, drop_last)
     if _dp is not None:     # agree on the run, broadcast rank 0's model, shard the batches
         source = _dp.setup(model, source, epochs, batch_size, float(l2), shuffle, drop_last)
     model._epoch_start = None
     try:
         return _fit(model, source, optimizer, epochs, batch_size, float(l2), val, callbacks,
-                    verbose, shuffle, lr_schedule, bool(drop_last), resumed, SGD,
+                    verbose, shuffle, lr_schedule, bool(drop_last), resumed, initial_epoch,
                     augment=augment)
     except KeyboardInterrupt:
         _rewind_interrupted_epoch(model)
@@ -311,12 +413,22 @@ def fit(model, X, y, optimizer=None, epochs=1, batch_size=64, l2=0.0, validation
         source.close()
 
 
+def _default_optimizer(model):
+    """``fit(optimizer=None)`` without a resumed run's own: ``model.optimizer`` (the last fit's,
+    or what ``fd.load`` restored: Keras's compiled optimizer, state included) when there is
+    one, otherwise ``SGD(lr=0.01)``."""
+    if getattr(model, "optimizer", None) is not None:
+        return model.optimizer
+    from ..optim import SGD
+    return SGD(lr=0.01)
+
+
 def _rewind_interrupted_epoch(model):
     """Ctrl-C (KeyboardInterrupt) in the middle of an epoch: put the parameters, optimizer
-    state and step counter back to the end of the last completed epoch, which is what the last
-    ModelCheckpoint holds and what ``model.history`` ends with, so ``fit(...,
-    resume_from=model.history)`` (or the checkpoint) continues from a consistent state.
-    BatchNorm running statistics are not rewound (they are an average, not a parameter)."""
+    state, step counter and BatchNorm running statistics back to the end of the last
+    completed epoch, which is what the last ModelCheckpoint holds and what ``model.history``
+    ends with, so ``fit(..., resume_from=model.history)`` (or the checkpoint) continues from a
+    consistent state."""
     pending = getattr(model, "_epoch_start", None)
     model._epoch_start = None
     if pending is not None and pending[0] == model.epochs_trained:
@@ -332,10 +444,11 @@ def _resume_in_memory(model, history, optimizer):
         raise ValueError(f"resume_from={history!r} is not this model's current run; pass "
                          "model.history (the History of this model's last fit) or a checkpoint "
                          "path")
-    done = history.epoch[-1] + 1 if history.epoch else model._fit_start_epoch
-    if done != model.epochs_trained:
+    done = history.epoch[-1] + 1 if history.epoch else 0        # epochs of the run
+    if done + model._fit_start_epoch != model.epochs_trained:
         raise ValueError(f"resume_from=model.history ends after epoch {done} but the model has "
-                         f"trained {model.epochs_trained} epochs; it was changed since")
+                         f"trained {model.epochs_trained - model._fit_start_epoch} epochs of "
+                         "that run; it was changed since")
     old = getattr(model, "optimizer", None)
     if optimizer is None:
         optimizer = old
@@ -352,16 +465,18 @@ def _resume_in_memory(model, history, optimizer):
 
 
 def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbose, shuffle,
-         lr_schedule, drop_last, resumed, default_optimizer, augment=None):
-    if optimizer is None:
-        optimizer = default_optimizer(lr=0.01)
+         lr_schedule, drop_last, resumed, initial_epoch=0, augment=None):
     bk = model._bk
     m = source.m
     bs = min(int(batch_size), m)
     sizes = batch_sizes(m, bs, drop_last)
     n_used = int(sizes.sum())
     history = History()
-    run_start = model.epochs_trained
+    # Epochs are numbered within the run, for schedules, callbacks, the History and the
+    # progress line: a plain fit counts from this call (Keras), from ``initial_epoch``; a
+    # resumed run from its first fit. The shuffle counter ``model.epochs_trained`` runs on
+    # across calls (a second fit sees new batches): epoch index = epochs_trained - run_start.
+    run_start = model.epochs_trained - initial_epoch
     if resumed is not None and "object" in resumed:     # resume_from=model.history
         history = resumed["object"]
         run_start = resumed["fit_start_epoch"]
@@ -370,6 +485,11 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
         history.history = {k: list(v) for k, v in resumed["history"].items()}
         run_start = resumed["fit_start_epoch"]
     last_epoch = run_start + int(epochs)
+    if resumed is not None and model.epochs_trained >= last_epoch:
+        warnings.warn(f"resume_from: the run has already trained "
+                      f"{model.epochs_trained - run_start} epochs, which is >= epochs={epochs}; "
+                      "nothing will be trained (epochs counts the whole run: pass a larger "
+                      "epochs to continue)", UserWarning, stacklevel=4)
     # what a checkpoint needs to continue this run (see fastdl/io.py)
     model.optimizer, model.history, model._fit_start_epoch = optimizer, history, run_start
     cbs = [history] + callbacks
@@ -394,53 +514,71 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
         verbose = verbose if dist.rank == 0 else 0
         prepare = dist.wrap_prepare(prepare)
     progress = make_progress(verbose)
+    # after a non-finite cost: the updates that led to the last finite one, done again with
+    # only the per-step learning-rate schedule as a callback (see _keep_last_finite)
+    step_schedules = [cb for cb in batch_cbs if isinstance(cb, _StepSchedule)]
+
+    def replay(epoch, n_batches):
+        _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, step_schedules, epoch,
+                   False, prepare=prepare, limit=n_batches)
+    previous = None                 # (epoch, its _EpochStart, its batches): one epoch back
     model.stop_training = False
     for cb in cbs:
         cb.on_train_begin({})
     if progress is not None:
-        progress.on_train_begin(model.epochs_trained, last_epoch)
+        progress.on_train_begin(model.epochs_trained - run_start, last_epoch - run_start)
     while model.epochs_trained < last_epoch:
-        e = model.epochs_trained
+        e = model.epochs_trained            # the shuffle counter (batches, replays)
+        epoch = e - run_start               # the epoch of this run (schedules, callbacks)
         if lr_schedule is not None:
-            optimizer.lr = lr_schedule(e)
+            optimizer.lr = lr_schedule(epoch)
         for cb in cbs:
-            cb.on_epoch_begin(e, {})
+            cb.on_epoch_begin(epoch, {})
         if progress is not None:
-            progress.on_epoch_begin(e, sizes)
+            progress.on_epoch_begin(epoch, sizes)
         start = _EpochStart(model, optimizer)
         model._epoch_start = (e, start)     # what a Ctrl-C rewinds to (see fit)
-        snapshot = start.params
         t0 = time.perf_counter()
         costs = None
-        if plan is not None:
-            order = source.order(model.seed, e, shuffle)
-            costs = _run_fused(model, optimizer, plan, source.X, source.Y, order, bs, l2)
-            if not np.isfinite(costs).all():       # redo the epoch step by step to stop exactly
-                start.restore(model, optimizer)
-                costs = None
-        if costs is None:
-            check_each = not bk.on_device or bool(batch_cbs)
-            bar = progress if progress is not None and progress.per_batch else None
-            costs = _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs,
-                               e, snapshot, check_each, bar, prepare)
-            if not np.isfinite(costs).all():       # device: found at the end of the epoch
-                start.restore(model, optimizer)
-                _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, e,
-                           snapshot, True, prepare=prepare)
+        tally = _Tally() if model.loss.is_classification else None
+        try:
+            if plan is not None:
+                order = source.order(model.seed, e, shuffle)
+                costs = _run_fused(model, optimizer, plan, source.X, source.Y, order, bs, l2,
+                                   tally)
+                if not np.isfinite(costs).all():   # redo the epoch step by step to stop exactly
+                    start.restore(model, optimizer)
+                    costs = None
+            if costs is None:
+                check_each = not bk.on_device or bool(batch_cbs)
+                bar = progress if progress is not None and progress.per_batch else None
+                costs = _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2,
+                                   batch_cbs, e, check_each, bar, prepare, tally=tally)
+                if not np.isfinite(costs).all():   # device: found at the end of the epoch
+                    start.restore(model, optimizer)
+                    _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs,
+                               e, True, prepare=prepare)
+        except _NonFiniteCost as err:
+            model._epoch_start = None
+            _keep_last_finite(model, optimizer, err, start, previous, replay)
+        previous = (e, start, sizes.shape[0])
         bk.synchronize()
         if dist is not None:    # rank 0's batch-norm running statistics, for validation
             dist.end_epoch(model)
         elapsed = time.perf_counter() - t0
-        logs = {"loss": float(np.dot(costs, sizes) / n_used), "lr": float(optimizer.lr)}
+        logs = {"loss": float(np.dot(costs, sizes) / n_used)}
+        if tally is not None:
+            logs["accuracy"] = tally.accuracy(dist)
+        logs["lr"] = float(optimizer.lr)
         if val is not None:
             ev = model.evaluate(*val)
             logs.update({f"val_{k}": v for k, v in ev.items()})
         model.epochs_trained += 1
         model._epoch_start = None
         for cb in cbs:
-            cb.on_epoch_end(e, logs)
+            cb.on_epoch_end(epoch, logs)
         if progress is not None:
-            progress.on_epoch_end(e, logs, costs, sizes, elapsed)
+            progress.on_epoch_end(epoch, logs, costs, sizes, elapsed)
         if model.stop_training:
             break
     for cb in cbs:

@@ -5,14 +5,14 @@
                 a pipe, a notebook capture) one line per epoch
     verbose=2   one line per epoch, always
 
-The bar shows samples/s, the mini-batch cost smoothed with the course's exponentially weighted
-average (``beta=0.98``, bias-corrected, so the first batches are not biased towards 0; it runs
-across epochs, like the smoothed cost curve of week 2), the epoch's ETA while it runs, and at the
-end of an epoch its mean cost, the dev metrics and the ETA of the whole run.
+The bar shows samples/s, ``loss``: the mean cost of the epoch's batches so far (weighted by
+batch size, as Keras shows it), and the epoch's ETA while it runs; at the end of an epoch that
+same loss (the History's ``loss``, one number, not a second smoothed one), the training
+accuracy, the dev metrics and the ETA of the whole run.
 
 The bar costs one clock read per batch; it is redrawn at most every ``interval`` seconds. On the
 fused whole-epoch path (tiny nets) there are no per-batch updates: the bar is drawn once per
-epoch, its smoothed cost fed with that epoch's batch costs.
+epoch.
 """
 
 from __future__ import annotations
@@ -21,30 +21,6 @@ import sys
 import time
 
 import numpy as np
-
-
-def _ewa(beta):
-    return _ScalarEWA(beta)
-
-
-class _ScalarEWA:
-    """``fd.EWA``'s recurrence for Python floats: v_t = beta v_{t-1} + (1 - beta) x_t, reported
-    as v_t / (1 - beta**t) (same operations, same numbers). Kept here because the bar updates
-    it once per batch, and ``fd.EWA`` (which accepts arrays) costs ~3 us an update, ten times
-    this."""
-
-    def __init__(self, beta):
-        self.beta, self.t, self._v, self._power = float(beta), 0, 0.0, 1.0
-
-    def update(self, x):
-        self.t += 1
-        self._power *= self.beta
-        self._v = self.beta * self._v + (1.0 - self.beta) * float(x)
-        return self.value
-
-    @property
-    def value(self):
-        return float("nan") if self.t == 0 else self._v * (1.0 / (1.0 - self._power))
 
 
 def _duration(s):
@@ -94,14 +70,12 @@ class ProgressBar(EpochLine):
 
     per_batch = True
 
-    def __init__(self, stream=None, width=24, beta=0.98, interval=0.1):
+    def __init__(self, stream=None, width=24, interval=0.1):
         super().__init__(stream)
-        self.width, self.beta, self.interval = int(width), float(beta), float(interval)
-        self.ewa = _ewa(self.beta)
+        self.width, self.interval = int(width), float(interval)
 
     def on_train_begin(self, first_epoch, last_epoch):
         super().on_train_begin(first_epoch, last_epoch)
-        self.ewa = _ewa(self.beta)
         self.epoch_times = []
         self._len = 0
 
@@ -110,13 +84,15 @@ class ProgressBar(EpochLine):
         self.total = int(np.sum(sizes))
         self.n_batches = len(sizes)
         self.seen = 0
+        self._cost_sum, self._cost_rows = 0.0, 0      # the epoch's running mean loss
         self.t0 = self._drawn = time.perf_counter()
         self._draw(self.t0, "")
 
     def update(self, batch, size, cost):
         self.seen += size
         if cost is not None:
-            self.ewa.update(cost)
+            self._cost_sum += float(cost) * size
+            self._cost_rows += size
         now = time.perf_counter()
         if now - self._drawn >= self.interval:
             self._drawn = now
@@ -125,7 +101,9 @@ class ProgressBar(EpochLine):
             self._draw(now, f" - {rate:,.0f} samples/s{self._cost()} - ETA {_duration(eta)}")
 
     def _cost(self):
-        return f" - cost {self.ewa.value:.4g}" if self.ewa.t else ""
+        if not self._cost_rows:
+            return ""
+        return f" - loss: {self._cost_sum / self._cost_rows:.4g}"
 
     def _bar(self):
         done = int(self.width * self.seen / max(self.total, 1))
@@ -143,16 +121,13 @@ class ProgressBar(EpochLine):
         self._len = 0 if end else len(line)
 
     def on_epoch_end(self, epoch, logs, costs, sizes, elapsed):
-        if self.seen < self.total:          # fused path: no per-batch updates
-            for c in np.asarray(costs, dtype=np.float64):
-                self.ewa.update(c)
-            self.seen = self.total
+        self.seen = self.total              # fused path: no per-batch updates
         self.epoch_times.append(elapsed)
         left = self.last_epoch - (epoch + 1)
         eta = left * float(np.mean(self.epoch_times[-5:]))
         rate = self.total / max(elapsed, 1e-9)
-        tail = (f" - {_duration(elapsed)} {rate:,.0f} samples/s{self._cost()} - "
-                f"{_metrics(logs)}" + (f" - ETA {_duration(eta)}" if left else ""))
+        tail = (f" - {_duration(elapsed)} {rate:,.0f} samples/s - {_metrics(logs)}"
+                + (f" - ETA {_duration(eta)}" if left else ""))
         self._draw(time.perf_counter(), tail, end="\n")
 
 

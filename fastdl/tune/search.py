@@ -55,11 +55,8 @@ def _init_worker(threads):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     except Exception:  # pragma: no cover - numba missing or threads already fixed
         pass
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads, user_api="blas")
-    except Exception:  # noqa: BLE001 - threadpoolctl is optional
-        pass
+    from threadpoolctl import threadpool_limits     # a dependency of fastdl
+    threadpool_limits(threads, user_api="blas")
 
 
 def _run_trial(objective, config, ctx=None):

@@ -287,6 +287,8 @@ def batchnorm_backward(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, activa
         dbeta[...] = 0
         return
     _check_code(activation)
+    if dX.size == 0:        # any size-0 buffer means "skip dX"; the jitted passes type it 2-D
+        dX = dX.reshape(0, X.shape[1])
     cb, parallel = _block(X)
     f = (_BACKWARD_P if parallel else _BACKWARD)[activation]
     f(dX, dgamma, dbeta, dA, A, X, mean, inv_std, gamma, dA.dtype.type(alpha), cb)

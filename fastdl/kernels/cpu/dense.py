@@ -1,7 +1,8 @@
 """Dense (fully connected) layer with the activation fused (cpu).
 
 Same math, layout and skip rules as ``reference/dense.py``. GEMMs go to the provider layer
-``blas.py`` (NumPy's BLAS for float operands, oneDNN for bfloat16 ones); around them:
+``blas.py`` (NumPy's BLAS for float operands, oneDNN for bfloat16 ones; ``np.dot`` inside
+``@njit`` needs SciPy and measured 12-17% slower, see docs/design.md); around them:
 
     forward   A = X W^T (gemm), then bias + activation in place (``activations``: one jitted
               pass, which also writes A16; tanh and large sigmoids through NumPy's SIMD ufuncs)
@@ -14,7 +15,7 @@ are added to db, so float32 error grows with ``_DB_BLOCK + m / _DB_BLOCK`` inste
 reference's ``np.sum(axis=0)`` adds row after row). Both loops are row-major and vectorize.
 
 The jitted passes are serial below ``config.PARALLEL_MIN_SIZE`` elements: between two GEMMs,
-OpenMP threads and OpenBLAS threads would contend for the 2 cores (NOTES.md). The parallel pass
+OpenMP threads and OpenBLAS threads would contend for the 2 cores (docs/design.md). The parallel pass
 splits columns, so every task owns its db entries (no race).
 """
 

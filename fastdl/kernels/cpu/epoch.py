@@ -24,6 +24,7 @@ import numpy as np
 from .. import LOSSES, OPTIMIZERS
 from ._jit import jit
 from .activations import _dg, _g
+from .losses import _row_correct
 from .optim import _fused_update
 
 
@@ -138,8 +139,8 @@ def _loss_grad(loss, At, dAt, Y, rows, mb):
 
 
 @jit
-def _train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layout, loss, l2,
-                 n_l2, alpha, opt_kind, hyper, step):
+def _train_epoch(costs, correct, params, grads, state, ws, X, Y, order, batch_size, layout, loss,
+                 l2, n_l2, alpha, opt_kind, hyper, step):
     m, n_in = X.shape
     n_layers = layout.shape[0]
     units_total = 0
@@ -193,6 +194,12 @@ def _train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layou
                 w2 += p * p
             cost += l2 / (2.0 * mb) * w2
         costs[bi] = cost
+        if correct.shape[0] > 0:       # the batch's examples classified right (feature-major)
+            hits = 0.0
+            flat = ws[a_base + last:a_base + last + k_out * mb]
+            for r in range(mb):
+                hits += _row_correct(flat, mb, r, Y[rows[r]], 1, 0, k_out, loss)
+            correct[bi] = hits
 
         # backward: dZ = dA g'(A); dW = dZ^T A_{l-1}; db = sum_rows dZ; dA_{l-1} = dZ W
         for li in range(n_layers - 1, -1, -1):
@@ -237,16 +244,20 @@ def _train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layou
 _LOSS_CODES = frozenset(LOSSES.values())
 
 
-def train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layout, loss, l2,
-                n_l2, alpha, opt_kind, hyper, step):
+def train_epoch(costs, correct, params, grads, state, ws, X, Y, order, batch_size, layout, loss,
+                l2, n_l2, alpha, opt_kind, hyper, step):
     """The reference epoch as one serial jitted loop over feature-major batch buffers (small
     GEMMs vectorized over the batch, no gather call, no allocation); same results."""
     if loss not in _LOSS_CODES:
         raise ValueError(f"unknown loss code {loss}")
+    if correct.size and loss == LOSSES["mse"]:
+        raise ValueError("correct_predictions: loss code 2 (mse) has no classes; pass a size-0 "
+                         "correct buffer")
     if opt_kind not in OPTIMIZERS.values():
         raise ValueError(f"unknown optimizer code {opt_kind}")
     if X.shape[0] == 0:
         return
-    _train_epoch(costs, params, grads, state, ws, X, Y, order, np.int64(batch_size), layout,
+    _train_epoch(costs, correct.reshape(-1), params, grads, state, ws, X, Y, order,
+                 np.int64(batch_size), layout,
                  np.int64(loss), np.float64(l2), np.int64(n_l2), params.dtype.type(alpha),
                  np.int64(opt_kind), hyper, np.int64(step))

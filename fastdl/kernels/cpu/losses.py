@@ -14,6 +14,9 @@ jitted passes; it uses the identity
 Binary cross-entropy keeps the jitted scalar exp/log1p (outputs are few: one per example).
 Serial: these buffers are batch x outputs, small next to the GEMMs.
 
+``correct_predictions`` is one jitted pass over the rows (no temporaries); ``_row_correct`` is
+shared with the whole-epoch kernel (``epoch.py``).
+
 The weighted variants (``weighted_*``, reference docstring) are single fused row passes with
 the row's scale ``w_i / wsum`` folded into its cost and gradient; they have no NumPy-exp path
 (weighted training is the step path's option, the unweighted kernels stay as they were).
@@ -263,3 +266,49 @@ def weighted_mean_squared_error(loss, dA, A, Y, w, wsum):
 def weighted_exp_half_poisson_deviance(loss, dZ, Z, Y, w, wsum):
     """Fused element pass in float64, each row scaled by w_i / wsum."""
     _poisson(loss, dZ, Z, Y, w, _inv(wsum))
+
+
+# ------------------------------------------------------------------------ correct predictions
+@jit(inline="always")
+def _argmax(v, stride, n, off):
+    """np.argmax over v[off + j * stride], j < n: the first maximum, a NaN counts as maximum."""
+    best = 0
+    for j in range(1, n):
+        a = v[off + j * stride]
+        b = v[off + best * stride]
+        if b == b and (a > b or a != a):
+            best = j
+    return best
+
+
+@jit(inline="always")
+def _row_correct(z, z_stride, z_off, y, y_stride, y_off, n, loss):
+    """The reference's c_i for one row whose logits are z[z_off + j * z_stride] and targets
+    y[y_off + j * y_stride], j < n (strides let the epoch kernel read feature-major rows)."""
+    if loss == 1:
+        if _argmax(z, z_stride, n, z_off) == _argmax(y, y_stride, n, y_off):
+            return 1.0
+        return 0.0
+    hits = 0
+    for j in range(n):
+        if (z[z_off + j * z_stride] >= 0) == (y[y_off + j * y_stride] >= 0.5):
+            hits += 1
+    return hits / n
+
+
+@jit
+def _correct_rows(Z, Y, w, loss):
+    total = 0.0
+    n = Z.shape[1]
+    for i in range(Z.shape[0]):
+        c = _row_correct(Z[i], 1, 0, Y[i], 1, 0, n, loss)
+        total += c * np.float64(w[i]) if w.shape[0] > 0 else c
+    return total
+
+
+def correct_predictions(out, Z, Y, w, loss):
+    """One jitted pass over the rows; same rule and float64 sum as the reference."""
+    if loss not in (0, 1):
+        raise ValueError(f"correct_predictions: loss code {loss} has no classes; expected 0 "
+                         "(sigmoid outputs) or 1 (softmax)")
+    out[0] = _correct_rows(Z, Y, w.reshape(-1), np.int64(loss)) if Z.shape[0] else 0.0

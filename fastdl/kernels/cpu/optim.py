@@ -14,7 +14,7 @@ differ from the reference:
 * buffers of at least ``config.PARALLEL_MIN_SIZE`` elements run in parallel: ``prange`` over
   blocks of ``_BLOCK`` contiguous elements, each block the serial loop (vectorised by LLVM).
   Smaller buffers run serially (threads only pay for themselves on large buffers, and a serial
-  kernel never competes with BLAS threads; see NOTES.md).
+  kernel never competes with BLAS threads; see docs/design.md).
 * clipping (``max_norm`` / ``clip_value``, see the reference legend) is inline in the same
   loop: each block picks, once and outside the loop, either the plain loop (clipping off: the
   loop is exactly the one that ran before clipping existed, so it is not slower) or its
@@ -37,6 +37,8 @@ shadow); its ``hyper`` packing is documented in ``reference/optim.py:_fused_upda
 """
 
 import math
+
+import numpy as np
 
 import numba
 from numba import prange
@@ -330,34 +332,63 @@ def rmsprop_update(params, shadow, square_avg, grads, lr, beta, eps, weight_deca
 
 
 # --------------------------------------------------------------------------------- adam ----
-@jit
-def _adam_loop(params, m, v, grads, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay, wd):
-    for i in range(params.shape[0]):
-        p = params[i]
-        g = grads[i] + wd * p
-        mi = b1 * m[i] + c1 * g
-        vi = b2 * v[i] + c2 * g * g
-        m[i] = mi
-        v[i] = vi
-        params[i] = decay * p - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
+@jit(inline="always")
+def _adam_elem(p, g, mi, vi, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay):
+    """One element: (new p, new m, new v) from the effective gradient g."""
+    mi = b1 * mi + c1 * g
+    vi = b2 * vi + c2 * g * g
+    return decay * p - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps), mi, vi
 
 
 @jit
-def _adam_clip_loop(params, m, v, grads, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay, wd,
-                    coef, cv):
-    for i in range(params.shape[0]):
-        p = params[i]
-        g = _clipped(grads[i], coef, cv) + wd * p
-        mi = b1 * m[i] + c1 * g
-        vi = b2 * v[i] + c2 * g * g
-        m[i] = mi
-        v[i] = vi
-        params[i] = decay * p - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
+def _adam_loop(params, shadow, m, v, grads, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps,
+               decay, wd):
+    """The update over a segment; with a non-empty ``shadow`` (the segment's part) the same
+    loop stores bf16 of each new parameter (2 bytes more per element, no second pass)."""
+    if shadow.shape[0]:
+        for i in range(params.shape[0]):
+            p = params[i]
+            pn, mi, vi = _adam_elem(p, grads[i] + wd * p, m[i], v[i], b1, c1, b2, c2,
+                                    step_size, inv_sqrt_bc2, eps, decay)
+            m[i] = mi
+            v[i] = vi
+            params[i] = pn
+            shadow[i] = bf16(pn)
+    else:
+        for i in range(params.shape[0]):
+            p = params[i]
+            pn, mi, vi = _adam_elem(p, grads[i] + wd * p, m[i], v[i], b1, c1, b2, c2,
+                                    step_size, inv_sqrt_bc2, eps, decay)
+            m[i] = mi
+            v[i] = vi
+            params[i] = pn
 
 
 @jit
-def _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step, weight_decay,
-                decoupled_decay, l2, clip, coef, clip_value):
+def _adam_clip_loop(params, shadow, m, v, grads, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps,
+                    decay, wd, coef, cv):
+    if shadow.shape[0]:
+        for i in range(params.shape[0]):
+            p = params[i]
+            pn, mi, vi = _adam_elem(p, _clipped(grads[i], coef, cv) + wd * p, m[i], v[i], b1,
+                                    c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay)
+            m[i] = mi
+            v[i] = vi
+            params[i] = pn
+            shadow[i] = bf16(pn)
+    else:
+        for i in range(params.shape[0]):
+            p = params[i]
+            pn, mi, vi = _adam_elem(p, _clipped(grads[i], coef, cv) + wd * p, m[i], v[i], b1,
+                                    c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay)
+            m[i] = mi
+            v[i] = vi
+            params[i] = pn
+
+
+@jit
+def _adam_block(params, shadow, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step,
+                weight_decay, decoupled_decay, l2, clip, coef, clip_value):
     # bias corrections in float64 once per block, then every scalar in the params' dtype
     t = params.dtype.type
     step_size = t(lr / (1.0 - beta1 ** step))
@@ -365,30 +396,29 @@ def _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step, 
     b1, c1, b2, c2 = t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2)
     eps_, decay = t(eps), t(1.0 - lr * decoupled_decay)
     wd, wd_l2 = t(weight_decay), t(weight_decay + l2)
+    coef_, cv = t(coef), t(clip_value)
+    # three segments: inside / outside the L2 prefix [0, n_l2) and the shadow prefix
     k = _split(lo, hi, n_l2)
-    if clip:
-        coef_, cv = t(coef), t(clip_value)
-        _adam_clip_loop(params[lo:k], m[lo:k], v[lo:k], grads[lo:k], b1, c1, b2, c2, step_size,
-                        inv_sqrt_bc2, eps_, decay, wd_l2, coef_, cv)
-        _adam_clip_loop(params[k:hi], m[k:hi], v[k:hi], grads[k:hi], b1, c1, b2, c2, step_size,
-                        inv_sqrt_bc2, eps_, decay, wd, coef_, cv)
-    else:
-        _adam_loop(params[lo:k], m[lo:k], v[lo:k], grads[lo:k], b1, c1, b2, c2, step_size,
-                   inv_sqrt_bc2, eps_, decay, wd_l2)
-        _adam_loop(params[k:hi], m[k:hi], v[k:hi], grads[k:hi], b1, c1, b2, c2, step_size,
-                   inv_sqrt_bc2, eps_, decay, wd)
+    s = _split(lo, hi, shadow.shape[0])
+    bounds = (lo, min(k, s), max(k, s), hi)
+    for j in range(3):
+        x, y = bounds[j], bounds[j + 1]
+        w = wd_l2 if y <= k else wd
+        sh = shadow[x:y] if y <= s else shadow[:0]
+        if clip:
+            _adam_clip_loop(params[x:y], sh, m[x:y], v[x:y], grads[x:y], b1, c1, b2, c2,
+                            step_size, inv_sqrt_bc2, eps_, decay, w, coef_, cv)
+        else:
+            _adam_loop(params[x:y], sh, m[x:y], v[x:y], grads[x:y], b1, c1, b2, c2, step_size,
+                       inv_sqrt_bc2, eps_, decay, w)
 
 
 @jit
 def _adam_serial(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
                  decoupled_decay, sum_sq, max_norm, clip_value, l2, n_l2):
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
-    n = params.shape[0]
-    for b in range(_n_blocks(n)):
-        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
-        _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step,
-                    weight_decay, decoupled_decay, l2, clip, coef, clip_value)
-        _write_shadow(shadow, params, lo, hi)
+    _adam_block(params, shadow, m, v, grads, 0, params.shape[0], n_l2, lr, beta1, beta2, eps,
+                step, weight_decay, decoupled_decay, l2, clip, coef, clip_value)
 
 
 @pjit
@@ -397,10 +427,9 @@ def _adam_parallel(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, wei
     coef, clip = _clip_setup(sum_sq, max_norm, clip_value)
     n = params.shape[0]
     for b in prange(_n_blocks(n)):
-        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
-        _adam_block(params, m, v, grads, lo, hi, n_l2, lr, beta1, beta2, eps, step,
-                    weight_decay, decoupled_decay, l2, clip, coef, clip_value)
-        _write_shadow(shadow, params, lo, hi)
+        _adam_block(params, shadow, m, v, grads, b * _BLOCK, min((b + 1) * _BLOCK, n), n_l2,
+                    lr, beta1, beta2, eps, step, weight_decay, decoupled_decay, l2, clip, coef,
+                    clip_value)
 
 
 def adam_update(params, shadow, m, v, grads, lr, beta1, beta2, eps, step, weight_decay,
@@ -430,5 +459,6 @@ def _fused_update(params, grads, state, opt_kind, hyper, step, l2, n_l2):
         _rmsprop_block(params, state[0], grads, 0, n, n_l2, hyper[0], hyper[1], hyper[2],
                        hyper[3], l2, False, 1.0, inf)
     elif opt_kind == 3:
-        _adam_block(params, state[0], state[1], grads, 0, n, n_l2, hyper[0], hyper[1], hyper[2],
-                    hyper[3], step, hyper[4], hyper[5], l2, False, 1.0, inf)
+        _adam_block(params, np.empty(0, np.uint16), state[0], state[1], grads, 0, n, n_l2,
+                    hyper[0], hyper[1], hyper[2], hyper[3], step, hyper[4], hyper[5], l2, False,
+                    1.0, inf)

@@ -6,8 +6,9 @@ Why kernels come from factories: numba types a Python float literal as float64, 
 precision (1/64 rate on consumer GPUs; the simulator does no type checking and cannot catch
 it). Each kernel is therefore built by ``_<name>_kernel(dtype)``, a cached factory that closes
 over the numba scalar type ``T``: every literal is written ``T(1.0)`` and every shared array is
-``cuda.shared.array(n, T)``. ``tests/test_kernels_cuda.py`` compiles each float32 kernel to PTX
-and checks that no ``.f64`` instruction is left.
+``cuda.shared.array(n, T)``. ``tests/test_kernels_cuda.py`` types each float32 kernel with the
+CUDA compiler front end (no GPU needed) and fails on float64 arithmetic in Numba's typed IR;
+device functions are ``inline="always"`` so that they are typed inside their kernels.
 
 Launch geometry is read from ``fastdl.config`` at every launch (tests patch it small so tiny
 shapes span several blocks). Everything runs on the default stream, so launches, cuBLAS calls

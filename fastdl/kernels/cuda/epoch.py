@@ -38,7 +38,8 @@ from ._device import SHARED_SIZE, as_device, as_host, block_sum, blocks, empty_b
 from .activations import _act_fns
 from .batching import _gather_rows_kernel
 from .dense import dense_backward, dense_forward
-from .losses import MSE, POISSON, SIGMOID_BCE, SOFTMAX_CE, _loss_into, _poisson_cost
+from .losses import (MSE, POISSON, SIGMOID_BCE, SOFTMAX_CE, _argmax_row, _correct_into,
+                     _loss_into, _poisson_cost)
 from .optim import _bias_corrections, _derived_hyper, _fused_update, _update_fns
 from .reductions import _sum_squares_partials
 
@@ -65,8 +66,8 @@ def _train_epoch_kernel(T):
     opt_update = _update_fns.for_type(T)[4]
 
     @cuda.jit
-    def kernel(costs, params, grads, state, ws, X, Y, order, batch_size, layout, loss, alpha,
-               opt_kind, h, per_batch, n_l2):
+    def kernel(costs, correct, params, grads, state, ws, X, Y, order, batch_size, layout, loss,
+               alpha, opt_kind, h, per_batch, n_l2):
         """The whole epoch, one block (see the module docstring); ws is flat."""
         sh = cuda.shared.array(SHARED_SIZE, T)
         tid = cuda.threadIdx.x
@@ -162,6 +163,29 @@ def _train_epoch_kernel(T):
                 cost += l2_half * block_sum(sh, a2)
             if tid == 0:
                 costs[bi] = cost
+            if correct.shape[0] > 0:       # examples classified right (losses.py's rule)
+                hits = T(0)
+                for r in range(tid, mb, nt):
+                    yr = order[start + r]
+                    zo = out_off + r * k_out
+                    if loss == 1:
+                        zb = 0
+                        for c in range(1, k_out):
+                            a = ws[zo + c]
+                            b = ws[zo + zb]
+                            if b == b and (a > b or a != a):
+                                zb = c
+                        if zb == _argmax_row(Y, yr, k_out):
+                            hits += T(1)
+                    else:
+                        row = 0
+                        for c in range(k_out):
+                            if (ws[zo + c] >= T(0)) == (Y[yr, c] >= T(0.5)):
+                                row += 1
+                        hits += T(row) / T(k_out)
+                total = block_sum(sh, hits)
+                if tid == 0:
+                    correct[bi] = total
             cuda.syncthreads()
             # backward, last layer first
             for li in range(n_layers - 1, -1, -1):
@@ -214,8 +238,8 @@ def _use_fused(layout_h) -> bool:
     return bool(weights.size) and int(weights.max()) <= config.FUSED_EPOCH_MAX_WEIGHTS
 
 
-def _train_epoch_fused(costs, params, grads, state, ws, X, Y, order, batch_size, layout_h,
-                       loss, l2, n_l2, alpha, opt_kind, hyper_h, step):
+def _train_epoch_fused(costs, correct, params, grads, state, ws, X, Y, order, batch_size,
+                       layout_h, loss, l2, n_l2, alpha, opt_kind, hyper_h, step):
     dt = params.dtype
     m = X.shape[0]
     per_batch = _per_batch_scalars(m, batch_size, Y.shape[1], loss, l2, n_l2, opt_kind,
@@ -223,13 +247,13 @@ def _train_epoch_fused(costs, params, grads, state, ws, X, Y, order, batch_size,
     h = cuda.to_device(_derived_hyper(opt_kind, hyper_h).astype(dt))
     pb = cuda.to_device(per_batch.astype(dt))
     lay = cuda.to_device(np.ascontiguousarray(layout_h, dtype=np.int64))
-    _train_epoch_kernel(dt)[1, tpb()](costs, params, grads, state, ws, X, Y, order,
+    _train_epoch_kernel(dt)[1, tpb()](costs, correct, params, grads, state, ws, X, Y, order,
                                        np.int64(batch_size), lay, np.int64(loss), dt.type(alpha),
                                        np.int64(opt_kind), h, pb, np.int64(n_l2))
 
 
-def _train_epoch_launches(costs, params, grads, state, ws, X, Y, order, batch_size, layout_h,
-                          loss, l2, n_l2, alpha, opt_kind, hyper_h, step):
+def _train_epoch_launches(costs, correct, params, grads, state, ws, X, Y, order, batch_size,
+                          layout_h, loss, l2, n_l2, alpha, opt_kind, hyper_h, step):
     m, n_in = X.shape
     n_layers = layout_h.shape[0]
     units_total = int(layout_h[:, 2].sum())
@@ -262,6 +286,7 @@ def _train_epoch_launches(costs, params, grads, state, ws, X, Y, order, batch_si
     last_mb = m - (n_batches - 1) * batch_size
     last = full if last_mb == batch_size else views(last_mb)
     no_dx = ws[:0]
+    no_w = ws[:0]
     no16 = empty_bf16()          # no bfloat16 copies: the epoch computes in the params' dtype
     for bi in range(n_batches):
         start = bi * batch_size
@@ -277,6 +302,8 @@ def _train_epoch_launches(costs, params, grads, state, ws, X, Y, order, batch_si
             p2, n2 = _sum_squares_partials(params, n_l2)
             extra = (p2, n2, l2 / (2.0 * mb))
         _loss_into(kind, costs, bi, douts[-1], acts[-1], Y, order, start, extra)
+        if correct.shape[0] > 0:
+            _correct_into(correct, bi, acts[-1], Y, no_w, loss, order, start)
         for li in range(n_layers - 1, -1, -1):
             W, _, dW, db, act = layers[li]
             dense_backward(douts[li - 1] if li > 0 else no_dx, dW, db, no16, douts[li],
@@ -284,12 +311,13 @@ def _train_epoch_launches(costs, params, grads, state, ws, X, Y, order, batch_si
         _fused_update(params, grads, state_rows, opt_kind, hyper_h, step + bi + 1, l2 / mb, n_l2)
 
 
-def train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layout, loss, l2,
-                n_l2, alpha, opt_kind, hyper, step):
+def train_epoch(costs, correct, params, grads, state, ws, X, Y, order, batch_size, layout, loss,
+                l2, n_l2, alpha, opt_kind, hyper, step):
     """One epoch on the device; the fused one-block kernel for tiny nets, else per-batch
     launches. Every array should already be on the device (nothing then synchronizes the
-    host); a host array is accepted but copied in, and for ``costs, params, grads, state``
-    copied back at the end (a sync). ``layout`` and ``hyper`` are small and read on the host."""
+    host); a host array is accepted but copied in, and for ``costs, correct, params, grads,
+    state`` copied back at the end (a sync). ``layout`` and ``hyper`` are small and read on the
+    host."""
     layout_h = np.asarray(as_host(layout), dtype=np.int64).reshape(-1, 5)
     hyper_h = np.asarray(as_host(hyper), dtype=np.float64).ravel()
     batch_size, loss, opt_kind = int(batch_size), int(loss), int(opt_kind)
@@ -300,11 +328,14 @@ def train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layout
     order_d = as_device(order, np.int64)
     X_d, Y_d, ws_d = as_device(X), as_device(Y), as_device(ws)
     # host buffers are accepted (copied in, and the outputs copied back), but cost transfers
-    outputs = [(a, as_device(a)) for a in (costs, params, grads, state)]
-    costs_d, params_d, grads_d, state_d = (d for _, d in outputs)
+    if correct.shape[0] and loss == 2:
+        raise ValueError("correct_predictions: loss code 2 (mse) has no classes; pass a size-0 "
+                         "correct buffer")
+    outputs = [(a, as_device(a)) for a in (costs, correct, params, grads, state)]
+    costs_d, correct_d, params_d, grads_d, state_d = (d for _, d in outputs)
     run = _train_epoch_fused if _use_fused(layout_h) else _train_epoch_launches
-    run(costs_d, params_d, grads_d, state_d, ws_d, X_d, Y_d, order_d, batch_size, layout_h, loss,
-        l2, n_l2, alpha, opt_kind, hyper_h, step)
+    run(costs_d, correct_d, params_d, grads_d, state_d, ws_d, X_d, Y_d, order_d, batch_size,
+        layout_h, loss, l2, n_l2, alpha, opt_kind, hyper_h, step)
     for host, d in outputs:
         if d is not host:
             d.copy_to_host(host)

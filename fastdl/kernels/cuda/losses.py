@@ -12,6 +12,10 @@ The private stage-1 kernels take ``order, start`` so the epoch launcher can read
 through the shuffle (row r uses ``Y[order[start + r]]``; an empty ``order`` means ``Y[r]``)
 instead of gathering Y first.
 
+``correct_predictions`` counts the examples classified right (one thread per row, the reference's
+rule, in the dtype of Z: counts are exact up to 2^24 rows), reduced the same way; it also takes
+``order, start`` for the epoch launcher and an optional ``W`` (size 0: unweighted).
+
 The Poisson deviance is one thread per element like the binary cross-entropy (its ``y log y``
 term is computed in the input dtype too).
 
@@ -310,3 +314,63 @@ def weighted_mean_squared_error(loss, dA, A, Y, w, wsum):
 
 def weighted_exp_half_poisson_deviance(loss, dZ, Z, Y, w, wsum):
     _weighted_loss_into(POISSON, loss, dZ, Z, Y, w, wsum)
+
+
+# ------------------------------------------------------------------------ correct predictions
+@cuda.jit(device=True, inline="always")
+def _argmax_row(A, r, n):
+    """np.argmax of row r of A[:, :n]: the first maximum, a NaN counts as the maximum."""
+    best = 0
+    for j in range(1, n):
+        a = A[r, j]
+        b = A[r, best]
+        if b == b and (a > b or a != a):
+            best = j
+    return best
+
+
+@per_dtype
+def _correct_predictions_kernel(T):
+    @cuda.jit
+    def kernel(out, k, partial, direct, Z, Y, W, order, start, kind):
+        """One thread per row: c = [argmax z == argmax y] (kind 1) or the row's fraction of
+        outputs with (z >= 0) == (y >= 1/2) (kind 0), times W[r] when W is not empty."""
+        sh = cuda.shared.array(SHARED_SIZE, T)
+        n = Z.shape[1]
+        acc = T(0)
+        for r in range(cuda.grid(1), Z.shape[0], cuda.gridsize(1)):
+            yr = order[start + r] if order.shape[0] > 0 else r
+            if kind == 1:
+                c = T(1) if _argmax_row(Z, r, n) == _argmax_row(Y, yr, n) else T(0)
+            else:
+                hits = 0
+                for j in range(n):
+                    if (Z[r, j] >= T(0)) == (Y[yr, j] >= T(0.5)):
+                        hits += 1
+                c = T(hits) / T(n)
+            if W.shape[0] > 0:
+                c *= W[r]
+            acc += c
+        _emit(out, k, T(1), partial, direct, block_sum(sh, acc))
+    return kernel
+
+
+def _correct_into(out, k, Z, Y, W, loss, order=None, start=0):
+    """Launch the count: out[k] = sum_r W[r] c_r (see the module docstring)."""
+    if loss not in (0, 1):
+        raise ValueError(f"correct_predictions: loss code {loss} has no classes; expected 0 "
+                         "(sigmoid outputs) or 1 (softmax)")
+    m = Z.shape[0]
+    nb = reduce_blocks(m)
+    direct = nb == 1
+    dt = Z.dtype
+    partial = scratch("correct", nb, dt)
+    _correct_predictions_kernel(dt)[nb, tpb()](out, k, partial, direct, Z, Y, W,
+                                               empty_index() if order is None else order, start,
+                                               int(loss))
+    if not direct:
+        finish(out, k, partial, nb, 1.0)
+
+
+def correct_predictions(out, Z, Y, w, loss):
+    _correct_into(out, 0, Z, Y, w, loss)

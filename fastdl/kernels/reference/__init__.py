@@ -4,7 +4,7 @@ from .dense import dense_forward, dense_backward  # noqa: F401
 from .losses import softmax_cross_entropy, sigmoid_binary_cross_entropy, mean_squared_error  # noqa: F401
 from .losses import exp_half_poisson_deviance, weighted_exp_half_poisson_deviance  # noqa: F401
 from .losses import (weighted_softmax_cross_entropy, weighted_sigmoid_binary_cross_entropy,  # noqa: F401
-                     weighted_mean_squared_error)
+                     weighted_mean_squared_error, correct_predictions)
 from .optim import sgd_update, momentum_update, rmsprop_update, adam_update  # noqa: F401
 from .batching import gather_rows  # noqa: F401
 from .epoch import train_epoch  # noqa: F401

@@ -6,6 +6,9 @@ backend runs the same loop inside one jitted function, so Python overhead disapp
 
 Arguments (outputs first):
     costs   (n_batches,)  cost of each batch *before* its update, L2 term included
+    correct (n_batches,) float64, or size 0 to skip: the batch's correctly classified examples
+            before its update (``losses.correct_predictions``; size 0 for mse, which has no
+            classes), the training accuracy's numerators
     params  (n,)          flat parameters, updated in place; weights first (prefix n_l2)
     grads   (n,)          flat gradient workspace
     state   (k, n)        optimizer state rows (k = 0 for SGD), updated in place
@@ -33,8 +36,8 @@ import numpy as np
 
 from .batching import gather_rows
 from .dense import dense_backward, dense_forward
-from .losses import (exp_half_poisson_deviance, mean_squared_error, sigmoid_binary_cross_entropy,
-                     softmax_cross_entropy)
+from .losses import (correct_predictions, exp_half_poisson_deviance, mean_squared_error,
+                     sigmoid_binary_cross_entropy, softmax_cross_entropy)
 from .optim import _fused_update
 
 #: indexed by the codes of fastdl.kernels.LOSSES
@@ -52,9 +55,10 @@ def _optimizer_update(params, grads, state, opt_kind, hyper, step, l2, n_l2):
     _fused_update(params, grads, state, opt_kind, hyper, step, l2, n_l2)
 
 
-def train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layout, loss, l2,
-                n_l2, alpha, opt_kind, hyper, step):
+def train_epoch(costs, correct, params, grads, state, ws, X, Y, order, batch_size, layout, loss,
+                l2, n_l2, alpha, opt_kind, hyper, step):
     m, n_in = X.shape
+    no_weights = np.zeros(0)
     n_layers = layout.shape[0]
     units_total = int(layout[:, 2].sum())
     loss_buf = np.zeros(1, dtype=np.float64)
@@ -85,6 +89,8 @@ def train_epoch(costs, params, grads, state, ws, X, Y, order, batch_size, layout
         _LOSS_KERNELS[loss](loss_buf, douts[-1], acts[-1], Yb)
         w2 = float(np.dot(params[:n_l2].astype(np.float64), params[:n_l2])) if n_l2 else 0.0
         costs[bi] = loss_buf[0] + l2 / (2.0 * mb) * w2
+        if correct.size:
+            correct_predictions(correct[bi:bi + 1], acts[-1], Yb, no_weights, loss)
         # backward
         for li in range(n_layers - 1, -1, -1):
             w_off, b_off, units, inputs, act = (int(v) for v in layout[li])

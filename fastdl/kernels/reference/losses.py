@@ -35,6 +35,16 @@ the row's sum over its k outputs). This is scikit-learn's
 sample_weight, gradients divided by sample_weight.sum()); Keras divides by m instead. All-ones
 weights give the unweighted kernels' values (to rounding). ``wsum == 0`` (a batch whose
 examples all have weight 0) carries no information: J = 0 and dZ = 0, not 0/0.
+
+correct_predictions(out, Z, Y, w, loss): how many examples the logits Z classify right, the
+training accuracy's numerator (the rule of ``fastdl.nn.losses.LossSpec.labels``):
+
+    loss 0 (sigmoid): c_i = (1/k) sum_j [ (z_ij >= 0) == (y_ij >= 0.5) ]   (z >= 0: sigmoid >= 1/2)
+    loss 1 (softmax): c_i = [ argmax_j z_ij == argmax_j y_ij ]   (the first of equal maxima; a
+                      NaN counts as the maximum, as np.argmax)
+    out[0] = sum_i w_i c_i  (w of size 0: all ones), float64
+
+Any other loss code (mse has no classes) raises ValueError.
 """
 
 import numpy as np
@@ -118,3 +128,15 @@ def weighted_exp_half_poisson_deviance(loss, dZ, Z, Y, w, wsum):
     cost, grad = _poisson_terms(Z, Y)
     loss[0] = (scale * cost).sum()
     dZ[...] = grad * scale
+
+
+def correct_predictions(out, Z, Y, w, loss):
+    if loss == 1:
+        c = (Z.argmax(axis=1) == Y.argmax(axis=1)).astype(np.float64)
+    elif loss == 0:
+        c = ((Z >= 0) == (Y >= 0.5)).mean(axis=1, dtype=np.float64) if Z.size else \
+            np.zeros(Z.shape[0])
+    else:
+        raise ValueError(f"correct_predictions: loss code {loss} has no classes; expected 0 "
+                         "(sigmoid outputs) or 1 (softmax)")
+    out[0] = c.sum() if np.size(w) == 0 else float(c @ np.asarray(w, dtype=np.float64))

@@ -80,7 +80,7 @@ RESULTS: dict = {"env": {}, "gemm": {}, "tensor": {}, "validate": {}, "launch": 
 SECTIONS = ("env", "gemm", "validate", "tensor", "overlap", "launch", "bandwidth", "train784",
             "wide", "mixed", "tiny")
 #: --smoke: every size cut to a few elements and blocks to 8 threads, so the whole script runs
-#: under NUMBA_ENABLE_CUDASIM=1 in a minute or two (checks the script, not the GPU).
+#: under NUMBA_ENABLE_CUDASIM=1 (about 15 minutes on 2 cores; checks the script, not the GPU).
 SMOKE = False
 
 

@@ -59,6 +59,15 @@ CUDA_THREADS_PER_BLOCK: int = int(os.environ.get("FASTDL_CUDA_TPB", 256))
 #: Tile width of the fallback shared-memory CUDA GEMM.
 CUDA_GEMM_TILE: int = int(os.environ.get("FASTDL_CUDA_GEMM_TILE", 16))
 
+#: How ``fit`` moves host (NumPy) inputs to the cuda backend (issue 17). ``"upload"``: an
+#: in-memory X is copied to the device once per fit, and batches of a streamed .npy are copied
+#: synchronously. ``"overlap"``: batches of both are gathered on the host into pinned buffers
+#: and copied on a second CUDA stream one batch ahead, ordered by events
+#: (``kernels/cuda/_staging.py``); an in-memory X then stays on the host and trains through
+#: the step path. "upload" stays the default until ``benchmarks/gpu_check.py`` (section
+#: ``overlap``) has verified "overlap" on a GPU: so far it is verified only in simulation.
+CUDA_HOST_INPUT: str = os.environ.get("FASTDL_CUDA_HOST_INPUT", "upload")
+
 #: Small-net fast path: a dense-only model whose largest layer has at most this many weights
 #: trains a whole epoch inside one jitted call (per-call overhead dominates there).
 FUSED_EPOCH_MAX_WEIGHTS: int = int(os.environ.get("FASTDL_FUSED_EPOCH_MAX_WEIGHTS", 4096))

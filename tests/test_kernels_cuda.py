@@ -10,7 +10,11 @@
   Numba's typed IR for float64 arithmetic: a Python float literal is float64 to numba
   (``x * 0.5`` on a float32 ``x`` computes in double precision, 1/64 rate on consumer GPUs),
   and the simulator does no type checking, so this is the only test that sees such a leak.
-  ``test_float64_check_finds_planted_leaks`` proves the check on planted leaks.
+  ``test_float64_check_finds_planted_leaks`` proves the check on planted leaks. The
+  augmentation kernel computes in float64 by design (``F64_BY_DESIGN``).
+* ``test_augment_kernel_is_never_contracted_into_fma`` compiles the augmentation kernel to PTX
+  (needs NVVM: numba-cuda with its toolkit wheels) and checks that no multiply is fused with an
+  add, which would break its bit equality with the host.
 * ``test_import_without_numba_cuda`` / ``test_cuda_backend_error_without_gpu``: ``import fastdl``
   works without numba-cuda or a GPU, and ``backend="cuda"`` then raises an error naming what is
   missing.
@@ -62,8 +66,8 @@ def test_simulator_suite():
 def _typing_cases():
     """(name, python function, float32 signature) of every kernel of the cuda backend."""
     from numba import types
-    from fastdl.kernels.cuda import (_device, _gemm, activations, batching, batchnorm, dense,
-                                     dropout, epoch, losses, optim, reductions, sparse)
+    from fastdl.kernels.cuda import (_device, _gemm, activations, augment, batching, batchnorm,
+                                     dense, dropout, epoch, losses, optim, reductions, sparse)
 
     f, i, b, u = types.float32, types.int64, types.boolean, types.uint64
     d = types.float64  # the clipping kernels' max_norm (their coefficient is formed in float64)
@@ -128,6 +132,8 @@ def _typing_cases():
         ("epoch._train_epoch_kernel", epoch._train_epoch_kernel(dt),
          (D1, D1, A1, A1, A2, A1, A2, A2, I1, i, I2, i, f, i, A1, A2, i)),
         ("dropout._dropout_kernel", dropout._dropout_kernel(dt), (A2, A2, u, u, f)),
+        ("augment._augment_kernel", augment._augment_kernel(dt),
+         (A2, A2, i, i, i, u, u, b, i, d)),
         ("batchnorm._batchnorm_forward_train_kernel",
          batchnorm._batchnorm_forward_train_kernel(dt),
          (A2, D1, D1, A1, A1, A2, A1, A1, f, f, f, f, i, f)),
@@ -136,8 +142,8 @@ def _typing_cases():
         ("batchnorm._batchnorm_backward_kernel", batchnorm._batchnorm_backward_kernel(dt),
          (A2, A1, A1, A2, A2, A2, D1, D1, A1, i, f)),
     ]
-    modules = (_device, _gemm, activations, batching, batchnorm, dense, dropout, epoch, losses,
-               optim, reductions, sparse)
+    modules = (_device, _gemm, activations, augment, batching, batchnorm, dense, dropout, epoch,
+               losses, optim, reductions, sparse)
     return table, modules
 
 
@@ -219,6 +225,11 @@ def test_every_kernel_is_in_the_float64_table():
     assert found <= listed, f"kernels missing from the float64 table: {sorted(found - listed)}"
 
 
+#: Kernels that compute in float64 by design, whatever the data's dtype: the augmentation
+#: noise's quantile function (bit-identical with the host, ``kernels/reference/augment.py``).
+F64_BY_DESIGN = {"augment._augment_kernel"}
+
+
 def _type(compile_cuda, pyfunc, sig):
     """Compile ``pyfunc`` for the CUDA target as far as LLVM IR (no GPU, no NVVM needed)."""
     from numba import types
@@ -240,7 +251,12 @@ def test_float32_kernels_compute_in_float32():
     allowed = _allowed_lines()
     leaks, used = {}, set()
     for name, kernel, sig in _typing_cases()[0]:
-        for path, line, stmt in float64_arithmetic(_type(compile_cuda, kernel.py_func, sig)):
+        found = float64_arithmetic(_type(compile_cuda, kernel.py_func, sig))
+        if name in F64_BY_DESIGN:
+            assert found, f"{name} is declared to compute in float64 but does not (update " \
+                          "F64_BY_DESIGN)"
+            continue
+        for path, line, stmt in found:
             if (path, line) in allowed:
                 used.add(name)
             else:
@@ -315,6 +331,43 @@ def test_float64_check_finds_planted_leaks():
     else:                                       # a driver: the device function is checked
         assert found, "the leak in a device function that is not inlined was not found"
 
+
+
+def _ptx_compiler_or_skip():
+    """numba.cuda with NVVM (``compile_ptx``): numba-cuda installed with its CUDA toolkit
+    wheels ([cu12]/[cu13]); the typing check above needs neither."""
+    cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from numba import config as nb_config
+    if nb_config.ENABLE_CUDASIM:
+        pytest.skip("PTX cannot be compiled under the simulator")
+    from numba import types
+
+    def probe(x):
+        x[0] = x[0]
+    try:
+        cuda.compile_ptx(probe, (types.float32[:],), cc=(9, 0))
+    except Exception as e:  # no NVVM / NVRTC: numba-cuda installed without [cu12]/[cu13]
+        pytest.skip(f"no CUDA toolchain to compile PTX ({type(e).__name__}: "
+                    f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})")
+    return cuda
+
+
+def test_augment_kernel_is_never_contracted_into_fma():
+    """The noise must equal the host's bit for bit: NVVM contracts ``a * b + c`` into an FMA by
+    default (one rounding instead of two), so the augmentation kernel may contain no ``fma``
+    (``kernels/cuda/augment.py`` uses round-to-nearest intrinsics); its float64 arithmetic is
+    really there (``mul.rn.f64``)."""
+    cuda = _ptx_compiler_or_skip()
+    from numba import types
+    from fastdl.kernels.cuda import augment
+    for dt, T in ((np.float32, types.float32), (np.float64, types.float64)):
+        A2 = types.Array(T, 2, "A")
+        sig = (A2, A2, types.int64, types.int64, types.int64, types.uint64, types.uint64,
+               types.boolean, types.int64, types.float64)
+        ptx, _ = cuda.compile_ptx(augment._augment_kernel(dt).py_func, sig, cc=(9, 0))
+        body = [ln.strip() for ln in ptx.splitlines() if not ln.lstrip().startswith("//")]
+        assert not [ln for ln in body if re.match(r"(fma|mad)\.", ln)], dt
+        assert [ln for ln in body if ln.startswith("mul.rn.f64")], dt
 
 # --- import and error without numba-cuda / without a GPU ---------------------------------------
 _BLOCK_NUMBA_CUDA = textwrap.dedent("""

@@ -10,12 +10,20 @@ independently:
 * ``flip``: mirror left-right with probability 1/2;
 * ``shift``: translate by (dy, dx), each uniform in [-shift, shift] pixels, filling with 0
   (the mean, when the inputs are standardized);
-* ``noise``: add Gaussian noise of standard deviation ``noise``.
+* ``noise``: add Gaussian noise of standard deviation ``noise`` (each value rounded to
+  float32).
 
-Draws come from ``np.random.default_rng([seed, 0xA06, epoch, batch])``: a pure function of the
-model's seed and the batch's position, so a resumed run augments exactly as an uninterrupted
-one. Validation data are never augmented. With ``model.standardizer`` set, augmentation acts on
-the standardized batch.
+The work is the ``augment_images`` kernel of the model's backend (``kernels/*/augment.py``),
+applied where the batch is: on the GPU for ``backend="cuda"``. Every draw is a counter-based
+hash of (seed, epoch, batch, index), as dropout's masks are, so the numpy, cpu and cuda
+backends produce the same bits, and a resumed run augments exactly as an uninterrupted one.
+Validation data are never augmented. With ``model.standardizer`` set, augmentation acts on the
+standardized batch.
+
+Since issue 17 (device augmentation) the draws differ from earlier versions, which used
+``np.random.default_rng([seed, 0xA06, epoch, batch])`` on the host (the same distributions;
+Gaussian noise now comes from an inverse-CDF approximation accurate to 1.2e-9,
+``kernels/reference/augment.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ class Augment:
     image_shape : (H, W) or (H, W, C), optional
         Shape of one example; rows of X are these images flattened in C order. Default: a
         square grayscale image, H = W = sqrt(n_features) (an error when that is not an
-        integer).
+        integer). Needed by flips and shifts only.
     flip : bool
         Horizontal flips with probability 1/2.
     shift : int >= 0
@@ -94,42 +102,40 @@ class Augment:
         return shape
 
     @property
-    def needs_images(self):
-        """Flips and shifts move pixels, so they need the image shape; noise does not."""
-        return self.flip or bool(self.shift)
+    def moves_pixels(self):
+        """Flips or shifts: they need the image shape, and the kernel then reads an unaugmented
+        copy of the batch. Noise alone needs neither."""
+        return self.flip or self.shift > 0
 
     def check_features(self, n_features):
-        # a given image_shape must fit X even when only noise is drawn (it says what X is)
-        if self.needs_images or self.image_shape is not None:
+        """A clear error when rows of ``n_features`` values cannot be augmented (image shape
+        needed for flips and shifts, or an ``image_shape`` given that does not fit)."""
+        if self.moves_pixels or self.image_shape is not None:
             self.shape_for(n_features)
 
-    def apply(self, Xb, seed, epoch, batch):
-        """Augment the host batch ``Xb`` (m, n_features) in place, from (seed, epoch, batch)."""
-        m = Xb.shape[0]
-        rng = np.random.default_rng([int(seed), 0xA06, int(epoch), int(batch)])
-        if not self.needs_images:
-            if self.noise:
-                Xb += rng.standard_normal(Xb.shape, dtype=Xb.dtype) * Xb.dtype.type(self.noise)
-            return
-        H, W, C = self.shape_for(Xb.shape[1])
-        imgs = Xb.reshape(m, H, W, C)
-        if self.flip:
-            f = rng.random(m) < 0.5
-            imgs[f] = imgs[f, :, ::-1, :]
-        if self.shift:
-            s = self.shift
-            dy = rng.integers(-s, s + 1, m)
-            dx = rng.integers(-s, s + 1, m)
-            rows = np.arange(H)[None, :] - dy[:, None]          # source row of each output row
-            cols = np.arange(W)[None, :] - dx[:, None]
-            valid = (((rows >= 0) & (rows < H))[:, :, None]
-                     & ((cols >= 0) & (cols < W))[:, None, :])
-            src = imgs[np.arange(m)[:, None, None], np.clip(rows, 0, H - 1)[:, :, None],
-                       np.clip(cols, 0, W - 1)[:, None, :]]
-            src[~valid] = 0
-            imgs[...] = src
-        if self.noise:
-            imgs += rng.standard_normal(imgs.shape, dtype=Xb.dtype) * Xb.dtype.type(self.noise)
+    def apply(self, Xb, seed, epoch, batch, backend=None, scratch=None):
+        """Augment the batch ``Xb`` (m, n_features, C-contiguous) in place, from (seed, epoch,
+        batch), with the kernel of ``backend`` (a name or a backend; default "cpu", for NumPy
+        arrays; every backend gives the same bits). ``scratch``: a buffer of Xb's shape and
+        dtype on that backend for the unaugmented copy when pixels move (allocated per call
+        when not given). ``seed``, ``epoch``, ``batch``: integers in [0, 2^63)."""
+        from ..backend import get_backend
+        bk = backend if hasattr(backend, "k") else get_backend(backend or "cpu")
+        for name, v in (("seed", seed), ("epoch", epoch), ("batch", batch)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 <= v < 2**63:
+                raise ValueError(f"{name}={v!r} is invalid; expected an integer in [0, 2**63)")
+        src = Xb
+        if self.moves_pixels:
+            H, W, C = self.shape_for(Xb.shape[1])
+            src = bk.empty(Xb.shape, Xb.dtype) if scratch is None else scratch
+            bk.copy_into(src, Xb)
+        else:
+            self.check_features(Xb.shape[1])
+            # noise alone is element-wise: element e = i n + j draws the same value whatever
+            # the image factorization of n, so any rows (tabular too) run as 1 x n images
+            H, W, C = 1, Xb.shape[1], 1
+        bk.k.augment_images(Xb, src, H, W, C, int(seed), int(epoch), int(batch), self.flip,
+                            self.shift, self.noise)
 
     def __repr__(self):
         return (f"Augment(image_shape={self.image_shape}, flip={self.flip}, shift={self.shift}, "

@@ -25,9 +25,17 @@ already in ``workspace.Xb`` / ``workspace.Yb`` (the model's reused buffers). Two
     once per epoch (``drop_last`` aside), and a resumed run sees the batches an uninterrupted
     one would. ``stream_order`` returns the resulting order, for inspection.
 
-Why blocks (docs/design.md, measured): random row gathers from a memory-mapped ``.npy`` read 15-64x
-more bytes than they use, and every page read through a memory map stays in the process's RSS.
-The shuffle is coarser than a full permutation (a batch comes from one buffer of
+``StagedArraySource`` (X and y in memory on the host, cuda backend, ``config.CUDA_HOST_INPUT
+== "overlap"``)
+    X stays on the host; each batch is gathered there into pinned buffers and copied to the
+    device on a second stream one batch ahead (``staged_batches``, ``kernels/cuda/_staging.py``),
+    so the transfer of batch b + 1 overlaps the computation of batch b. Same batches as
+    ``ArraySource``; it trains through the step path (the whole-epoch kernel needs X on the
+    device). Streamed sources use the same staging on a device backend in that mode.
+
+Why blocks (docs/design.md, measured): random row gathers from a memory-mapped ``.npy``
+read 15-64x more bytes than they use, and every page read through a memory map stays in the
+process's RSS. The shuffle is coarser than a full permutation (a batch comes from one buffer of
 ``STREAM_BUFFER_BLOCKS`` random blocks); shuffle the file once when it was written in a sorted
 order (``make_teacher_npy`` writes i.i.d. rows).
 """
@@ -71,10 +79,70 @@ def is_streamable(X) -> bool:
 
 
 # ------------------------------------------------------------------------------- in memory
+def host_input_mode() -> str:
+    """``config.CUDA_HOST_INPUT``, checked: "upload" or "overlap"."""
+    mode = config.CUDA_HOST_INPUT
+    if mode not in ("upload", "overlap"):
+        raise ValueError(f"fastdl.config.CUDA_HOST_INPUT={mode!r} is invalid; expected "
+                         "'upload' or 'overlap'")
+    return mode
+
+
+def staged_batches(model, stager, sizes, fill, outs, start=0):
+    """Batches of ``sizes`` rows through ``stager`` (``kernels/cuda/_staging.py``), one ahead:
+    ``fill(b, host_arrays, n)`` writes batch b's n rows into the pinned host arrays (and may
+    return the batch's weight sum, set as ``ws.wsum``), ``outs(ws)`` names the device arrays
+    of the workspace the rows go to. Batch b + 1 is filled and its copy queued after the
+    caller has queued batch b's step (the code after ``yield``), so both overlap that step.
+    ``start``: the first batch (a run resumed inside the epoch)."""
+    nb = len(sizes)
+
+    def stage(b):
+        slot = stager.acquire()
+        slot.extra = fill(b, slot.host, sizes[b])
+        stager.submit(slot, sizes[b])
+        return slot
+
+    slot = stage(start) if start < nb else None
+    for b in range(start, nb):
+        n = sizes[b]
+        ws = model._workspace(n)
+        stager.deliver(slot, outs(ws))
+        if slot.extra is not None:
+            ws.wsum = slot.extra
+        yield b, ws, n
+        if b + 1 < nb:
+            slot = stage(b + 1)
+
+
+class _Stagers:
+    """The stagers of one source (one per batch shape), closed with the source."""
+
+    def __init__(self, backend):
+        self.backend, self.cache = backend, []
+
+    def get(self, rows, arrays):
+        widths = [a.shape[1] for a in arrays]
+        dtypes = [a.dtype for a in arrays]
+        for st in self.cache:
+            if st.fits(rows, widths, dtypes):
+                return st
+        st = self.backend.k._stager(rows, widths, dtypes)
+        self.cache.append(st)
+        return st
+
+    def close(self):
+        for st in self.cache:
+            st.close()
+        self.cache = []
+
+
 class ArraySource:
     """Validated, encoded in-memory X and Y (see the module docstring)."""
 
     streaming = False
+    #: X and Y live on the backend: the whole-epoch kernel can train from them
+    on_backend = True
 
     def __init__(self, Xc, Yc, backend):
         self.m = Xc.shape[0]
@@ -187,6 +255,67 @@ class CSRSource(ArraySource):
 
     def close(self):
         self._buffers = {}
+
+
+class StagedArraySource:
+    """In-memory host X and Y fed to a device backend through pinned staging buffers, one
+    batch ahead (module docstring). ``X``, ``Y`` are uploaded whole only if something asks
+    for them (``fastdl.distributed``'s sharded source gathers on the device)."""
+
+    streaming = False
+    on_backend = False
+
+    def __init__(self, Xc, Yc, backend):
+        self.m = Xc.shape[0]
+        self.backend = backend
+        self.Xh, self.Yh = Xc, Yc
+        self.W = self.w_host = None
+        self._dev = {}
+        self._stagers = _Stagers(backend)
+        from ..kernels.cpu import gather_rows   # jitted, parallel for large batches
+        self._gather = gather_rows
+
+    @property
+    def X(self):
+        if "X" not in self._dev:
+            self._dev["X"] = self.backend.asarray(self.Xh)
+        return self._dev["X"]
+
+    @property
+    def Y(self):
+        if "Y" not in self._dev:
+            self._dev["Y"] = self.backend.asarray(self.Yh)
+        return self._dev["Y"]
+
+    def set_weights(self, w):
+        """As ``ArraySource.set_weights``; the weights stay on the host with X."""
+        self.w_host = np.asarray(w)
+        self.W = self.w_host.reshape(-1, 1)
+
+    def order(self, seed, epoch, shuffle=True):
+        return epoch_order(seed, epoch, self.m, shuffle)
+
+    def batches(self, model, seed, epoch, batch_size, shuffle=True, drop_last=False, start=0):
+        bs = min(int(batch_size), self.m)
+        order = self.order(seed, epoch, shuffle)
+        arrays = [self.Xh, self.Yh] + ([self.W] if self.W is not None else [])
+        stager = self._stagers.get(bs, arrays)
+        gather, w = self._gather, self.w_host
+
+        def fill(b, host, n):
+            idx = order[b * bs:b * bs + n]
+            for h, a in zip(host, arrays):
+                gather(h[:n], a, idx)
+            return None if w is None else float(w[idx].sum(dtype=np.float64))
+
+        def outs(ws):
+            return [ws.Xb, ws.Yb] + ([model._batch_weights(ws)] if w is not None else [])
+        yield from staged_batches(model, stager, batch_sizes(self.m, bs, drop_last).tolist(),
+                                  fill, outs, start)
+
+    def close(self):
+        self._stagers.close()
+        self._dev = {}
 
 
 # ------------------------------------------------------------------------------- rows on disk
@@ -416,6 +545,7 @@ class StreamSource:
     """
 
     streaming = True
+    on_backend = False
 
     def __init__(self, model, X, y, block_bytes=None, buffer_blocks=None):
         self.model = model
@@ -459,6 +589,7 @@ class StreamSource:
         self._buffers = None
         self._checked = np.zeros(self.n_blocks, dtype=bool)
         self._staging = {}
+        self._stagers = _Stagers(self.backend)
 
     # -- validation ------------------------------------------------------------------------
     def _encode(self, yraw, start):
@@ -553,8 +684,18 @@ class StreamSource:
             buf.perm = _buffer_permutation(seed, epoch, g, buf.rows, shuffle)
         prefetch = Prefetch(self._buffers, self._open, groups, fill)
         reader = ChunkReader(prefetch, self.backend, self._staging, skip=skip)
+        sizes = batch_sizes(self.m, bs, drop_last).tolist()
         try:
-            for b, mb in enumerate(batch_sizes(self.m, bs, drop_last).tolist()):
+            if self.backend.on_device and host_input_mode() == "overlap":
+                shapes = [np.empty((0, model.input_dim), model.dtype),
+                          np.empty((0, model.output_dim), model.dtype)]
+                stager = self._stagers.get(bs, shapes)
+                yield from staged_batches(
+                    model, stager, sizes,
+                    lambda b, host, n: reader.read_into(model, host[0], host[1], n),
+                    lambda ws: [ws.Xb, ws.Yb], start)
+                return
+            for b, mb in enumerate(sizes):
                 if b < start:
                     continue
                 ws = model._workspace(mb)
@@ -564,9 +705,10 @@ class StreamSource:
             prefetch.close()
 
     def close(self):
-        """Free the shuffle buffers (``fit`` calls this at the end)."""
+        """Free the shuffle and staging buffers (``fit`` calls this at the end)."""
         self._buffers = None
         self._staging = {}
+        self._stagers.close()
 
     def __repr__(self):
         return (f"StreamSource({self.xr.what}, m={self.m}, block_rows={self.block_rows}, "
@@ -581,7 +723,9 @@ class ChunkReader:
     span two chunks. Shared by :class:`StreamSource` and ``fastdl.distributed``'s sharded
     stream, which differ only in which rows their chunks hold. On a device backend the rows
     are gathered into host staging buffers (one pair per batch size, kept in ``staging``) and
-    copied to the workspace in one transfer per array."""
+    copied to the workspace in one transfer per array (or, with ``read_into``, into the pinned
+    buffers of ``staged_batches``). Streamed rows are standardized here, on the host, when the
+    model has a standardizer (in-memory inputs were standardized once, by ``model._X``)."""
 
     def __init__(self, prefetch, backend, staging, skip=0):
         self.prefetch, self.staging = prefetch, staging
@@ -601,6 +745,13 @@ class ChunkReader:
             dX, dY = st
         else:
             dX, dY = ws.Xb, ws.Yb
+        self.read_into(model, dX, dY, n)
+        if self.on_device:
+            ws.Xb.copy_to_device(dX)
+            ws.Yb.copy_to_device(dY)
+
+    def read_into(self, model, dX, dY, n):
+        """The next ``n`` rows into the host arrays ``dX[:n]``, ``dY[:n]``, standardized."""
         filled = 0
         while filled < n:
             cur = self.cur
@@ -615,9 +766,9 @@ class ChunkReader:
             self.gather(dY[filled:filled + take], cur.Y, idx)
             filled += take
             self.pos += take
-        if self.on_device:
-            ws.Xb.copy_to_device(dX)
-            ws.Yb.copy_to_device(dY)
+        std = model.standardizer
+        if std is not None:
+            std._transform_inplace(dX[:n])
 
 
 def make_source(model, X, y):
@@ -629,6 +780,9 @@ def make_source(model, X, y):
         y = np.load(os.fspath(y), mmap_mode=None, allow_pickle=False) \
             if not isinstance(y, np.memmap) else np.asarray(y)
     Xc, Yc = model._XY(X, y)
+    bk = model._bk
     if isinstance(Xc, CSRRows):
-        return CSRSource(Xc, Yc, model._bk)
-    return ArraySource(Xc, Yc, model._bk)
+        return CSRSource(Xc, Yc, bk)
+    if bk.on_device and isinstance(Xc, np.ndarray) and host_input_mode() == "overlap":
+        return StagedArraySource(Xc, Yc, bk)
+    return ArraySource(Xc, Yc, bk)

@@ -41,6 +41,7 @@ KERNELS = {
     "batchnorm": ("batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward"),
     "precision": ("to_bfloat16", "from_bfloat16"),
     "blas": ("gemm",),
+    "augment": ("augment_images",),
 }
 
 #: Storage dtype of bfloat16 arrays: uint16 bit patterns (``reference/precision.py``). Kernels

@@ -349,9 +349,9 @@ def _run_steps(model, optimizer, source, bs, shuffle, drop_last, l2, batch_cbs, 
     did and whether it stopped early for a preemption (``flag``: after the step in progress,
     the same step on every process, see ``strategy.reduce``).
     ``prepare(Xb, epoch, batch)``, when given, edits each gathered training batch in place
-    (standardization of streamed rows, data augmentation: ``_batch_hook``). ``limit``: stop
-    before batch ``limit`` (the replay of ``_keep_last_finite``). ``tally``: a ``_Tally`` that
-    receives the training accuracy counts of the batches done."""
+    (data augmentation: ``_batch_hook``; streamed rows arrive standardized from the source).
+    ``limit``: stop before batch ``limit`` (the replay of ``_keep_last_finite``). ``tally``: a
+    ``_Tally`` that receives the training accuracy counts of the batches done."""
     bk = model._bk
     strategy = SingleProcess() if strategy is None else strategy
     sizes = batch_sizes(source.m, bs, drop_last)
@@ -453,24 +453,23 @@ def _check_augment(model, augment):
     augment.check_features(model.input_dim)
 
 
-def _batch_hook(model, source, augment):
+def _batch_hook(model, augment):
     """``prepare(Xb, epoch, batch)`` for ``_run_steps``, or None when batches go in as
-    gathered: streamed rows are standardized here (in-memory inputs were standardized once,
-    by ``model._X``), then augmentation is applied from (seed, epoch, batch). Validation data
-    never pass through it."""
-    std = model.standardizer if source.streaming else None
-    if std is None and augment is None:
+    gathered: augmentation from (seed, epoch, batch) by the backend's ``augment_images``
+    kernel, where the batch is (on the device for cuda: no host round trip). Streamed rows
+    arrive standardized (``data/batches.py``); validation data never pass through here."""
+    if augment is None:
         return None
     bk = model._bk
+    scratch = {}                    # the unaugmented copy the kernel reads, per batch shape
 
     def prepare(Xb, epoch, batch):
-        host = bk.to_numpy(Xb) if bk.on_device else Xb
-        if std is not None:
-            std._transform_inplace(host)
-        if augment is not None:
-            augment.apply(host, model.seed, epoch, batch)
-        if bk.on_device:
-            Xb.copy_to_device(host)
+        src = None
+        if augment.moves_pixels:
+            src = scratch.get(Xb.shape)
+            if src is None:
+                src = scratch[Xb.shape] = bk.empty(Xb.shape, Xb.dtype)
+        augment.apply(Xb, model.seed, epoch, batch, backend=bk, scratch=src)
     return prepare
 
 
@@ -658,12 +657,12 @@ def _fit(model, source, optimizer, epochs, batch_size, l2, val, callbacks, verbo
     target = preempt_path if preempt_path is not None else \
         next((cb for cb in savers if cb.saves_anywhere()), None)
     plan = None
-    prepare = _batch_hook(model, source, augment)
+    prepare = _batch_hook(model, augment)
     if model._low_input and prepare is None and getattr(source, "gather_bf16", None):
         source.gather_bf16(model)   # mixed precision: bfloat16 input rows, rounded once
         # (other sources fill ws.Xb; the model rounds it per batch in _forward)
-    if prepare is None and not source.streaming and getattr(source, "fusable", True) \
-            and not (drop_last and m % bs):
+    if prepare is None and getattr(source, "on_backend", False) \
+            and getattr(source, "fusable", True) and not (drop_last and m % bs):
         plan = _fused_layout(model, optimizer, bool(batch_cbs) or strategy.reduces_every_step,
                              weighted=getattr(source, "W", None) is not None)
     # distributed: only rank 0 prints; ranks > 0 augment with their own draws

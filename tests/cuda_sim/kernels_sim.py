@@ -16,7 +16,8 @@ in place. Blocks are patched down to 4 threads and the GEMM tile to 4, so the ti
 simulator runs every thread in Python) still span several blocks, grid-stride loops wrap, and
 reductions take their two-stage path. The hand-written tests below cover cuda-only paths (split
 column sums, the GEMM variants, both train_epoch implementations, the sparse kernels' X
-densified in several blocks) and the model API (dense, weighted and sparse input).
+densified in several blocks), the model API (dense, weighted and sparse input), ``fd.Augment``
+on device batches and the staged host input (``config.CUDA_HOST_INPUT``).
 """
 
 import os
@@ -108,9 +109,7 @@ def _run_cuda(name, case, args, dtype, what):
     d = on_device(args)
     getattr(K, name)(*d.values())
     compare(name, case, args, ref, to_host(d), dtype, rtol, what)
-    for out, inp in case.aliases:
-        if args[out].shape != args[inp].shape or args[out].dtype != args[inp].dtype:
-            continue
+    for out, inp in case.alias_pairs(args):
         d = on_device(args)
         d[out] = d[inp]
         getattr(K, name)(*d.values())
@@ -221,6 +220,27 @@ def test_update_kernels_clip_nan_as_the_reference():
             np.testing.assert_array_equal(np.isnan(got), np.isnan(p_ref))
             np.testing.assert_array_equal(got[~np.isnan(got)], p_ref[~np.isnan(p_ref)])
             assert np.isnan(got).sum() == (4 if nan_norm else 1)
+
+
+def test_augment_object_on_device_matches_cpu():
+    """fd.Augment.apply on a device batch (with and without a scratch buffer) gives the cpu
+    backend's bits: what fit's hook runs on the cuda backend, with no host round trip. Noise
+    alone runs on rows that are no image (5 features) through the same kernel."""
+    import fastdl as fd
+    from fastdl.backend import get_backend
+    rng = np.random.default_rng(4)
+    bk = get_backend("cuda")
+    for a, n in ((fd.Augment(image_shape=(6, 3, 2), flip=True, shift=1, noise=0.2), 36),
+                 (fd.Augment(noise=0.2), 5)):
+        X = rng.standard_normal((3, n)).astype(np.float32)
+        want = X.copy()
+        a.apply(want, 1, 2, 3, backend="cpu")
+        assert not np.array_equal(want, X)
+        for scratch in (None, bk.empty(X.shape, X.dtype)):
+            Xd = dev(X)
+            a.apply(Xd, 1, 2, 3, backend=bk, scratch=scratch)
+            np.testing.assert_array_equal(Xd.copy_to_host().view(np.uint8),
+                                          want.view(np.uint8))
 
 
 #: train_epoch through both cuda implementations (the one-block kernel for tiny nets, per-batch
@@ -398,3 +418,78 @@ def test_sparse_model_training_matches_cpu_backend():
                          m.predict_proba(X), m.get_weights()[0])
     for a, b in zip(runs["cpu"], runs["cuda"]):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)
+
+
+# --- host inputs: pinned staging one batch ahead (config.CUDA_HOST_INPUT) -----------------------
+def _fit_cuda(monkeypatch, mode, X, y, **fit_kw):
+    """A short cuda fit with a batch callback (the step path in both modes, so the two runs
+    execute the same kernels on the same batches); weights, epoch losses, batch costs."""
+    import fastdl as fd
+    monkeypatch.setattr(config, "CUDA_HOST_INPUT", mode)
+    costs = []
+
+    class EveryBatch(fd.Callback):
+        def on_batch_end(self, batch, logs=None):
+            costs.append(logs["loss"])
+
+    standardize = fit_kw.pop("standardize", False)
+    # tiny on purpose (one layer: what is tested is the input path): the simulator runs every
+    # GEMM thread in Python (~1 s per step at 16-5-3)
+    model = fd.Sequential([fd.Dense(3, activation="softmax")], input_dim=4, seed=2,
+                          backend="cuda", dtype="float64")
+    if standardize:
+        model.standardizer = fd.Standardizer()
+    h = model.fit(X, y, optimizer=fd.optim.Adam(lr=0.05), epochs=2, batch_size=4, verbose=0,
+                  callbacks=[EveryBatch()], **fit_kw)
+    return model.get_weights(), h.history["loss"], costs
+
+
+def _same_run(a, b):
+    for wa, wb in zip(a[0], b[0]):
+        np.testing.assert_array_equal(wa, wb)
+    assert a[1] == b[1] and a[2] == b[2]
+
+
+def test_overlapped_host_input_trains_exactly_like_upload(monkeypatch, tmp_path):
+    """In-memory host X (with and without sample_weight) and a streamed .npy (with a
+    standardizer): the staged, one-batch-ahead copies give the same bits as uploading X whole
+    / copying each batch synchronously. The simulator runs streams synchronously, so this
+    checks the data path; tests/test_input_staging.py checks the ordering."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((6, 4))         # batches of 4 and 2 rows
+    y = rng.integers(0, 3, 6)
+    w = rng.random(6) + 0.1
+    for kw in ({}, {"sample_weight": w}):
+        up = _fit_cuda(monkeypatch, "upload", X, y, **kw)
+        _same_run(up, _fit_cuda(monkeypatch, "overlap", X, y, **kw))
+    np.save(tmp_path / "X.npy", X * 3 + 1)
+    path = str(tmp_path / "X.npy")
+    up = _fit_cuda(monkeypatch, "upload", path, y, standardize=True)
+    _same_run(up, _fit_cuda(monkeypatch, "overlap", path, y, standardize=True))
+    monkeypatch.setattr(config, "CUDA_HOST_INPUT", "pinned")
+    import fastdl as fd
+    model = fd.Sequential([fd.Dense(3, activation="softmax")], input_dim=4, backend="cuda")
+    with pytest.raises(ValueError, match="CUDA_HOST_INPUT='pinned' is invalid; expected "
+                                         "'upload' or 'overlap'"):
+        model.fit(X, y, epochs=1, verbose=0)
+
+
+def test_fit_with_augment_on_device_matches_cpu_backend():
+    """fit(augment=...) on cuda augments each batch on the device (the same bits as the cpu
+    backend's kernel), so the run equals the cpu backend's up to the training kernels'
+    rounding."""
+    import fastdl as fd
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((6, 8))         # 2x2 images of 2 channels; batches of 4 and 2
+    y = rng.integers(0, 3, 6)
+    runs = {}
+    for backend in ("cpu", "cuda"):
+        model = fd.Sequential([fd.Dense(3, activation="relu"),
+                               fd.Dense(3, activation="softmax")],
+                              input_dim=8, seed=2, backend=backend, dtype="float64")
+        h = model.fit(X, y, optimizer=fd.optim.SGD(lr=0.1), epochs=2, batch_size=4, verbose=0,
+                      augment=fd.Augment(image_shape=(2, 2, 2), flip=True, shift=1, noise=0.3))
+        runs[backend] = (h.history["loss"], model.get_weights())
+    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=1e-10)
+    for a, b in zip(runs["cuda"][1], runs["cpu"][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -43,7 +43,9 @@ What one comparison does, for each dtype in ``dtypes`` and each tuple ``p`` of a
 4. Every other array argument except ``scratch`` (workspaces) must be left unchanged.
 5. For each ``(output, input)`` in ``aliases`` the fast kernel runs again with the output
    buffer *being* the input array (``A is Z``: in-place use the contract allows), and its
-   outputs are compared with the reference's as in 3.
+   outputs are compared with the reference's as in 3. Pairs whose buffers differ in shape or
+   dtype (a skipped optional output) are left out, and so are cases where ``alias_if(args)``
+   is false (a kernel that allows in-place use in some modes only: ``augment_images``).
 
 ``host_args`` names arguments the cuda launcher takes as host arrays (everything else is copied
 to the device). Tolerances are relative to the reference computed in the same dtype; give the
@@ -156,6 +158,14 @@ class KernelCase:
     scale: dict = field(default_factory=dict)
     cuda_rtol: dict | None = None
     host_args: tuple = ()
+    alias_if: Callable | None = None
+
+    def alias_pairs(self, args):
+        """The ``aliases`` that apply to the drawn ``args`` (module docstring, step 5)."""
+        if self.alias_if is not None and not self.alias_if(args):
+            return ()
+        return tuple((out, inp) for out, inp in self.aliases
+                     if args[out].shape == args[inp].shape and args[out].dtype == args[inp].dtype)
 
     def sizes(self, which):
         return getattr(self, which)

@@ -19,6 +19,7 @@ from .blas import gemm  # noqa: F401
 from .dropout import dropout_forward, dropout_backward  # noqa: F401
 from .batchnorm import batchnorm_forward_train, batchnorm_forward_eval, batchnorm_backward  # noqa: F401
 from ._openblas import warm as _warm_gemm  # noqa: F401  (fd.warmup: the blocked GEMM path too)
+from .augment import augment_images  # noqa: F401
 
 #: The whole-epoch kernel beats the step path for tiny nets (no Python per batch), so the
 #: training loop uses it for small dense-only models (see config.FUSED_EPOCH_MAX_WEIGHTS).

@@ -27,8 +27,9 @@ FUSED_EPOCH_PAYS = True
 
 #: public name -> file (module) that defines it, from the registry.
 _PUBLIC = {name: file for file, names in KERNELS.items() for name in names}
-#: device helpers the Backend object uses.
-_DEVICE_HELPERS = ("_empty", "_zeros", "_to_device", "_to_host", "_synchronize")
+#: device helpers the Backend object and the data sources use -> the file that defines them.
+_DEVICE_HELPERS = {"_empty": "_device", "_zeros": "_device", "_to_device": "_device",
+                   "_to_host": "_device", "_synchronize": "_device", "_stager": "_staging"}
 
 
 def _require_gpu() -> None:
@@ -63,7 +64,7 @@ def __getattr__(name):
     if name in _PUBLIC:
         module = importlib.import_module(f"{__name__}.{_PUBLIC[name]}")
     elif name in _DEVICE_HELPERS:
-        module = importlib.import_module(f"{__name__}._device")
+        module = importlib.import_module(f"{__name__}.{_DEVICE_HELPERS[name]}")
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(module, name)

@@ -180,3 +180,54 @@ def gemm_numba(C, A, B, trans_a, trans_b):
     grid = (min((n + tile - 1) // tile, 65535), min((m + tile - 1) // tile, 65535))
     kernel[grid, (tile, tile)](C, A, B, bool(trans_a), bool(trans_b))
 
+
+
+# --- tensor cores: TF32 / bfloat16 through cuBLAS (not used by any model yet) ------------------
+#: cuBLAS / CUDA enum values (cublas_api.h: cublasComputeType_t; library_types.h:
+#: cudaDataType_t; cublasGemmAlgo_t), passed to CuPy's thin ``cublasGemmEx`` binding.
+_CUDA_R_32F, _CUDA_R_16BF = 0, 14
+_COMPUTE_32F, _COMPUTE_32F_FAST_TF32 = 68, 77
+_GEMM_DEFAULT = -1
+#: mode -> (operand storage dtype, cudaDataType of the operands, cublasComputeType)
+TENSOR_MODES = {"tf32": (np.dtype(np.float32), _CUDA_R_32F, _COMPUTE_32F_FAST_TF32),
+                "bf16": (np.dtype(np.uint16), _CUDA_R_16BF, _COMPUTE_32F)}
+
+
+def gemm_tensor_core(C, A, B, trans_a, trans_b, mode):
+    """C (float32) = op(A) @ op(B) on tensor cores with cuBLAS ``cublasGemmEx``, float32
+    accumulation. ``mode="tf32"``: float32 operands rounded to TF32 (10-bit mantissa) inside
+    cuBLAS (``CUBLAS_COMPUTE_32F_FAST_TF32``, PyTorch's ``set_float32_matmul_precision("high")``);
+    ``mode="bf16"``: bfloat16 operands (uint16 bit patterns, ``kernels/reference/precision.py``)
+    as ``reference/blas.py`` defines them. All arrays C-contiguous device arrays; the row-major
+    product is the column-major ``C^T = op(B)^T op(A)^T``, as in ``_gemm_cublas``.
+
+    Written for issue 17 without a GPU: nothing in fastdl calls it, and
+    ``benchmarks/gpu_check.py`` (section ``tensor``) validates it against the reference before
+    timing it. Only after that passes on a device may ``compute_dtype="tfloat32"/"bfloat16"``
+    on cuda route GEMMs here (``fastdl/precision.py`` refuses them until then)."""
+    if mode not in TENSOR_MODES:
+        raise ValueError(f"mode={mode!r} is not a tensor-core mode; expected one of "
+                         f"{tuple(TENSOR_MODES)}")
+    dt, ab_type, compute = TENSOR_MODES[mode]
+    if np.dtype(A.dtype) != dt or np.dtype(B.dtype) != dt or np.dtype(C.dtype) != np.float32:
+        raise TypeError(f"gemm_tensor_core(mode={mode!r}) needs {dt.name} operands and a "
+                        f"float32 C; got A {A.dtype}, B {B.dtype}, C {C.dtype}")
+    m, n = C.shape
+    k = A.shape[0] if trans_a else A.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        _fill_kernel[blocks(m * n), tpb()](C.reshape(m * n), np.float32(0))
+        return
+    import cupy
+    from cupy_backends.cuda.libs import cublas
+    scalars = _state["scalars"].get("tensor")
+    if scalars is None:
+        scalars = _state["scalars"]["tensor"] = (np.ones(1, np.float32), np.zeros(1, np.float32))
+    handle = cupy.cuda.device.get_cublas_handle()
+    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+    op_a = cublas.CUBLAS_OP_T if trans_a else cublas.CUBLAS_OP_N
+    op_b = cublas.CUBLAS_OP_T if trans_b else cublas.CUBLAS_OP_N
+    cublas.gemmEx(handle, op_b, op_a, n, m, k, scalars[0].ctypes.data, _ptr(B), ab_type,
+                  B.shape[1], _ptr(A), ab_type, A.shape[1], scalars[1].ctypes.data, _ptr(C),
+                  _CUDA_R_32F, n, compute, _GEMM_DEFAULT)

@@ -14,3 +14,4 @@ from .precision import to_bfloat16, from_bfloat16  # noqa: F401
 from .blas import gemm  # noqa: F401
 from .dropout import dropout_forward, dropout_backward  # noqa: F401
 from .batchnorm import batchnorm_forward_train, batchnorm_forward_eval, batchnorm_backward  # noqa: F401
+from .augment import augment_images  # noqa: F401

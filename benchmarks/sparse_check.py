@@ -3,6 +3,7 @@
     python benchmarks/sparse_check.py                          # the issue's size, 1 epoch
     python benchmarks/sparse_check.py --rows 50000 --rounds 2  # scaled rows, interleaved rounds
     python benchmarks/sparse_check.py --profile                # where fastdl's step goes
+    python benchmarks/sparse_check.py --peers sklearn,fastdl,fastdl1   # + fastdl on 1 thread
 
 Target (issue 16): 100,000 x 50,000 CSR at 0.1% density (50 entries per row), 10 classes,
 hidden (256,), adam, batch 256: fit >= 3x faster than scikit-learn's MLPClassifier on the same
@@ -76,6 +77,12 @@ def _status_kib(field) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def _rss_kib() -> int:
     return _status_kib("VmRSS")
 
@@ -140,15 +147,23 @@ def child(lib, data_dir, epochs, threads, profile):
     t0 = time.perf_counter()
     est.fit(Xtr, ytr)
     out["fit_s"] = time.perf_counter() - t0
+    import resource
+    out["peak_kib"] = _peak_kib()               # before anything else is allocated
+    out["ru_maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if profile:
         pr.disable()
         st = pstats.Stats(pr)
         rows = sorted(((v[2], v[0], f"{os.path.basename(k[0])}:{k[2]}")
                        for k, v in st.stats.items()), reverse=True)[:14]
         out["profile"] = [dict(fn=f, tottime_s=t, calls=n) for t, n, f in rows]
-    import resource
-    out["peak_kib"] = _peak_kib()
-    out["ru_maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # the machine's streaming bandwidth at the parameters' size, for the bytes each
+        # kernel must move (serial NumPy: one thread, what a memory-bound pass gets)
+        n = sum(c.size for c in est.coefs_)
+        a, b, c = (np.ones(n, np.float32) for _ in range(3))
+        np.add(a, b, out=c)
+        t = min(_timed(lambda: np.add(a, b, out=c)) for _ in range(5))
+        out["stream_gbs"] = 3 * a.nbytes / t / 1e9
+        del a, b, c
     assert est.n_iter_ == epochs, (lib, est.n_iter_)
     out["n_iter"], out["loss"] = int(est.n_iter_), float(est.loss_)
     out["steps"] = epochs * -(-Xtr.shape[0] // PARAMS["batch_size"])
@@ -296,6 +311,8 @@ def main():
                       f"{out['foreign_load'] if out['foreign_load'] is None else round(100 * out['foreign_load'], 1)}%",
                       flush=True)
                 if a.profile:
+                    print(f"    streaming bandwidth (np.add over the parameters' size, 3 "
+                          f"arrays): {out['stream_gbs']:.1f} GB/s")
                     for row in out["profile"]:
                         print(f"    {row['tottime_s']:7.3f} s  {row['calls']:5d} calls  "
                               f"{1e3 * row['tottime_s'] / out['steps']:6.2f} ms/step  "

@@ -301,15 +301,15 @@ def main():
             for p in order:
                 out = run_child(p, d, a.epochs, a.threads, a.profile)
                 results[p].append(out)
+                load = out["foreign_load"]
+                load = "?" if load is None else f"{100 * load:.1f}"
                 print(f"round {r + 1} {p:8s}: fit {out['fit_s']:7.2f} s (setup "
                       f"{out['setup_s']:.2f} s, per epoch {out['per_epoch_s']:.2f} s, "
                       f"{1e3 * (out['fit_s'] - out['setup_s']) / out['steps']:.1f} ms/step), "
                       f"dev acc {100 * out['dev_acc']:.2f}%, loss {out['loss']:.4f}, peak RSS "
                       f"{mib(out['peak_kib']):.0f} MiB (after imports "
                       f"{mib(out['rss_imports_kib']):.0f}, before fit "
-                      f"{mib(out['rss_before_fit_kib']):.0f}), foreign load "
-                      f"{out['foreign_load'] if out['foreign_load'] is None else round(100 * out['foreign_load'], 1)}%",
-                      flush=True)
+                      f"{mib(out['rss_before_fit_kib']):.0f}), foreign load {load}%", flush=True)
                 if a.profile:
                     print(f"    streaming bandwidth (np.add over the parameters' size, 3 "
                           f"arrays): {out['stream_gbs']:.1f} GB/s")

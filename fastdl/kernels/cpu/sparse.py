@@ -20,7 +20,9 @@ column blocks of A, so no two threads write the same element and no partials are
 Measured (2 threads, AMD EPYC Zen 3, m=256, n_in=50,000, n_out=256, 50 entries per row,
 float32): forward 6.5 ms (row-order gathers from W: 17.5 ms), backward 4.7 ms (a column-order
 variant writing dW column by column: 13.4 ms); a whole-W Adam step over the same 12.8M
-weights takes ~12 ms, so the first layer costs about what the optimizer does.
+weights takes ~12 ms, so the first layer costs about what the optimizer does. Inside a fit
+(W and dW cold after the optimizer's pass; ``benchmarks/sparse_check.py --profile``, 100,000
+rows): forward 6.8 ms, backward 11.4 ms, Adam 13.7 ms of a 38.8 ms step, all memory-bound.
 
 Scratch (the CSC copy of the batch, dZ^T) is private to this file, per thread, grown as
 needed and reused: it is the kernels' own working memory, not an input or output.

@@ -260,12 +260,17 @@ class Rows:
     def names(self):
         return list(self.seconds)
 
-    def run(self, rounds):
+    def run(self, rounds, rotate=False):
         """Run ``rounds`` rounds, then drop the row functions: a measured group is kept for its
-        other rows (``group_rows``) and must not keep models, buffers or workers alive."""
-        for _ in range(rounds):
+        other rows (``group_rows``) and must not keep models, buffers or workers alive.
+        ``rotate``: round r starts with row r (mod the rows) instead of the first, so no row
+        always follows the same one (A/B costs of a few percent: a row's place in the round
+        must not be part of its figure)."""
+        items = list(self._fns.items())
+        for r in range(rounds):
+            k = r % len(items) if rotate else 0
             with MachineLoad() as ld:
-                for name, (fn, units) in self._fns.items():
+                for name, (fn, units) in items[k:] + items[:k]:
                     settle(self.settle_s)
                     self.seconds[name].append(fn() / units)
             self.load.append(ld.foreign)

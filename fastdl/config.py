@@ -43,8 +43,9 @@ PARALLEL_MIN_SIZE: int = int(os.environ.get("FASTDL_PARALLEL_MIN_SIZE", 1 << 20)
 #: independent anyway. None (default, ``FASTDL_DETERMINISTIC`` unset or "auto"): on wherever
 #: NumPy's BLAS is an OpenBLAS that offers it (>= 0.3.29: NumPy >= 2.3 wheels from PyPI), off
 #: elsewhere; True: required (an error where unavailable); False: off (OpenBLAS's own threaded
-#: GEMM). Measured cost on the 2-core dev box: within +-1% of a training step of the
-#: 784-256-128-10 net at batch 64/256/1024 (benchmarks/RESULTS_longjobs.md).
+#: GEMM). Measured cost on a 2-vCPU AMD EPYC (Zen 3): -1.7% to +0.8% of a training step of the
+#: 784-256-128-10 net at batch 64/256/1024, the two modes alternating step by step
+#: (benchmarks/RESULTS_longjobs.md, 2026-12-03).
 DETERMINISTIC: bool | None = {"1": True, "true": True, "0": False, "false": False}.get(
     os.environ.get("FASTDL_DETERMINISTIC", "auto").lower())
 

@@ -294,8 +294,9 @@ class _BaseMLP(BaseEstimator):
         if self.solver in _STOCHASTIC:
             self.loss_curve_ = []
             self._no_improvement_count = 0
-            self._best_weights = self.model_.get_weights()
             if self.early_stopping:
+                # the weights early stopping returns to (a copy of the parameters: only then)
+                self._best_weights = self.model_.get_weights()
                 self.validation_scores_ = []
                 self.validation_loss_curve_ = []
                 self.best_validation_score_ = -np.inf
